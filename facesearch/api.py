@@ -1,0 +1,190 @@
+"""The Python API: `FaceSearch(index_dir).index(...)`, `.query(...)`, `.describe(...)`."""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from . import query as queries
+from .config import DEFAULT_K, FAISS_FILENAME, REGIONS, VECTOR_DIM, default_index_dir
+from .errors import FaceSearchError
+from .images import load_image
+from .indexing import Indexer, IndexReport, reconcile
+from .results import Face, Hit, region_similarities
+from .store import Store, database_url
+from .text import TextQuery, parse
+from .vector_index import VectorIndex
+
+
+class Hits(list):
+    """Search hits, best first, plus what a text query was understood as (`understood`)."""
+
+    understood: TextQuery | None = None
+
+
+class FaceSearch:
+    """A face index in a folder: SQL metadata, a FAISS index of master vectors, the model.
+
+    >>> fs = FaceSearch("indexes/default")
+    >>> fs.index(["./photos"])
+    >>> fs.query(text="black hair, smiling", k=5)
+    """
+
+    def __init__(self, index_dir: str | os.PathLike | None = None, db_url: str | None = None):
+        self.index_dir = Path(index_dir) if index_dir is not None else default_index_dir()
+        self.db_url = db_url
+
+    # --- opening --------------------------------------------------------------------------------
+    def _exists(self) -> bool:
+        url = str(database_url(self.index_dir, self.db_url))
+        return (self.index_dir / FAISS_FILENAME).exists() and (
+            not url.startswith("sqlite") or Path(url.split("///", 1)[-1]).exists())
+
+    @cached_property
+    def store(self) -> Store:
+        return Store.for_index_dir(self.index_dir, self.db_url)
+
+    @cached_property
+    def vectors(self) -> VectorIndex:
+        return VectorIndex.open(self.index_dir / FAISS_FILENAME)
+
+    @cached_property
+    def _model(self):
+        from .model import shipped_model
+
+        return shipped_model()
+
+    @cached_property
+    def _preprocessor(self):
+        from .preprocess import FacePreprocessor
+
+        return FacePreprocessor()
+
+    def _open_existing(self) -> None:
+        if not self._exists():
+            raise FaceSearchError(f"no index at {self.index_dir} (run `facesearch index FOLDER` first)")
+        if len(self.vectors) == 0:
+            raise FaceSearchError(f"the index at {self.index_dir} is empty (no faces indexed yet)")
+
+    # --- describing -----------------------------------------------------------------------------
+    def describe(self, image: str | os.PathLike | np.ndarray) -> list[Face]:
+        """Every face in a photo (path or RGB array), largest first, with its master vector."""
+        if isinstance(image, np.ndarray):
+            return self._describe_pixels(image, 1.0)
+        photo = load_image(image)
+        return self._describe_pixels(photo.pixels, photo.scale)
+
+    def _describe_pixels(self, pixels: np.ndarray, scale: float) -> list[Face]:
+        prepared = self._preprocessor.prepare(pixels, scale)
+        if not prepared:
+            return []
+        described = self._model.describe(np.stack([p.crop for p in prepared]),
+                                         np.stack([p.grid_masks for p in prepared]))
+        return [Face(vector=described.vectors[i], bbox=[round(float(v), 1) for v in p.bbox],
+                     landmarks=[[round(float(x), 1), round(float(y), 1)] for x, y in p.landmarks],
+                     attributes=described.attributes(i), score=round(p.score, 4),
+                     crop=p.crop, masks=p.masks)
+                for i, p in enumerate(prepared)]
+
+    # --- indexing -------------------------------------------------------------------------------
+    def index(self, paths: Iterable[str | os.PathLike], progress: bool = False,
+              on_problem=None) -> IndexReport:
+        """Index every image under `paths`: new and changed photos are described, vanished ones
+        dropped, unchanged ones skipped. Bad files are recorded and reported, not fatal."""
+        paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+        reconcile(self.store, self.vectors)
+        self.store.set_meta("model_version", self._model.version)
+        self.store.set_meta("dims", str(VECTOR_DIM))
+        self.store.set_meta("index_type", self.vectors.index_type)
+        return Indexer(self.store, self.vectors, self._describe_pixels).run(
+            paths, progress=progress, on_problem=on_problem)
+
+    def remove(self, paths: Iterable[str | os.PathLike]) -> int:
+        """Take photos (their faces and vectors) out of the index for good; returns how many."""
+        self._open_existing()
+        paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+        known = {photo.path for photo in self.store.photos()}
+        keys = [str(Path(p).resolve()) for p in paths]
+        removed = [key for key in keys if key in known]
+        self.vectors.remove(self.store.delete_photos(removed))
+        self.vectors.save()
+        return len(removed)
+
+    # --- querying -------------------------------------------------------------------------------
+    def query(self, image: str | os.PathLike | np.ndarray | None = None, text: str | None = None,
+              k: int = DEFAULT_K, face: int = 0) -> Hits:
+        """The k stored faces most like a photo's face (`face`-th largest), a description, or a
+        photo's face changed as the description says; best first."""
+        if image is None and text is None:
+            raise FaceSearchError("give an image, a text, or both to query")
+        if k < 1:
+            raise FaceSearchError(f"k must be at least 1 (got {k})")
+        understood = None
+        if text is not None:
+            if not text.strip():
+                raise FaceSearchError("the text query is empty")
+            understood = parse(text)
+            if not understood.terms:
+                raise FaceSearchError(f"nothing face-related was understood in {text!r}")
+        self._open_existing()
+        centres = self._model.centres
+        if image is not None:
+            faces = self.describe(image)
+            if not faces:
+                raise FaceSearchError(f"no face found in {image if not isinstance(image, np.ndarray) else 'the image'}")
+            if not 0 <= face < len(faces):
+                raise FaceSearchError(f"--face {face} is out of range: the image has {len(faces)} face(s)")
+            vector = faces[face].vector
+            if understood is not None:
+                vector = queries.mixed_vector(vector, understood.terms, centres)
+        else:
+            vector = queries.text_vector(understood.terms, centres)
+        text_only = image is None
+        pool = k * queries.RERANK_POOL if text_only else k
+        scores, ids = self.vectors.search(vector[None].astype(np.float32), pool)
+        rows = self.store.faces_by_vector_ids(ids[0].tolist())
+        candidates = [(float(s), int(i)) for s, i in zip(scores[0], ids[0]) if int(i) in rows]
+        if text_only:
+            candidates = sorted(((queries.rerank_score(s, understood.terms, rows[i][0].attributes), i)
+                                 for s, i in candidates), reverse=True)
+        candidates = candidates[:k]
+        stored = self.vectors.reconstruct([i for _, i in candidates]) if candidates else np.zeros((0, VECTOR_DIM))
+        per_region = region_similarities(vector, stored)
+        hits = Hits()
+        hits.understood = understood
+        for rank, ((score, vector_id), similarity) in enumerate(zip(candidates, per_region), start=1):
+            row, photo = rows[vector_id]
+            hits.append(Hit(rank=rank, score=round(score, 4), path=photo.path, face_id=row.id,
+                            bbox=[round(v, 1) for v in (row.x0, row.y0, row.x1, row.y1)],
+                            regions=dict(zip(REGIONS, (round(float(v), 4) for v in similarity))),
+                            attributes=row.attributes))
+        return hits
+
+    # --- information ----------------------------------------------------------------------------
+    def info(self) -> dict:
+        """What is in the index: photos, faces, failures, model, index type, size on disk."""
+        if not self._exists():
+            raise FaceSearchError(f"no index at {self.index_dir} (run `facesearch index FOLDER` first)")
+        photos, faces = self.store.counts()
+        size = sum(f.stat().st_size for f in self.index_dir.iterdir() if f.is_file())
+        return {"index": str(self.index_dir), "photos": photos, "faces": faces,
+                "vectors": len(self.vectors),
+                "failed": [(p.path, p.error) for p in self.store.failed_photos()],
+                "model_version": self.store.get_meta("model_version"),
+                "dims": self.store.get_meta("dims"), "index_type": self.vectors.index_type,
+                "database": _redacted(database_url(self.index_dir, self.db_url)),
+                "size_bytes": size}
+
+    def close(self) -> None:
+        if "store" in self.__dict__:
+            self.store.close()
+
+
+def _redacted(url) -> str:
+    """A database URL without its password."""
+    import sqlalchemy as sa
+
+    return sa.make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,160 @@
+"""The `facesearch` command: index a folder of photos, query it by photo or description."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import click
+import typer
+
+from .config import DEFAULT_K, ENV_DB_URL, ENV_INDEX
+from .errors import FaceSearchError
+
+app = typer.Typer(help="Face similarity search: by photo, by description, or both. Offline.",
+                  add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
+
+IndexOption = typer.Option(None, "--index", envvar=ENV_INDEX, show_envvar=True,
+                           help="Index folder [default: indexes/default].")
+DbOption = typer.Option(None, "--db-url", envvar=ENV_DB_URL, show_envvar=True,
+                        help="SQLAlchemy URL for the metadata [default: SQLite in the index folder].")
+
+
+def _search(index: Optional[Path], db_url: Optional[str]):
+    from .api import FaceSearch
+
+    return FaceSearch(index, db_url)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def index(paths: list[Path] = typer.Argument(..., help="Photos or folders (searched recursively)."),
+          index: Optional[Path] = IndexOption, db_url: Optional[str] = DbOption,
+          quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar.")) -> None:
+    """Index every face in the photos under PATHS; re-runs add only new or changed photos."""
+    fs = _search(index, db_url)
+    report = fs.index(paths, progress=not quiet,
+                      on_problem=lambda line: typer.echo(f"warning: {line}", err=True))
+    typer.echo(report.summary())
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def query(image: Optional[Path] = typer.Option(None, "--image", "-i", help="Find faces like this photo's."),
+          text: Optional[str] = typer.Option(None, "--text", "-t", help="Find faces that fit a description."),
+          k: int = typer.Option(DEFAULT_K, "-k", help="Number of hits."),
+          face: int = typer.Option(0, "--face", help="Which face of --image (0 = largest)."),
+          as_json: bool = typer.Option(False, "--json", help="Print a JSON array of hits."),
+          sheet: Optional[Path] = typer.Option(None, "--sheet", help="Also save a contact sheet (.png/.jpg/.html)."),
+          index: Optional[Path] = IndexOption, db_url: Optional[str] = DbOption) -> None:
+    """Print the faces most like --image, fitting --text, or --image changed as --text says."""
+    hits = _search(index, db_url).query(image=image, text=text, k=k, face=face)
+    if as_json:
+        typer.echo(json.dumps([hit.to_dict() for hit in hits], indent=2))
+    else:
+        from .visual import hits_table
+
+        if hits.understood is not None:
+            typer.echo(f"understood: {hits.understood.describe()}")
+        typer.echo(hits_table(hits))
+    if sheet is not None:
+        from .visual import save_contact_sheet
+
+        save_contact_sheet(sheet, hits, image=image, text=text)
+        typer.echo(f"contact sheet: {sheet}", err=as_json)
+
+
+@app.command()
+def describe(image: Path = typer.Argument(..., help="A photo."),
+             out: Optional[Path] = typer.Option(None, "--out", "-o", help="Save an overlay picture: boxes, landmarks, region masks."),
+             as_json: bool = typer.Option(False, "--json", help="Print JSON (with the 364-dim vectors).")) -> None:
+    """Find the faces in a photo and show their attributes (and, with --out, their regions)."""
+    from .api import FaceSearch
+
+    faces = FaceSearch().describe(image)
+    if not faces:
+        _fail(f"no face found in {image}")
+    if as_json:
+        typer.echo(json.dumps([face.to_dict() for face in faces], indent=2))
+    else:
+        from .visual import faces_table
+
+        typer.echo(faces_table(faces))
+    if out is not None:
+        from .visual import save_overlay
+
+        save_overlay(out, image, faces)
+        typer.echo(f"overlay: {out}", err=as_json)
+
+
+@app.command()
+def info(index: Optional[Path] = IndexOption, db_url: Optional[str] = DbOption,
+         as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """What is in an index: photos, faces, failures, model version, index type, size."""
+    details = _search(index, db_url).info()
+    if as_json:
+        typer.echo(json.dumps(details, indent=2))
+        return
+    for key, value in details.items():
+        if key == "failed":
+            typer.echo(f"{'failed':>14}: {len(value)}")
+            for path, error in value:
+                typer.echo(f"{'':>16}{error or path}")
+        else:
+            typer.echo(f"{key:>14}: {value}")
+
+
+@app.command()
+def remove(paths: list[Path] = typer.Argument(..., help="Photos to take out of the index."),
+           index: Optional[Path] = IndexOption, db_url: Optional[str] = DbOption) -> None:
+    """Take photos, their faces and vectors out of the index for good."""
+    removed = _search(index, db_url).remove(paths)
+    typer.echo(f"removed {removed} photo(s)")
+
+
+@app.command()
+def train(run_dir: Path = typer.Option(Path("runs/default"), help="Checkpoints, settings and metrics."),
+          epochs: int = typer.Option(6, help="Passes over the training faces."),
+          seed: int = typer.Option(0, help="Random seed."),
+          data: Optional[Path] = typer.Option(None, help="Data folder [default: ../shared/data or $FACESEARCH_DATA]."),
+          limit: Optional[int] = typer.Option(None, help="Use only the first N photos of each source."),
+          weights: Optional[Path] = typer.Option(None, help="Where to write the weights [default: the package's]."),
+          device: str = typer.Option("cpu", help="torch device (cpu, cuda).")) -> None:
+    """Train the descriptor network on CelebA + UTKFace, measure it, write the weights."""
+    from .train import TrainSettings, train_and_export
+
+    settings = TrainSettings(epochs=epochs, seed=seed, limit=limit, device=device)
+    metrics = train_and_export(run_dir, settings, data, weights)
+    typer.echo(json.dumps({k: v for k, v in metrics["validation"].items() if k != "attributes"}, indent=2))
+
+
+def main() -> None:
+    """Entry point: one clear line and a non-zero exit for every failure, never a traceback."""
+    try:
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except FaceSearchError as error:
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(1)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as error:  # noqa: BLE001 - the promise is: never a traceback
+        if isinstance(error, click.ClickException):
+            error.show()
+            sys.exit(error.exit_code)
+        if os.environ.get("FACESEARCH_DEBUG"):
+            raise
+        message = str(error).strip().splitlines()
+        typer.echo(f"error: {type(error).__name__}: {message[0] if message else ''} "
+                   "(set FACESEARCH_DEBUG=1 for details)", err=True)
+        sys.exit(2)

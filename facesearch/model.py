@@ -1,0 +1,97 @@
+"""The shipped descriptor model: weights, class centres and mean mesh, loaded once, run on faces."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from .config import AGE_KEY, CLASSES, VECTOR_DIM, WEIGHTS_FILE
+from .errors import FaceSearchError
+from .network import DescriptorNet, class_probabilities
+
+CENTRES_KEY = "class_centres"
+#: Mean face mesh in aligned-crop pixels: region polygons for a face whose mesh was not found.
+MEAN_MESH_KEY = "mean_mesh"
+
+
+@dataclass
+class Descriptions:
+    """Network outputs for a batch of faces."""
+
+    vectors: np.ndarray        # (N, 364) float32, 7 unit-norm blocks
+    probabilities: np.ndarray  # (N, len(CLASSES))
+    ages: np.ndarray           # (N,) years
+
+    def attributes(self, i: int) -> dict[str, float]:
+        """Face i's class probabilities by class name, plus the age estimate."""
+        values = {name: round(float(p), 4) for name, p in zip(CLASSES, self.probabilities[i])}
+        values[AGE_KEY] = round(float(self.ages[i]), 1)
+        return values
+
+
+class DescriptorModel:
+    """The trained network plus its class centres (the mean master vector of each class)."""
+
+    def __init__(self, weights: Path = WEIGHTS_FILE):
+        if not weights.exists():
+            raise FaceSearchError(f"model weights not found at {weights}; run `facesearch train`")
+        tensors = load_file(str(weights))
+        self.centres = tensors.pop(CENTRES_KEY).float().numpy()
+        tensors.pop(MEAN_MESH_KEY)
+        self.network = DescriptorNet()
+        self.network.load_state_dict({k: v.float() for k, v in tensors.items()})
+        self.network.eval()
+        with open(weights, "rb") as handle:  # safetensors header: 8-byte length, then JSON
+            header = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
+        self.metadata: dict[str, str] = header.get("__metadata__", {})
+        self.version = self.metadata.get("version", "unknown")
+
+    @torch.no_grad()
+    def describe(self, crops: np.ndarray, grid_masks: np.ndarray, batch_size: int = 64) -> Descriptions:
+        """Aligned crops (N, 112, 96, 3) uint8 and grid masks (N, 7, 7, 6) -> descriptions."""
+        vectors, probabilities, ages = [], [], []
+        for start in range(0, len(crops), batch_size):
+            images = torch.from_numpy(np.ascontiguousarray(crops[start:start + batch_size]))
+            images = images.permute(0, 3, 1, 2).float() / 255
+            masks = torch.from_numpy(np.asarray(grid_masks[start:start + batch_size], np.float32))
+            v, logits = self.network(images, masks)
+            p, a = class_probabilities(logits)
+            vectors.append(v.numpy())
+            probabilities.append(p.numpy())
+            ages.append(a.numpy())
+        if not vectors:
+            return Descriptions(np.zeros((0, VECTOR_DIM), np.float32),
+                                np.zeros((0, len(CLASSES)), np.float32), np.zeros(0, np.float32))
+        return Descriptions(np.concatenate(vectors), np.concatenate(probabilities), np.concatenate(ages))
+
+
+@lru_cache(maxsize=1)
+def shipped_model() -> DescriptorModel:
+    """The model that ships in the package, loaded once per process."""
+    return DescriptorModel()
+
+
+def mean_mesh(weights: Path = WEIGHTS_FILE) -> np.ndarray | None:
+    """The mean face mesh stored with the weights (read alone, without loading the network)."""
+    if not weights.exists():
+        return None
+    with safe_open(str(weights), framework="np") as tensors:
+        return tensors.get_tensor(MEAN_MESH_KEY).astype(np.float32)
+
+
+def save_model(network: DescriptorNet, centres: np.ndarray, mean_mesh: np.ndarray,
+               metadata: dict[str, str], weights: Path = WEIGHTS_FILE) -> None:
+    """Write float16 safetensors: the network, the class centres and the mean mesh."""
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in network.state_dict().items()
+               if v.is_floating_point()}
+    tensors |= {k: v for k, v in network.state_dict().items() if not v.is_floating_point()}
+    tensors[CENTRES_KEY] = torch.from_numpy(centres).to(torch.float16)
+    tensors[MEAN_MESH_KEY] = torch.from_numpy(mean_mesh).to(torch.float16)
+    save_file(tensors, str(weights), metadata=metadata)

@@ -1,0 +1,314 @@
+"""SQL metadata of an index: photos, their faces and key/value facts, through SQLAlchemy 2.x.
+
+The schema is created and upgraded by the Alembic migrations in facesearch/migrations, which
+ship with the package. SQLite (the default, one file per index folder) and PostgreSQL work.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    contains_eager,
+    mapped_column,
+    relationship,
+    selectinload,
+    sessionmaker,
+)
+
+from facesearch import config
+
+MIGRATIONS_DIR = config.PACKAGE_DIR / "migrations"
+_SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: Most values bound in one IN (...) clause (old SQLite builds accept at most 999).
+_IN_CHUNK = 500
+
+
+class PhotoStatus(StrEnum):
+    """Outcome of indexing one photo, stored in `Photo.status`."""
+
+    INDEXED = "indexed"
+    NO_FACE = "no_face"
+    ERROR = "error"
+
+
+class Base(DeclarativeBase):
+    """Declarative base; named constraints keep migrations (and SQLite batch mode) stable."""
+
+    metadata = sa.MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Photo(Base):
+    """One image file, indexed or not (see `status`)."""
+
+    __tablename__ = "photos"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    path: Mapped[str] = mapped_column(sa.String, unique=True)
+    content_hash: Mapped[str] = mapped_column(sa.String(64), index=True)
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    mtime: Mapped[float] = mapped_column(sa.Float)
+    status: Mapped[str] = mapped_column(sa.String(16))
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    width: Mapped[int | None] = mapped_column(sa.Integer)
+    height: Mapped[int | None] = mapped_column(sa.Integer)
+    indexed_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=_utc_now)
+
+    faces: Mapped[list[Face]] = relationship(
+        back_populates="photo",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="Face.face_index",
+    )
+
+
+class Face(Base):
+    """One detected face: its box and landmarks in original pixels, attributes, FAISS id."""
+
+    __tablename__ = "faces"
+    __table_args__ = (sa.UniqueConstraint("photo_id", "face_index"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    photo_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("photos.id", ondelete="CASCADE"), index=True
+    )
+    face_index: Mapped[int] = mapped_column(sa.Integer)
+    x0: Mapped[float] = mapped_column(sa.Float)
+    y0: Mapped[float] = mapped_column(sa.Float)
+    x1: Mapped[float] = mapped_column(sa.Float)
+    y1: Mapped[float] = mapped_column(sa.Float)
+    landmarks: Mapped[list[list[float]]] = mapped_column(sa.JSON)
+    det_score: Mapped[float] = mapped_column(sa.Float)
+    attributes: Mapped[dict[str, float]] = mapped_column(sa.JSON)
+    vector_id: Mapped[int] = mapped_column(sa.BigInteger, unique=True, index=True)
+
+    photo: Mapped[Photo] = relationship(back_populates="faces")
+
+
+class IndexMeta(Base):
+    """Key/value facts about the index (model_version, dims, index_type, ...)."""
+
+    __tablename__ = "index_meta"
+
+    key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(sa.Text)
+
+
+def database_url(index_dir: Path, url: str | None = None) -> str | sa.URL:
+    """`url`, else $FACESEARCH_DB_URL, else the SQLite file DB_FILENAME in `index_dir`."""
+    url = url or os.environ.get(config.ENV_DB_URL)
+    if url:
+        return url
+    return sa.URL.create("sqlite", database=str(Path(index_dir).resolve() / config.DB_FILENAME))
+
+
+def _photo_key(path: str | Path) -> str:
+    """The stored form of a photo path: absolute and resolved."""
+    return str(Path(path).resolve())
+
+
+def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), _IN_CHUNK):
+        yield values[start : start + _IN_CHUNK]
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Store:
+    """The SQL database of one index; its schema is brought to the newest revision on open."""
+
+    def __init__(self, url: str | sa.URL) -> None:
+        self.engine = sa.create_engine(url)
+        self._sqlite = self.engine.dialect.name == "sqlite"
+        if self._sqlite:
+            sa.event.listen(self.engine, "connect", _sqlite_on_connect)
+        try:
+            self._upgrade_schema()
+        except BaseException:
+            self.engine.dispose()
+            raise
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def for_index_dir(cls, index_dir: Path, url: str | None = None) -> Store:
+        """Open the store of an index folder (created if missing); see `database_url`."""
+        Path(index_dir).mkdir(parents=True, exist_ok=True)
+        return cls(database_url(index_dir, url))
+
+    def _upgrade_schema(self) -> None:
+        """Run the Alembic migrations up to head on one of this engine's connections."""
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        url = self.engine.url.render_as_string(hide_password=False)
+        cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+        with self.engine.connect() as connection:
+            if self._sqlite:  # SQLite batch migrations copy tables: dropping one must not cascade
+                connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, "head")
+            connection.commit()
+            if self._sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits when the block succeeds and rolls back when it raises."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    # --- photos ---------------------------------------------------------------------------------
+    def add_photo(
+        self,
+        session: Session,
+        *,
+        path: str | Path,
+        content_hash: str,
+        size: int,
+        mtime: float,
+        status: PhotoStatus = PhotoStatus.INDEXED,
+        error: str | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        faces: Sequence[Mapping[str, Any]] = (),
+    ) -> Photo:
+        """Add a photo and its faces to `session`; each face mapping holds x0, y0, x1, y1,
+        landmarks, det_score, attributes and vector_id, and its list position is face_index."""
+        photo = Photo(
+            path=_photo_key(path),
+            content_hash=content_hash,
+            size=size,
+            mtime=mtime,
+            status=str(status),
+            error=error,
+            width=width,
+            height=height,
+            faces=[Face(face_index=i, **face) for i, face in enumerate(faces)],
+        )
+        session.add(photo)
+        return photo
+
+    def photo_by_path(self, path: str | Path) -> Photo | None:
+        """The photo stored at `path` with its faces loaded, or None."""
+        query = sa.select(Photo).where(Photo.path == _photo_key(path))
+        with self.session() as session:
+            return session.scalars(query.options(selectinload(Photo.faces))).one_or_none()
+
+    def photos(self) -> list[Photo]:
+        """Every photo, by path, without its faces (for deciding what to (re)index)."""
+        with self.session() as session:
+            return list(session.scalars(sa.select(Photo).order_by(Photo.path)))
+
+    def failed_photos(self) -> list[Photo]:
+        """The photos whose indexing raised an error, by path."""
+        query = sa.select(Photo).where(Photo.status == PhotoStatus.ERROR).order_by(Photo.path)
+        with self.session() as session:
+            return list(session.scalars(query))
+
+    def delete_photos(self, paths: Iterable[str | Path], session: Session | None = None) -> list[int]:
+        """Delete these photos and their faces (in `session` if given, else in a transaction of
+        its own); returns the removed faces' vector ids."""
+        if session is None:
+            with self.session() as own:
+                return self.delete_photos(paths, own)
+        keys = sorted({_photo_key(path) for path in paths})
+        vector_ids: list[int] = []
+        for chunk in _chunks(keys):
+            vector_ids += session.scalars(
+                sa.select(Face.vector_id).join(Face.photo).where(Photo.path.in_(chunk))
+            )
+            session.execute(
+                sa.delete(Photo).where(Photo.path.in_(chunk)),
+                execution_options={"synchronize_session": False},
+            )
+        return sorted(vector_ids)
+
+    def update_file_stat(self, session: Session, path: str | Path, size: int, mtime: float) -> None:
+        """Record a new size and mtime for a photo whose content did not change."""
+        session.execute(sa.update(Photo).where(Photo.path == _photo_key(path))
+                        .values(size=size, mtime=mtime))
+
+    # --- faces ----------------------------------------------------------------------------------
+    def next_vector_id(self) -> int:
+        """The smallest vector id above every stored one (0 for an empty store)."""
+        with self.session() as session:
+            highest = session.scalar(sa.select(sa.func.max(Face.vector_id)))
+        return 0 if highest is None else highest + 1
+
+    def all_vector_ids(self) -> list[int]:
+        """Every stored face's vector id, ascending."""
+        with self.session() as session:
+            return list(session.scalars(sa.select(Face.vector_id).order_by(Face.vector_id)))
+
+    def faces_by_vector_ids(self, ids: Iterable[int]) -> dict[int, tuple[Face, Photo]]:
+        """The face and photo of each known vector id (unknown ids are left out)."""
+        wanted = sorted({int(i) for i in ids})
+        found: dict[int, tuple[Face, Photo]] = {}
+        with self.session() as session:
+            for chunk in _chunks(wanted):
+                query = (
+                    sa.select(Face)
+                    .join(Face.photo)
+                    .options(contains_eager(Face.photo))
+                    .where(Face.vector_id.in_(chunk))
+                )
+                for face in session.scalars(query):
+                    found[face.vector_id] = (face, face.photo)
+        return found
+
+    def counts(self) -> tuple[int, int]:
+        """(number of photos, number of faces)."""
+        with self.session() as session:
+            n_photos = session.scalar(sa.select(sa.func.count()).select_from(Photo))
+            n_faces = session.scalar(sa.select(sa.func.count()).select_from(Face))
+        return n_photos or 0, n_faces or 0
+
+    # --- meta -----------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        """The value stored under `key`, or None."""
+        with self.session() as session:
+            row = session.get(IndexMeta, key)
+            return None if row is None else row.value
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Store `value` under `key`, replacing any previous value."""
+        with self.session() as session:
+            session.merge(IndexMeta(key=key, value=value))

