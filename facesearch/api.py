@@ -12,7 +12,7 @@ from . import query as queries
 from .config import DEFAULT_K, FAISS_FILENAME, REGIONS, VECTOR_DIM, default_index_dir
 from .errors import FaceSearchError
 from .images import load_image
-from .indexing import Indexer, IndexReport, reconcile
+from .indexing import Indexer, IndexReport, find_images, reconcile
 from .results import Face, Hit, region_similarities
 from .store import Store, database_url
 from .text import TextQuery, parse
@@ -95,12 +95,13 @@ class FaceSearch:
         """Index every image under `paths`: new and changed photos are described, vanished ones
         dropped, unchanged ones skipped. Bad files are recorded and reported, not fatal."""
         paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+        files = find_images(paths)  # bad paths fail here, before an index folder is made
         reconcile(self.store, self.vectors)
         self.store.set_meta("model_version", self._model.version)
         self.store.set_meta("dims", str(VECTOR_DIM))
         self.store.set_meta("index_type", self.vectors.index_type)
         return Indexer(self.store, self.vectors, self._describe_pixels).run(
-            paths, progress=progress, on_problem=on_problem)
+            paths, files, progress=progress, on_problem=on_problem)
 
     def remove(self, paths: Iterable[str | os.PathLike]) -> int:
         """Take photos (their faces and vectors) out of the index for good; returns how many."""
@@ -143,7 +144,9 @@ class FaceSearch:
         else:
             vector = queries.text_vector(understood.terms, centres)
         text_only = image is None
-        pool = k * queries.RERANK_POOL if text_only else k
+        # vectors left without rows by an interrupted run take places in FAISS's top k
+        orphans = max(0, len(self.vectors) - self.store.counts()[1])
+        pool = (k * queries.RERANK_POOL if text_only else k) + orphans
         scores, ids = self.vectors.search(vector[None].astype(np.float32), pool)
         rows = self.store.faces_by_vector_ids(ids[0].tolist())
         candidates = [(float(s), int(i)) for s, i in zip(scores[0], ids[0]) if int(i) in rows]

@@ -23,8 +23,13 @@ MESH_MOUTH_CORNERS = (61, 291)
 MOUTH_HALF_WIDTH = 0.4
 #: Zoom of the rough crop the face mesh runs on (a face half the crop's width suits it best).
 MESH_ZOOM = 2.5
-#: Detections overlapping more than this (IoU) are the same face.
+#: Detections overlapping more than this (IoU) are the same face...
 NMS_IOU = 0.4
+#: ...and so is a box whose overlap covers this share of the smaller box (a box inside another).
+NMS_CONTAINED = 0.6
+#: A detection whose face mesh failed is kept only above this score (lower ones are mostly
+#: wallpaper, furniture or a torso) and only if it overlaps no face that has a mesh.
+MESHLESS_MIN_SCORE = 0.8
 #: Smallest face (box side in pixels) worth describing.
 MIN_FACE_SIDE = 12
 
@@ -40,7 +45,7 @@ class DetectedFace:
 
     @property
     def area(self) -> float:
-        return float((self.bbox[2] - self.bbox[0]) * (self.bbox[3] - self.bbox[1]))
+        return _area(self.bbox)
 
 
 class FaceDetector:
@@ -83,6 +88,9 @@ class FaceDetector:
             landmarks = landmarks_from_mesh(mesh) if mesh is not None else rough
             faces.append(DetectedFace(bbox=box, score=float(scores[i]), landmarks=landmarks,
                                       mesh=mesh))
+        meshed = [face.bbox for face in faces if face.mesh is not None]
+        faces = [face for face in faces if face.mesh is not None or (
+            face.score >= MESHLESS_MIN_SCORE and not any(_overlap(face.bbox, box) > 0 for box in meshed))]
         faces.sort(key=lambda face: face.area, reverse=True)
         return faces
 
@@ -126,13 +134,24 @@ def _non_max_suppression(boxes: np.ndarray, scores: np.ndarray) -> list[int]:
     while order:
         best = order.pop(0)
         keep.append(best)
-        order = [i for i in order if _iou(boxes[best], boxes[i]) <= NMS_IOU]
+        order = [i for i in order if not _same_face(boxes[best], boxes[i])]
     return keep
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
+def _area(box: np.ndarray) -> float:
+    return float((box[2] - box[0]) * (box[3] - box[1]))
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Area of the intersection of two boxes."""
     width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    return width * height
+
+
+def _same_face(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two boxes overlap enough (IoU, or one inside the other) to be one face."""
+    inter = _overlap(a, b)
+    union = _area(a) + _area(b) - inter
+    smaller = min(_area(a), _area(b))
+    return (union > 0 and inter / union > NMS_IOU) or (smaller > 0 and inter / smaller > NMS_CONTAINED)

@@ -83,12 +83,11 @@ class Indexer:
         self.describe = describe
         self.next_id = max(store.next_vector_id(), int(vectors.ids().max(initial=-1)) + 1)
 
-    def run(self, roots: Iterable[str | os.PathLike], progress: bool = True,
+    def run(self, roots: list[str | os.PathLike], files: list[Path], progress: bool = True,
             on_problem: Callable[[str], None] | None = None) -> IndexReport:
-        """Index every image under `roots`; photos under them that vanished from disk are dropped."""
+        """Index `files` (the images found under `roots`); photos under the roots that vanished
+        from disk are dropped."""
         started = time.time()
-        roots = list(roots)
-        files = find_images(roots)
         report = IndexReport(photos=len(files))
         known = {photo.path: photo for photo in self.store.photos()}
         on_disk = {str(path.resolve()) if path.exists() else str(path) for path in files}

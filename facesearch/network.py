@@ -15,6 +15,8 @@ from .config import (AGE_GROUPS, AGE_SCALE, CELEBA_ATTRIBUTES, ETHNICITIES, FEAT
 
 #: Hidden width of each region network F_k.
 REGION_HIDDEN = 128
+#: Hidden width of the classifier module (master vector -> class logits).
+CLASSIFIER_HIDDEN = 512
 #: MobileNetV2 inverted-residual settings (expansion, channels, repeats, stride), cut at stride 16.
 MOBILENET_STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1))
 BACKBONE_CHANNELS = MOBILENET_STAGES[-1][1]
@@ -99,7 +101,9 @@ class DescriptorNet(nn.Module):
         self.backbone = mobilenet_v2_stride16()
         self.maps = _conv_bn(BACKBONE_CHANNELS, FEATURE_MAPS, 1)
         self.regions = RegionNetworks()
-        self.classifier = nn.Linear(len(REGIONS) * REGION_DIM, N_LOGITS)
+        self.classifier = nn.Sequential(
+            nn.Linear(len(REGIONS) * REGION_DIM, CLASSIFIER_HIDDEN), nn.BatchNorm1d(CLASSIFIER_HIDDEN),
+            nn.ReLU(inplace=True), nn.Linear(CLASSIFIER_HIDDEN, N_LOGITS))
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
 

