@@ -7,6 +7,7 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import sqlalchemy as sa
 
 from . import query as queries
 from .config import DEFAULT_K, FAISS_FILENAME, REGIONS, VECTOR_DIM, default_index_dir
@@ -39,9 +40,11 @@ class FaceSearch:
 
     # --- opening --------------------------------------------------------------------------------
     def _exists(self) -> bool:
-        url = str(database_url(self.index_dir, self.db_url))
+        """Whether an index was made here (its FAISS file, and its SQLite file if SQLite)."""
+        url = sa.make_url(database_url(self.index_dir, self.db_url))
+        sqlite_file = url.database if url.get_backend_name() == "sqlite" else None
         return (self.index_dir / FAISS_FILENAME).exists() and (
-            not url.startswith("sqlite") or Path(url.split("///", 1)[-1]).exists())
+            not sqlite_file or Path(sqlite_file).exists())
 
     @cached_property
     def store(self) -> Store:
@@ -188,6 +191,4 @@ class FaceSearch:
 
 def _redacted(url) -> str:
     """A database URL without its password."""
-    import sqlalchemy as sa
-
     return sa.make_url(url).render_as_string(hide_password=True)

@@ -52,23 +52,30 @@ class DescriptorModel:
         self.metadata: dict[str, str] = header.get("__metadata__", {})
         self.version = self.metadata.get("version", "unknown")
 
-    @torch.no_grad()
-    def describe(self, crops: np.ndarray, grid_masks: np.ndarray, batch_size: int = 64) -> Descriptions:
+    def describe(self, crops: np.ndarray, grid_masks: np.ndarray) -> Descriptions:
         """Aligned crops (N, 112, 96, 3) uint8 and grid masks (N, 7, 7, 6) -> descriptions."""
-        vectors, probabilities, ages = [], [], []
-        for start in range(0, len(crops), batch_size):
-            images = torch.from_numpy(np.ascontiguousarray(crops[start:start + batch_size]))
-            images = images.permute(0, 3, 1, 2).float() / 255
-            masks = torch.from_numpy(np.asarray(grid_masks[start:start + batch_size], np.float32))
-            v, logits = self.network(images, masks)
-            p, a = class_probabilities(logits)
-            vectors.append(v.numpy())
-            probabilities.append(p.numpy())
-            ages.append(a.numpy())
-        if not vectors:
-            return Descriptions(np.zeros((0, VECTOR_DIM), np.float32),
-                                np.zeros((0, len(CLASSES)), np.float32), np.zeros(0, np.float32))
-        return Descriptions(np.concatenate(vectors), np.concatenate(probabilities), np.concatenate(ages))
+        return describe_faces(self.network, crops, grid_masks)
+
+
+@torch.no_grad()
+def describe_faces(network: DescriptorNet, crops: np.ndarray, grid_masks: np.ndarray,
+                   batch_size: int = 128) -> Descriptions:
+    """Run a descriptor network (in eval mode) over aligned crops and their grid masks."""
+    network.eval()
+    vectors, probabilities, ages = [], [], []
+    for start in range(0, len(crops), batch_size):
+        images = torch.from_numpy(np.ascontiguousarray(crops[start:start + batch_size]))
+        images = images.permute(0, 3, 1, 2).float() / 255
+        masks = torch.from_numpy(np.asarray(grid_masks[start:start + batch_size], np.float32))
+        v, logits = network(images, masks)
+        p, a = class_probabilities(logits)
+        vectors.append(v.numpy())
+        probabilities.append(p.numpy())
+        ages.append(a.numpy())
+    if not vectors:
+        return Descriptions(np.zeros((0, VECTOR_DIM), np.float32),
+                            np.zeros((0, len(CLASSES)), np.float32), np.zeros(0, np.float32))
+    return Descriptions(np.concatenate(vectors), np.concatenate(probabilities), np.concatenate(ages))
 
 
 @lru_cache(maxsize=1)

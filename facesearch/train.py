@@ -6,6 +6,7 @@ every epoch), and it writes the shipped weights: float16 safetensors plus the cl
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import math
 import os
@@ -22,6 +23,7 @@ from tqdm import tqdm
 from .config import (AGE_GROUPS, AGE_SCALE, CELEBA_ATTRIBUTES, CLASSES, GENDERS,
                      VECTOR_DIM)
 from .dataset import SOURCES, UNKNOWN, age_group, build_cache, decode_crops
+from .model import describe_faces, save_model
 from .network import HEADS, DescriptorNet
 
 CHECKPOINT = "checkpoint.pt"
@@ -113,7 +115,7 @@ def validation_mask(identity: np.ndarray, files: np.ndarray, share: float) -> np
     """Identity-disjoint split: a fixed hash of the identity (or of the file name where the
     identity is unknown) puts a face in validation, so no validation identity is trained on."""
     keys = [f"id{i}" if i != UNKNOWN else f"file{f}" for i, f in zip(identity, files)]
-    buckets = np.array([int.from_bytes(__import__("hashlib").sha1(k.encode()).digest()[:4], "big")
+    buckets = np.array([int.from_bytes(hashlib.sha1(k.encode()).digest()[:4], "big")
                         for k in keys])
     return (buckets % 1000) < share * 1000
 
@@ -132,12 +134,6 @@ def augment(crops: np.ndarray, masks: np.ndarray, rng: np.random.Generator):
     mean = images.mean(dim=(1, 2, 3), keepdim=True)
     images = ((images - mean) * contrast + mean + brightness).clamp(0, 1)
     return images, masks
-
-
-def to_tensors(crops: np.ndarray, masks: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Network inputs without augmentation."""
-    images = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 255
-    return images, torch.from_numpy(masks.astype(np.float32))
 
 
 class Objective(torch.nn.Module):
@@ -236,8 +232,10 @@ def parameter_groups(model: DescriptorNet, objective: Objective, weight_decay: f
 
 
 def train(run_dir: Path, settings: TrainSettings | None = None, root: Path | None = None,
-          resume: bool = True) -> tuple[DescriptorNet, Split, Split, np.ndarray, list[float]]:
-    """Train (or resume) a run in run_dir; returns the model, splits, mean mesh, epoch losses."""
+          resume: bool = True, max_epochs: int | None = None,
+          ) -> tuple[DescriptorNet, Split, Split, np.ndarray, list[float]]:
+    """Train (or resume) a run in run_dir, at most `max_epochs` epochs in this call; returns the
+    model, the splits, the mean mesh and the loss of every epoch so far."""
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = run_dir / CHECKPOINT
     state = torch.load(checkpoint_path, weights_only=False, map_location="cpu") if resume and checkpoint_path.exists() else None
@@ -267,7 +265,9 @@ def train(run_dir: Path, settings: TrainSettings | None = None, root: Path | Non
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         start_epoch, history = state["epoch"], state["history"]
-    for epoch in range(start_epoch, settings.epochs):
+        torch.set_rng_state(state["torch_rng"])
+    last_epoch = settings.epochs if max_epochs is None else min(settings.epochs, start_epoch + max_epochs)
+    for epoch in range(start_epoch, last_epoch):
         rng = np.random.default_rng(settings.seed * 1000 + epoch)
         order = rng.permutation(len(train_split))
         model.train()
@@ -291,7 +291,8 @@ def train(run_dir: Path, settings: TrainSettings | None = None, root: Path | Non
         print(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v / steps_per_epoch:.4f}" for k, v in totals.items()), flush=True)
         _save_atomic({"settings": asdict(settings), "model": model.state_dict(),
                       "objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
-                      "schedule": schedule.state_dict(), "epoch": epoch + 1, "history": history},
+                      "schedule": schedule.state_dict(), "epoch": epoch + 1, "history": history,
+                      "torch_rng": torch.get_rng_state()},
                      checkpoint_path)
     model.cpu().eval()
     return model, train_split, validation, mean_mesh, history
@@ -301,23 +302,6 @@ def _save_atomic(obj, path: Path) -> None:
     temporary = path.with_suffix(".tmp")
     torch.save(obj, temporary)
     os.replace(temporary, path)
-
-
-@torch.no_grad()
-def embed(model: DescriptorNet, split: Split, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Master vectors, class probabilities and ages of a split (no augmentation)."""
-    from .network import class_probabilities
-
-    model.eval()
-    vectors, probabilities, ages = [], [], []
-    for start in range(0, len(split), batch_size):
-        images, masks = to_tensors(split.crops[start:start + batch_size], split.masks[start:start + batch_size])
-        v, logits = model(images, masks)
-        p, a = class_probabilities(logits)
-        vectors.append(v.numpy())
-        probabilities.append(p.numpy())
-        ages.append(a.numpy())
-    return np.concatenate(vectors), np.concatenate(probabilities), np.concatenate(ages)
 
 
 def class_centres(vectors: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -330,7 +314,8 @@ def evaluate_split(model: DescriptorNet, split: Split) -> dict:
     """The model's figures on a split: identity retrieval, look-alikes, attributes."""
     from . import evaluate
 
-    vectors, probabilities, ages = embed(model, split)
+    described = describe_faces(model, split.crops, split.masks)
+    vectors, probabilities, ages = described.vectors, described.probabilities, described.ages
     report = evaluate.attribute_accuracy(probabilities, ages, split.celeba, split.gender,
                                          split.age, split.ethnicity)
     celeba = split.identity != UNKNOWN
@@ -346,12 +331,11 @@ def train_and_export(run_dir: Path, settings: TrainSettings | None = None, root:
     """Train (resuming if possible), measure on the validation identities, write the weights
     (with class centres from the training faces) and a metrics.json; returns the metrics."""
     from .config import WEIGHTS_FILE
-    from .model import save_model
 
     started = time.time()
     model, train_split, validation, mean_mesh, history = train(run_dir, settings, root)
     settings = TrainSettings(**json.loads((run_dir / SETTINGS).read_text()))
-    vectors, _, _ = embed(model, train_split)
+    vectors = describe_faces(model, train_split.crops, train_split.masks).vectors
     centres = class_centres(vectors, train_split.class_labels())
     metrics = {"validation": evaluate_split(model, validation), "train_faces": len(train_split),
                "loss_history": history, "settings": asdict(settings),
