@@ -135,6 +135,21 @@ def train(run_dir: Path = typer.Option(Path("runs/default"), help="Checkpoints, 
     typer.echo(json.dumps({k: v for k, v in metrics["validation"].items() if k != "attributes"}, indent=2))
 
 
+@app.command(name="eval")
+def evaluate(dlib: bool = typer.Option(True, help="Measure dlib's descriptor on the same faces (if installed)."),
+             cache: Path = typer.Option(Path("cache"), help="Preprocessed training data (made if missing)."),
+             data: Optional[Path] = typer.Option(None, help="Data folder [default: ../shared/data or $FACESEARCH_DATA]."),
+             as_json: bool = typer.Option(False, "--json", help="Print JSON (per-attribute accuracies included).")) -> None:
+    """Measure the shipped model on the validation identities, beside dlib's descriptor."""
+    from .evaluate import evaluate_shipped_model, format_table
+
+    ours, anchor = evaluate_shipped_model(dlib, cache, data)
+    if as_json:
+        typer.echo(json.dumps({"facesearch": ours, "dlib": anchor}, indent=2))
+    else:
+        typer.echo(format_table(ours, anchor))
+
+
 def main() -> None:
     """Entry point: one clear line and a non-zero exit for every failure, never a traceback."""
     try:

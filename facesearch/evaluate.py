@@ -1,6 +1,8 @@
 """Measuring a descriptor: identity retrieval, look-alike quality and attribute accuracy."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from .config import AGE_GROUPS, CELEBA_ATTRIBUTES, ETHNICITIES, GENDERS
@@ -77,3 +79,66 @@ def attribute_accuracy(probabilities: np.ndarray, ages: np.ndarray, celeba: np.n
         predicted = probabilities[known, ethnicity_start:ethnicity_start + len(ETHNICITIES)].argmax(1)
         report["ethnicity"] = float((predicted == ethnicity[known]).mean())
     return report
+
+
+def identity_report(vectors: np.ndarray, identity: np.ndarray, celeba: np.ndarray) -> dict:
+    """Identity retrieval and look-alike agreement over the faces that have an identity."""
+    known = identity != UNKNOWN
+    return (identity_retrieval(vectors[known], identity[known])
+            | lookalike_agreement(vectors[known], identity[known], celeba[known]))
+
+
+#: Rows of the printed table: (key, label, format, anchor or target).
+TABLE_ROWS = (
+    ("attribute_mean", "mean accuracy, 40 CelebA attributes", "{:.1%}", "target 90%; LNets+ANet 87%, ResNet-50 91.3%"),
+    ("attribute_majority_baseline", "  majority-class baseline", "{:.1%}", ""),
+    ("gender", "gender accuracy", "{:.1%}", "target 92%"),
+    ("age_mae", "age MAE (years, UTKFace)", "{:.2f}", "target 6.5; CORAL 6.39"),
+    ("ethnicity", "ethnicity accuracy (5 classes)", "{:.1%}", "target 80%"),
+    ("mAP", "identity mAP (leave-one-out)", "{:.3f}", "target 0.6 x dlib"),
+    ("rank1", "identity rank-1", "{:.1%}", ""),
+    ("lookalike", "look-alike attribute agreement (10 NN)", "{:.3f}", "target > dlib"),
+    ("random", "  random pairs", "{:.3f}", ""),
+)
+
+
+def format_table(report: dict, anchor: dict | None = None) -> str:
+    """The evaluation as a text table, with dlib's figures beside ours where measured."""
+    anchor = anchor or {}
+    lines = [f"{'measure':<42} {'facesearch':>11} {'dlib':>8}  anchor / target",
+             "-" * 100]
+    for key, label, fmt, note in TABLE_ROWS:
+        if key not in report:
+            continue
+        ours = fmt.format(report[key])
+        theirs = fmt.format(anchor[key]) if key in anchor else ""
+        lines.append(f"{label:<42} {ours:>11} {theirs:>8}  {note}")
+    lines.append(f"faces: {report.get('faces', '?')}, identity queries: {report.get('queries', '?')}")
+    return "\n".join(lines)
+
+
+def evaluate_shipped_model(with_dlib: bool = True, cache_dir: Path = Path("cache"),
+                           root: Path | None = None) -> tuple[dict, dict | None]:
+    """Measure the shipped model (and dlib, when installed) on the validation identities of the
+    training data split; dlib's descriptors are cached in cache_dir. Returns (ours, dlib's)."""
+    from .dataset import SOURCES, data_dir
+    from .model import shipped_model
+    from .train import TrainSettings, evaluate_split, load_data
+
+    _, validation, _ = load_data(TrainSettings(cache_dir=str(cache_dir)), root)
+    ours = evaluate_split(shipped_model().network, validation)
+    if not with_dlib:
+        return ours, None
+    from . import dlib_anchor
+
+    if not dlib_anchor.available():
+        return ours, None
+    folder = root or data_dir()
+    paths = [folder / SOURCES[source][0] / name for source, name in zip(validation.source, validation.files)]
+    cached = cache_dir / "dlib_validation.npz"
+    if cached.exists() and list(np.load(cached)["files"]) == [str(p) for p in paths]:
+        vectors = np.load(cached)["vectors"]
+    else:
+        vectors = dlib_anchor.dlib_descriptors(paths)
+        np.savez(cached, vectors=vectors, files=np.array([str(p) for p in paths]))
+    return ours, identity_report(vectors, validation.identity, validation.celeba)

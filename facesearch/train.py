@@ -311,17 +311,13 @@ def class_centres(vectors: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def evaluate_split(model: DescriptorNet, split: Split) -> dict:
-    """The model's figures on a split: identity retrieval, look-alikes, attributes."""
+    """The model's figures on a split: attributes, identity retrieval, look-alikes."""
     from . import evaluate
 
     described = describe_faces(model, split.crops, split.masks)
-    vectors, probabilities, ages = described.vectors, described.probabilities, described.ages
-    report = evaluate.attribute_accuracy(probabilities, ages, split.celeba, split.gender,
-                                         split.age, split.ethnicity)
-    celeba = split.identity != UNKNOWN
-    report |= evaluate.identity_retrieval(vectors[celeba], split.identity[celeba])
-    report |= evaluate.lookalike_agreement(vectors[celeba], split.identity[celeba],
-                                           split.celeba[celeba])
+    report = evaluate.attribute_accuracy(described.probabilities, described.ages, split.celeba,
+                                         split.gender, split.age, split.ethnicity)
+    report |= evaluate.identity_report(described.vectors, split.identity, split.celeba)
     report["faces"] = len(split)
     return report
 
