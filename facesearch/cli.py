@@ -121,7 +121,7 @@ def remove(paths: list[Path] = typer.Argument(..., help="Photos to take out of t
 
 @app.command()
 def train(run_dir: Path = typer.Option(Path("runs/default"), help="Checkpoints, settings and metrics."),
-          epochs: int = typer.Option(6, help="Passes over the training faces."),
+          epochs: Optional[int] = typer.Option(None, help="Passes over the training faces [default: 30, the shipped recipe]."),
           seed: int = typer.Option(0, help="Random seed."),
           data: Optional[Path] = typer.Option(None, help="Data folder [default: ../shared/data or $FACESEARCH_DATA]."),
           limit: Optional[int] = typer.Option(None, help="Use only the first N photos of each source."),
@@ -130,7 +130,9 @@ def train(run_dir: Path = typer.Option(Path("runs/default"), help="Checkpoints, 
     """Train the descriptor network on CelebA + UTKFace, measure it, write the weights."""
     from .train import TrainSettings, train_and_export
 
-    settings = TrainSettings(epochs=epochs, seed=seed, limit=limit, device=device)
+    settings = TrainSettings(seed=seed, limit=limit, device=device)
+    if epochs is not None:
+        settings.epochs = epochs
     metrics = train_and_export(run_dir, settings, data, weights)
     typer.echo(json.dumps({k: v for k, v in metrics["validation"].items() if k != "attributes"}, indent=2))
 

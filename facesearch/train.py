@@ -35,7 +35,7 @@ class TrainSettings:
     """Everything that decides the result of a training run (saved as settings.json)."""
 
     sources: tuple[str, ...] = tuple(SOURCES)
-    epochs: int = 4
+    epochs: int = 30
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 5e-4
