@@ -96,26 +96,49 @@ class FaceSearch:
     def index(self, paths: Iterable[str | os.PathLike], progress: bool = False,
               on_problem=None) -> IndexReport:
         """Index every image under `paths`: new and changed photos are described, vanished ones
-        dropped, unchanged ones skipped. Bad files are recorded and reported, not fatal."""
+        dropped, unchanged ones skipped. Bad files are recorded and reported, not fatal. One
+        index or remove run at a time: another one holding the index raises IndexBusyError."""
+        from .lock import IndexLock
+
         paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-        files = find_images(paths)  # bad paths fail here, before an index folder is made
-        reconcile(self.store, self.vectors)
-        self.store.set_meta("model_version", self._model.version)
-        self.store.set_meta("dims", str(VECTOR_DIM))
-        self.store.set_meta("index_type", self.vectors.index_type)
-        return Indexer(self.store, self.vectors, self._describe_pixels).run(
-            paths, files, progress=progress, on_problem=on_problem)
+        problems: list[tuple[str, str]] = []
+        files = find_images(paths, on_error=lambda folder, reason: problems.append((folder, reason)))
+        # bad paths failed above, before an index folder is made
+        with IndexLock(self.index_dir, "index"):
+            self.__dict__.pop("vectors", None)  # what is on disk now, not what we read before
+            reconcile(self.store, self.vectors)
+            self.store.set_meta("model_version", self._model.version)
+            self.store.set_meta("dims", str(VECTOR_DIM))
+            self.store.set_meta("index_type", self.vectors.index_type)
+            return Indexer(self.store, self.vectors, self._describe_pixels).run(
+                paths, files, progress=progress, on_problem=on_problem, problems=problems)
 
     def remove(self, paths: Iterable[str | os.PathLike]) -> int:
-        """Take photos (their faces and vectors) out of the index for good; returns how many."""
-        self._open_existing()
+        """Take photos (their faces and vectors) out of the index for good; returns how many.
+        Vectors go first; with SQLite the deleted rows are overwritten, not just unlinked."""
+        if not self._exists():
+            raise FaceSearchError(f"no index at {self.index_dir} (run `facesearch index FOLDER` first)")
+        from .indexing import photo_key
+        from .lock import IndexLock
+
         paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-        known = {photo.path for photo in self.store.photos()}
-        keys = [str(Path(p).resolve()) for p in paths]
-        removed = [key for key in keys if key in known]
-        self.vectors.remove(self.store.delete_photos(removed))
-        self.vectors.save()
-        return len(removed)
+        with IndexLock(self.index_dir, "remove"):
+            self.__dict__.pop("vectors", None)
+            reconcile(self.store, self.vectors)  # vectors a crashed run left behind go too
+            known = {photo.path for photo in self.store.photos()}
+            removed = sorted({key for key in map(photo_key, map(Path, paths)) if key in known})
+            if not removed:
+                return 0
+            sqlite = self.store.engine.dialect.name == "sqlite"
+            with self.store.session() as session:
+                if sqlite:  # zero the deleted rows' bytes instead of leaving them in free pages
+                    session.execute(sa.text("PRAGMA secure_delete=ON"))
+                self.vectors.remove(self.store.delete_photos(removed, session))
+                self.vectors.save()  # vectors first: a kill now leaves rows that reconcile drops
+            if sqlite:  # and no older copy of those pages in the write-ahead log
+                with self.store.engine.connect() as connection:
+                    connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            return len(removed)
 
     # --- querying -------------------------------------------------------------------------------
     def query(self, image: str | os.PathLike | np.ndarray | None = None, text: str | None = None,

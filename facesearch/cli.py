@@ -38,11 +38,14 @@ def index(paths: list[Path] = typer.Argument(..., help="Photos or folders (searc
           index: Optional[Path] = IndexOption, db_url: Optional[str] = DbOption,
           quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar.")) -> None:
     """Index every face in the photos under PATHS; re-runs add only new or changed photos."""
+    from tqdm import tqdm
+
     fs = _search(index, db_url)
+    # tqdm.write keeps each warning on its own line above the progress bar
     report = fs.index(paths, progress=not quiet,
-                      on_problem=lambda line: typer.echo(f"warning: {line}", err=True))
+                      on_problem=lambda line: tqdm.write(f"warning: {line}", file=sys.stderr))
     typer.echo(report.summary())
-    if report.failed:
+    if report.failed:  # the exit status says whether any file failed (`facesearch info` lists them)
         raise typer.Exit(1)
 
 

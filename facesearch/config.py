@@ -97,7 +97,7 @@ DB_FILENAME = "facesearch.sqlite"
 FAISS_FILENAME = "vectors.faiss"
 DEFAULT_K = 10
 #: Photos processed between two commits of SQL rows and the FAISS file while indexing.
-COMMIT_EVERY = 64
+COMMIT_EVERY = max(1, int(os.environ.get("FACESEARCH_COMMIT_EVERY") or 64))  # env: small test batches
 #: Longest side a photo is decoded at for detection (bigger photos are reduced first).
 MAX_DECODE_SIDE = 2048
 #: Detector confidence below which a detection is dropped.

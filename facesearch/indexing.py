@@ -1,11 +1,18 @@
 """Indexing a folder: find photos, skip the unchanged ones, describe every face, store in batches.
 
 Batches are written FAISS first (atomic file replace), SQL second (one transaction), so a kill at
-any moment leaves at worst vectors without rows, which `reconcile` drops when the index reopens.
+any moment leaves at worst vectors without rows, which `reconcile` drops when the next index or
+remove run starts (under the index lock, see lock.py; queries never write: they over-fetch by the
+number of such vectors and skip them). Vector ids are reserved in SQL before they reach FAISS and
+never reused. No single file stops a run: hostile files (empty, truncated, not images, links to
+nowhere or in loops, FIFOs, names that are not UTF-8, decompression bombs) are recorded as failed
+with a one-line reason, and tried again on the next run.
 """
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -42,26 +49,73 @@ class IndexReport:
                 f"{len(self.no_face)} without a face, {len(self.failed)} failed")
 
 
-def find_images(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Every image file under the given files and folders (recursively), sorted, absolute."""
-    found: set[Path] = set()
+def find_images(paths: Iterable[str | os.PathLike],
+                on_error: Callable[[str, str], None] | None = None) -> list[Path]:
+    """Every image file under the given files and folders (recursively, following symbolic links
+    but never into the same folder twice), sorted, absolute; a file reached by several paths
+    (links) is listed once. Sub-folders that cannot be read go to `on_error(folder, reason)`."""
+    found: dict[str, Path] = {}  # real path -> the path found
+    seen_folders: set[tuple[int, int]] = set()
+
+    def add(path: Path) -> None:
+        real = os.path.realpath(path)  # unlike Path.resolve, never raises (link loops)
+        found[real] = min(found.get(real, path), path)
+
+    def unreadable(error: OSError) -> None:
+        if on_error:
+            on_error(_printable(error.filename), f"folder cannot be read ({error.strerror or error})")
+
     for root in map(Path, paths):
-        if root.is_file() or (root.is_symlink() and not root.exists()):
-            found.add(root.absolute())
-            continue
         if not root.is_dir():
-            raise FaceSearchError(f"{root}: no such file or folder")
+            if root.exists() or root.is_symlink():  # a file, odd or not, or a broken link
+                add(root.absolute())
+                continue
+            raise FaceSearchError(f"{_printable(root)}: no such file or folder")
         if not os.access(root, os.R_OK | os.X_OK):
-            raise FaceSearchError(f"{root}: folder cannot be read (permission denied)")
-        for folder, _, files in os.walk(root, followlinks=True):
-            found.update(Path(folder, name).absolute() for name in files
-                         if is_image_path(Path(name)))
-    return sorted(found)
+            raise FaceSearchError(f"{_printable(root)}: folder cannot be read (permission denied)")
+        for folder, folders, files in os.walk(root, followlinks=True, onerror=unreadable):
+            try:
+                info = os.stat(folder)
+            except OSError:
+                folders[:] = []
+                continue
+            if (info.st_dev, info.st_ino) in seen_folders:  # a link back up: a loop
+                folders[:] = []
+                continue
+            seen_folders.add((info.st_dev, info.st_ino))
+            for name in files:
+                if is_image_path(Path(name)):
+                    add(Path(folder, name).absolute())
+    return sorted(found.values())
+
+
+def _printable(text: str | os.PathLike) -> str:
+    """A path (or message) as text that can be printed and stored: bytes of a file name that are
+    not UTF-8 (Python keeps them as lone surrogates) become backslash escapes."""
+    text = os.fspath(text) if isinstance(text, os.PathLike) else str(text)
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def photo_key(path: Path) -> str | None:
+    """How the index stores a photo's path: absolute, links resolved, printable; None for a
+    symbolic link loop (Path.resolve raises on those before Python 3.13)."""
+    try:
+        return _printable(str(path.resolve()))
+    except (RuntimeError, OSError):
+        return None
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
 @dataclass
 class _Pending:
-    """A photo described but not yet written."""
+    """A photo described but not yet written (or one that failed, with its reason)."""
 
     path: Path
     digest: str
@@ -72,6 +126,12 @@ class _Pending:
     error: str | None = None
     faces: list[Face] = field(default_factory=list)
     size_px: tuple[int, int] | None = None
+    record: bool = True  # False: reported only, no row can be stored (a link loop)
+
+
+#: Meta key of the smallest vector id never handed out: ids are not reused, even after a crash
+#: or a removal, so a reader holding an older FAISS file never pairs a vector with a new row.
+NEXT_VECTOR_ID = "next_vector_id"
 
 
 class Indexer:
@@ -81,71 +141,112 @@ class Indexer:
         self.store = store
         self.vectors = vectors
         self.describe = describe
-        self.next_id = max(store.next_vector_id(), int(vectors.ids().max(initial=-1)) + 1)
+        reserved = store.get_meta(NEXT_VECTOR_ID)
+        self.next_id = max(store.next_vector_id(), int(vectors.ids().max(initial=-1)) + 1,
+                           int(reserved) if reserved and reserved.isdigit() else 0)
 
     def run(self, roots: list[str | os.PathLike], files: list[Path], progress: bool = True,
-            on_problem: Callable[[str], None] | None = None) -> IndexReport:
+            on_problem: Callable[[str], None] | None = None,
+            problems: Iterable[tuple[str, str]] = ()) -> IndexReport:
         """Index `files` (the images found under `roots`); photos under the roots that vanished
-        from disk are dropped."""
+        from disk are dropped. `problems` are (folder, reason) found while listing the roots.
+        No single file stops the run: each bad one is recorded with its reason."""
         started = time.time()
-        report = IndexReport(photos=len(files))
+        report = IndexReport()
+        for folder, reason in problems:
+            report.failed.append((folder, reason))
+            if on_problem:
+                on_problem(f"skipped {folder}: {reason}")
+        keyed: dict[str, Path] = {}
+        loops: list[Path] = []
+        for path in files:
+            key = photo_key(path)
+            if key is None:
+                loops.append(path)
+            else:
+                keyed.setdefault(key, path)  # two paths to one file: indexed once
+        report.photos = len(keyed) + len(loops)
         known = {photo.path: photo for photo in self.store.photos()}
-        on_disk = {str(path.resolve()) if path.exists() else str(path) for path in files}
-        report.removed = self._remove_vanished(known, on_disk, roots)
+        report.removed = self._remove_vanished(known, set(keyed), roots)
+        work = [(path, key) for key, path in keyed.items()] + [(path, None) for path in loops]
+        work.sort(key=lambda item: str(item[0]))
         pending: list[_Pending] = []
-        bar = tqdm(files, desc="indexing", unit="photo", disable=not progress)
-        for path in bar:
-            item = self._examine(path, known, report)
-            if item is not None:
-                pending.append(item)
-                if item.status is PhotoStatus.ERROR:
-                    report.failed.append((str(path), item.error or "error"))
-                    if on_problem:
-                        on_problem(f"skipped {item.error}")
-                elif item.status is PhotoStatus.NO_FACE:
-                    report.no_face.append(str(path))
-                    if on_problem:
-                        on_problem(f"no face found in {path}")
-                report.faces += len(item.faces)
-                report.indexed += item.status is not PhotoStatus.ERROR
-            bar.set_postfix(faces=report.faces)
-            if len(pending) >= COMMIT_EVERY:
-                self._write(pending)
-                pending = []
+        bar = tqdm(work, desc="indexing", unit="photo", disable=not progress)
+        try:
+            for path, key in bar:
+                item = self._examine(path, key, known, report)
+                if item is not None:
+                    pending.append(item)
+                    if item.status is PhotoStatus.ERROR:
+                        report.failed.append((_printable(path), item.error or "error"))
+                        if on_problem:
+                            on_problem(f"skipped {item.error}")
+                    elif item.status is PhotoStatus.NO_FACE:
+                        report.no_face.append(str(item.path))
+                        if on_problem:
+                            on_problem(f"no face found in {item.path}")
+                    report.faces += len(item.faces)
+                    report.indexed += item.status is not PhotoStatus.ERROR
+                bar.set_postfix(faces=report.faces)
+                if len(pending) >= COMMIT_EVERY:
+                    batch, pending = pending, []
+                    self._write(batch)
+        except KeyboardInterrupt:
+            self._write(pending)  # keep what was described; the rest is done by the next run
+            raise
         self._write(pending)
         report.seconds = time.time() - started
         return report
 
-    def _examine(self, path: Path, known: dict, report: IndexReport) -> _Pending | None:
-        """Describe a new or changed photo; None if it is unchanged."""
-        try:
-            stat = path.stat()
-            key = str(path.resolve())
-        except OSError as error:
-            return _Pending(path, "", 0, 0.0, str(path) in known, PhotoStatus.ERROR,
-                            f"{path}: {error.strerror or 'cannot be read'}")
+    def _examine(self, path: Path, key: str | None, known: dict, report: IndexReport) -> _Pending | None:
+        """Describe a new or changed photo; None if it is unchanged. Files that failed before are
+        tried again (the cause, a permission say, may be gone)."""
+        shown = _printable(path)
+        if key is None:
+            return _Pending(path, "", 0, 0.0, False, PhotoStatus.ERROR,
+                            f"{shown}: symbolic link loop", record=False)
         existing = known.get(key)
-        if existing and existing.size == stat.st_size and existing.mtime == stat.st_mtime:
+
+        def failed(reason: str, size: int = 0, mtime: float = 0.0) -> _Pending:
+            return _Pending(Path(key), "", size, mtime, existing is not None, PhotoStatus.ERROR,
+                            f"{shown}: {reason}")
+
+        try:
+            info = path.stat()
+        except OSError as error:
+            if path.is_symlink() and error.errno == errno.ENOENT:
+                return failed(f"broken symbolic link (to {_printable(os.readlink(path))})")
+            return failed(error.strerror or "cannot be read")
+        if not stat.S_ISREG(info.st_mode):
+            return failed("not a regular file", info.st_size, info.st_mtime)
+        if _printable(str(path)) != str(path):
+            return failed("file name is not valid UTF-8 (rename the file to index it)",
+                          info.st_size, info.st_mtime)
+        retry = existing is not None and existing.status == PhotoStatus.ERROR
+        if existing and not retry and existing.size == info.st_size and existing.mtime == info.st_mtime:
             report.unchanged += 1
             return None
         try:
             digest = content_hash(path)
         except OSError as error:
-            return _Pending(path, "", stat.st_size, stat.st_mtime, existing is not None,
-                            PhotoStatus.ERROR, f"{path}: {error.strerror or 'cannot be read'}")
-        if existing and existing.content_hash == digest:
+            return failed(error.strerror or "cannot be read", info.st_size, info.st_mtime)
+        if existing and not retry and existing.content_hash == digest:
             with self.store.session() as session:
-                self.store.update_file_stat(session, key, stat.st_size, stat.st_mtime)
+                self.store.update_file_stat(session, key, info.st_size, info.st_mtime)
             report.unchanged += 1
             return None
-        item = _Pending(Path(key), digest, stat.st_size, stat.st_mtime, existing is not None,
+        item = _Pending(Path(key), digest, info.st_size, info.st_mtime, existing is not None,
                         PhotoStatus.INDEXED)
         try:
             photo = load_image(path)
-            item.faces = self.describe(photo.pixels, photo.scale)
             item.size_px = photo.original_size
+            item.faces = self.describe(photo.pixels, photo.scale)
         except ImageError as error:
-            item.status, item.error = PhotoStatus.ERROR, str(error)
+            item.status, item.error = PhotoStatus.ERROR, _printable(str(error))
+        except Exception as error:  # noqa: BLE001 - one photo must not end the run
+            item.status = PhotoStatus.ERROR
+            item.error = f"{shown}: could not be described ({_printable(_first_line(error))})"
+            item.faces = []
         if item.status is PhotoStatus.INDEXED and not item.faces:
             item.status = PhotoStatus.NO_FACE
         return item
@@ -162,7 +263,10 @@ class Indexer:
         return len(gone)
 
     def _write(self, pending: list[_Pending]) -> None:
-        """Write a batch: vectors (atomically) first, then all SQL rows in one transaction."""
+        """Write a batch: reserve its vector ids, write the vectors (atomically), then all SQL
+        rows in one transaction. A kill between the steps leaves vectors without rows, which
+        `reconcile` drops."""
+        pending = [item for item in pending if item.record]
         if not pending:
             return
         ids, vectors, rows = [], [], []
@@ -177,6 +281,8 @@ class Indexer:
                               "vector_id": self.next_id})
                 self.next_id += 1
             rows.append((item, faces))
+        if ids:
+            self.store.set_meta(NEXT_VECTOR_ID, str(self.next_id))
         replaced = [str(item.path) for item in pending if item.replaces]
         with self.store.session() as session:
             old_ids = self.store.delete_photos(replaced, session) if replaced else []
