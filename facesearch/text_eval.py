@@ -419,7 +419,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--no-steps", action="store_true", help="skip the per-step comparison")
-    parser.add_argument("--limit", type=int, default=None, help="at most N gallery faces")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="at most N gallery faces (a quick check: rare rules then have fewer "
+                             "than 10 matching faces, so P@10 is lower)")
     args = parser.parse_args(argv)
     report = evaluate(steps=not args.no_steps, limit=args.limit)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
