@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import cached_property
 from pathlib import Path
 
@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from . import query as queries
 from .config import DEFAULT_K, FAISS_FILENAME, REGIONS, VECTOR_DIM, default_index_dir
 from .errors import FaceSearchError
+from .filters import Filter, parse_filter, region_weights, search_filtered, weighted
 from .images import load_image
 from .indexing import Indexer, IndexReport, find_images, reconcile
 from .results import Face, Hit, region_similarities
@@ -142,13 +143,22 @@ class FaceSearch:
 
     # --- querying -------------------------------------------------------------------------------
     def query(self, image: str | os.PathLike | np.ndarray | None = None, text: str | None = None,
-              k: int = DEFAULT_K, face: int = 0) -> Hits:
+              k: int = DEFAULT_K, face: int = 0, *, weights: Mapping[str, float] | None = None,
+              region: str | None = None, where: str | Filter | None = None) -> Hits:
         """The k stored faces most like a photo's face (`face`-th largest), a description, or a
-        photo's face changed as the description says; best first."""
+        photo's face changed as the description says; best first.
+
+        `weights` scales regions in the score (`{"hair": 2, "background": 0}`; unnamed regions
+        keep 1) and `region="hair"` ranks by one region alone; each hit's `regions` still holds
+        the plain per-region similarities. `where` keeps only the faces that meet a filter
+        (facesearch.filters), e.g. "male < 0.5 and smiling > 0.5" or "path ~ '*/2019/*'"; k hits
+        come back whenever k faces match."""
         if image is None and text is None:
             raise FaceSearchError("give an image, a text, or both to query")
         if k < 1:
             raise FaceSearchError(f"k must be at least 1 (got {k})")
+        block_weights = region_weights(weights, region)
+        restriction = parse_filter(where) if isinstance(where, str) else where
         understood = None
         if text is not None:
             if not text.strip():
@@ -170,12 +180,18 @@ class FaceSearch:
         else:
             vector = queries.text_vector(understood.terms, centres)
         text_only = image is None
-        # vectors left without rows by an interrupted run take places in FAISS's top k
-        orphans = max(0, len(self.vectors) - self.store.counts()[1])
-        pool = (k * queries.RERANK_POOL if text_only else k) + orphans
-        scores, ids = self.vectors.search(vector[None].astype(np.float32), pool)
-        rows = self.store.faces_by_vector_ids(ids[0].tolist())
-        candidates = [(float(s), int(i)) for s, i in zip(scores[0], ids[0]) if int(i) in rows]
+        pool = k * queries.RERANK_POOL if text_only else k
+        searched = weighted(vector.astype(np.float32), block_weights)
+        if restriction is None:
+            # vectors left without rows by an interrupted run take places in FAISS's top k
+            orphans = max(0, len(self.vectors) - self.store.counts()[1])
+            scores, ids = self.vectors.search(searched[None], pool + orphans)
+            scores, ids = scores[0], ids[0]
+        else:
+            found = search_filtered(self.store, self.vectors, searched, pool, restriction)
+            scores, ids = found.scores, found.ids
+        rows = self.store.faces_by_vector_ids(ids.tolist())
+        candidates = [(float(s), int(i)) for s, i in zip(scores, ids) if int(i) in rows]
         if text_only:
             candidates = sorted(((queries.rerank_score(s, understood.terms, rows[i][0].attributes), i)
                                  for s, i in candidates), reverse=True)
@@ -194,16 +210,23 @@ class FaceSearch:
 
     # --- information ----------------------------------------------------------------------------
     def info(self) -> dict:
-        """What is in the index: photos, faces, failures, model, index type, size on disk."""
+        """What is in the index: photos, faces, failures, model, the vector index (type,
+        compression, lists and nprobe, recall@10 measured when it was built, estimated memory,
+        search device), database, size on disk."""
         if not self._exists():
             raise FaceSearchError(f"no index at {self.index_dir} (run `facesearch index FOLDER` first)")
         photos, faces = self.store.counts()
         size = sum(f.stat().st_size for f in self.index_dir.iterdir() if f.is_file())
+        vectors = self.vectors.describe()
         return {"index": str(self.index_dir), "photos": photos, "faces": faces,
                 "vectors": len(self.vectors),
                 "failed": [(p.path, p.error) for p in self.store.failed_photos()],
                 "model_version": self.store.get_meta("model_version"),
-                "dims": self.store.get_meta("dims"), "index_type": self.vectors.index_type,
+                "dims": self.store.get_meta("dims"), "index_type": vectors["index_type"],
+                "compression": vectors["compression"], "nlist": vectors["nlist"],
+                "nprobe": vectors["nprobe"], "recall_at_10": vectors["recall_at_10"],
+                "index_memory_bytes": vectors["memory_bytes"],
+                "search_device": vectors["search_device"],
                 "database": _redacted(database_url(self.index_dir, self.db_url)),
                 "size_bytes": size}
 

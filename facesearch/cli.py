@@ -56,9 +56,18 @@ def query(image: Optional[Path] = typer.Option(None, "--image", "-i", help="Find
           face: int = typer.Option(0, "--face", help="Which face of --image (0 = largest)."),
           as_json: bool = typer.Option(False, "--json", help="Print a JSON array of hits."),
           sheet: Optional[Path] = typer.Option(None, "--sheet", help="Also save a contact sheet (.png/.jpg/.html)."),
+          weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Region weights in the score, e.g. hair=2,eyes=1,background=0 (unnamed regions keep 1)."),
+          region: Optional[str] = typer.Option(None, "--region", help="Rank by one region alone: background, hair, face_skin, eyes, eyebrows, lips, nose."),
+          where: Optional[str] = typer.Option(None, "--where", help="Only faces meeting a filter: \"male<0.5 and smiling>0.5\", \"30<=age<40\", \"path~'*/2019/*'\", \"date>=2019-06-01\"."),
           index: Optional[Path] = IndexOption, db_url: Optional[str] = DbOption) -> None:
     """Print the faces most like --image, fitting --text, or --image changed as --text says."""
-    hits = _search(index, db_url).query(image=image, text=text, k=k, face=face)
+    from .filters import parse_weights
+
+    hits = _search(index, db_url).query(image=image, text=text, k=k, face=face, region=region,
+                                        weights=parse_weights(weights) if weights is not None else None,
+                                        where=where)
+    if not hits and where is not None:
+        typer.echo("no indexed face meets the --where filter", err=True)
     if as_json:
         typer.echo(json.dumps([hit.to_dict() for hit in hits], indent=2))
     else:
@@ -107,11 +116,13 @@ def info(index: Optional[Path] = IndexOption, db_url: Optional[str] = DbOption,
         return
     for key, value in details.items():
         if key == "failed":
-            typer.echo(f"{'failed':>14}: {len(value)}")
+            typer.echo(f"{'failed':>18}: {len(value)}")
             for path, error in value:
-                typer.echo(f"{'':>16}{error or path}")
+                typer.echo(f"{'':>20}{error or path}")
+        elif key.endswith("_bytes") and isinstance(value, int):
+            typer.echo(f"{key:>18}: {value} ({value / 2**20:.1f} MiB)")
         else:
-            typer.echo(f"{key:>14}: {value}")
+            typer.echo(f"{key:>18}: {'-' if value is None else value}")
 
 
 @app.command()
@@ -120,6 +131,9 @@ def remove(paths: list[Path] = typer.Argument(..., help="Photos to take out of t
     """Take photos, their faces and vectors out of the index for good."""
     removed = _search(index, db_url).remove(paths)
     typer.echo(f"removed {removed} photo(s)")
+    if removed < len(set(paths)):
+        typer.echo(f"warning: {len(set(paths)) - removed} of the paths given were not in the index",
+                   err=True)
 
 
 @app.command()

@@ -103,6 +103,35 @@ MAX_DECODE_SIDE = 2048
 #: Detector confidence below which a detection is dropped.
 MIN_DETECTION_SCORE = 0.5
 
+# --- vector search (vector_index.py, filters.py) -------------------------------------------
+#: Faces up to which search is exact (FAISS Flat); past it an IVF index is trained on the
+#: stored vectors. $FACESEARCH_IVF_THRESHOLD overrides it.
+IVF_THRESHOLD = 50_000
+ENV_IVF_THRESHOLD = "FACESEARCH_IVF_THRESHOLD"
+#: An IVF index is retrained (new centroids, new nprobe) once the collection has grown this
+#: many times since its last training.
+IVF_RETRAIN_GROWTH = 4.0
+#: IVF lists ~ IVF_LISTS_PER_SQRT * sqrt(faces), rounded to a power of two.
+IVF_LISTS_PER_SQRT = 2.0
+#: recall@10 against exact search that nprobe is chosen to hold, measured at build time on
+#: RECALL_QUERIES stored vectors (each one's own vector left out of both result lists).
+#: RECALL_MARGIN covers the sample's error: tuning aims at TARGET_RECALL + RECALL_MARGIN.
+TARGET_RECALL = 0.95
+RECALL_MARGIN = 0.005
+RECALL_QUERIES = 256
+#: How IVF indexes store vectors: "none" (exact, 1456 bytes a face), "sq8" (8-bit scalar
+#: quantizer, 364 bytes), "pq" (product quantizer, PQ_SUBQUANTIZERS bytes). Chosen by
+#: $FACESEARCH_COMPRESSION when an IVF index is (re)built, then kept by the index.
+COMPRESSIONS: tuple[str, ...] = ("none", "sq8", "pq")
+DEFAULT_COMPRESSION = "none"
+ENV_COMPRESSION = "FACESEARCH_COMPRESSION"
+#: PQ sub-quantizers: 91 codes of 8 bits, each for 4 dimensions (13 per region block).
+PQ_SUBQUANTIZERS = 91
+#: Filtered search: restricted to the matching ids (FAISS IDSelector) when fewer than this
+#: share of the faces match (estimated on a sample), else the k/share best are fetched and
+#: filtered.
+OVERFETCH_MIN_SHARE = 0.2
+
 
 def default_index_dir() -> Path:
     """The index folder: $FACESEARCH_INDEX if set, else indexes/default."""

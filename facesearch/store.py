@@ -13,6 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -28,6 +29,7 @@ from sqlalchemy.orm import (
 )
 
 from facesearch import config
+from facesearch.errors import FaceSearchError
 
 MIGRATIONS_DIR = config.PACKAGE_DIR / "migrations"
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -125,6 +127,20 @@ def database_url(index_dir: Path, url: str | None = None) -> str | sa.URL:
     return sa.URL.create("sqlite", database=str(Path(index_dir).resolve() / config.DB_FILENAME))
 
 
+def _with_driver(url: str | sa.URL) -> sa.URL:
+    """A PostgreSQL URL without a driver ("postgresql://...") gets the one installed: psycopg
+    (3, the `postgres` extra) unless psycopg2 is there; FaceSearchError if neither is."""
+    url = sa.make_url(url)
+    if url.drivername not in ("postgresql", "postgres"):
+        return url
+    import importlib.util
+
+    for module, driver in (("psycopg2", "postgresql+psycopg2"), ("psycopg", "postgresql+psycopg")):
+        if importlib.util.find_spec(module) is not None:
+            return url.set(drivername=driver)
+    raise FaceSearchError("PostgreSQL needs a driver: pip install 'facesearch[postgres]'")
+
+
 def _photo_key(path: str | Path) -> str:
     """The stored form of a photo path: absolute and resolved."""
     return str(Path(path).resolve())
@@ -147,8 +163,9 @@ class Store:
     """The SQL database of one index; its schema is brought to the newest revision on open."""
 
     def __init__(self, url: str | sa.URL) -> None:
-        self.engine = sa.create_engine(url)
-        self._sqlite = self.engine.dialect.name == "sqlite"
+        self.engine = sa.create_engine(_with_driver(url))
+        self.dialect: str = self.engine.dialect.name  # "sqlite", "postgresql", ...
+        self._sqlite = self.dialect == "sqlite"
         if self._sqlite:
             sa.event.listen(self.engine, "connect", _sqlite_on_connect)
         try:
@@ -293,6 +310,40 @@ class Store:
                 for face in session.scalars(query):
                     found[face.vector_id] = (face, face.photo)
         return found
+
+    def vector_ids_where(self, clause: sa.ColumnElement[bool],
+                         among: Iterable[int] | None = None) -> np.ndarray:
+        """Vector ids (int64, ascending) of the faces that meet `clause`, a condition on faces
+        joined with their photos (see filters.py); only those in `among` if given."""
+        query = sa.select(Face.vector_id).join(Face.photo).where(clause)
+        with self.session() as session:
+            if among is None:
+                found = list(session.scalars(query))
+            else:
+                wanted = sorted({int(i) for i in among})
+                found = [i for chunk in _chunks(wanted)
+                         for i in session.scalars(query.where(Face.vector_id.in_(chunk)))]
+        return np.sort(np.fromiter(found, dtype=np.int64, count=len(found)))
+
+    def estimate_share(self, clause: sa.ColumnElement[bool], sample: int = 1000,
+                       seed: int = 0) -> float | None:
+        """Share of faces meeting `clause`, measured on about `sample` faces picked at random by
+        primary key, or on all of them if there are no more (None if there are no faces)."""
+        with self.session() as session:
+            low, high = session.execute(sa.select(sa.func.min(Face.id), sa.func.max(Face.id))).one()
+            if low is None:
+                return None
+            if high - low < sample:
+                picked = np.arange(low, high + 1)
+            else:
+                picked = np.unique(np.random.default_rng(seed).integers(low, high + 1, size=sample))
+            total = matched = 0
+            for chunk in _chunks(picked.tolist()):
+                total += session.scalar(sa.select(sa.func.count()).select_from(Face)
+                                        .where(Face.id.in_(chunk))) or 0
+                matched += session.scalar(sa.select(sa.func.count()).select_from(Face)
+                                          .join(Face.photo).where(Face.id.in_(chunk), clause)) or 0
+        return matched / total if total else None
 
     def counts(self) -> tuple[int, int]:
         """(number of photos, number of faces)."""

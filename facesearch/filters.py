@@ -1,0 +1,405 @@
+"""What a search is restricted to and what it stresses: `--where` filters and region weights.
+
+Filters are a small expression language over the stored class probabilities and photo metadata:
+
+    male < 0.5 and smiling > 0.5
+    30 <= age < 40                      (age: estimated years)
+    (black_hair > 0.8 or blond_hair > 0.8) and not eyeglasses > 0.5
+    path ~ '*/2019/*'                   (glob: * any characters, ? one; case-sensitive)
+    date >= 2019-06-01                  (the photo file's modification time, local time)
+    indexed < 2026-11-22T18:00          (when the photo was indexed, local time)
+
+Names: every class of config.CLASSES, case-insensitively (an exact-case spelling wins: `male` is
+the gender class, `Male` CelebA's, `MALE` is an error), `age`, `path`, `date` (or `mtime`) and
+`indexed` (or `indexed_at`). Operators: < <= > >= = == != (numbers, dates, paths), ~ and !~ (path
+globs), `and`, `or`, `not`, parentheses. Values: numbers, 'single' or "double" quoted strings,
+dates YYYY-MM-DD[THH:MM[:SS]]. A date names an interval (a day, a minute, a second): `date =
+2019-06-01` is that whole day, `date > 2019-06-01` is after it.
+
+Nothing is evaluated as Python (no eval): the text is tokenised and parsed by recursive descent
+into a tree of comparisons; names are checked against the known ones; values are bound as SQL
+parameters.
+
+Where filters run: in SQL, on the faces and photos tables. Class probabilities stay in the
+`faces.attributes` JSON column (no schema change): SQLAlchemy turns `attributes[name].as_float()`
+into JSON_EXTRACT on SQLite and CAST(attributes ->> name AS FLOAT) on PostgreSQL, so one filter
+runs on both. The search (`search_filtered`) picks its strategy by the share of faces that match,
+estimated on a sample of rows: a common filter fetches k / share best faces and keeps the matching
+ones; a selective one (or one whose over-fetch fell short) reads every matching vector id from SQL
+and searches among those only (FAISS IDSelector, or exactly when they are few). Either way k hits
+come back whenever k faces match.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Union
+
+import numpy as np
+import sqlalchemy as sa
+
+from .config import AGE_KEY, CLASSES, OVERFETCH_MIN_SHARE, REGION_DIM, REGIONS
+from .errors import FaceSearchError
+
+if TYPE_CHECKING:
+    from .store import Store
+    from .vector_index import VectorIndex
+
+
+class FilterError(FaceSearchError):
+    """A --where filter that cannot be understood (one line, says where and why)."""
+
+
+# --- region weights -----------------------------------------------------------------------------
+_REGION_ALIASES = {"skin": "face_skin", "face": "face_skin", "brows": "eyebrows",
+                   "mouth": "lips", "bg": "background"}
+
+
+def region_name(name: str) -> str:
+    """The canonical region for a user's spelling (case, '-' or ' ' for '_', a few aliases)."""
+    key = name.strip().lower().replace("-", "_").replace(" ", "_")
+    key = _REGION_ALIASES.get(key, key)
+    if key not in REGIONS:
+        close = difflib.get_close_matches(key, REGIONS, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise FaceSearchError(f"unknown region {name!r}{hint}; regions: {', '.join(REGIONS)}")
+    return key
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """'hair=2,eyes=1,background=0' -> {'hair': 2.0, 'eyes': 1.0, 'background': 0.0}."""
+    weights: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep:
+            raise FaceSearchError(f"--weights: {part!r} is not REGION=NUMBER (e.g. hair=2,eyes=1)")
+        try:
+            weights[region_name(name)] = float(value)
+        except ValueError:
+            raise FaceSearchError(f"--weights: {value.strip()!r} is not a number (in {part!r})") from None
+    if not weights:
+        raise FaceSearchError("--weights is empty (e.g. hair=2,eyes=1,background=0)")
+    return weights
+
+
+def region_weights(weights: Mapping[str, float] | None = None, region: str | None = None
+                   ) -> np.ndarray | None:
+    """(7,) weights in REGIONS order, or None for the plain sum: `region` keeps that region only;
+    `weights` scales the named regions (the others keep 1)."""
+    if weights is None and region is None:
+        return None
+    if weights is not None and region is not None:
+        raise FaceSearchError("give region weights or one region, not both")
+    result = np.zeros(len(REGIONS)) if region is not None else np.ones(len(REGIONS))
+    for name, value in ({region_name(region): 1.0} if region is not None else weights).items():
+        value = float(value)
+        if not math.isfinite(value):
+            raise FaceSearchError(f"region weight {name}={value} is not a finite number")
+        result[REGIONS.index(region_name(name))] = value
+    if not np.any(result):
+        raise FaceSearchError("every region weight is 0: nothing would be compared")
+    return result
+
+
+def weighted(vector: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """A query vector with each region's block scaled by its weight: because stored blocks are
+    unit-norm, its inner product with a stored vector is the weighted sum of region scores."""
+    if weights is None:
+        return vector
+    return (vector.reshape(len(REGIONS), REGION_DIM) * weights[:, None]).reshape(-1).astype(np.float32)
+
+
+# --- the filter language ------------------------------------------------------------------------
+_TOKENS = re.compile(r"""
+    (?P<space>\s+)
+  | (?P<date>\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2})?)?)
+  | (?P<number>[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?![A-Za-z_0-9]))
+  | (?P<string>'[^']*'|"[^"]*")
+  | (?P<op><=|>=|==|!=|!~|<|>|=|~)
+  | (?P<paren>[()])
+  | (?P<name>[A-Za-z0-9_]+)
+""", re.VERBOSE)
+_KEYWORDS = {"and", "or", "not"}
+_FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "=": "=", "==": "==", "!=": "!="}
+_METADATA = {"age": "age", "path": "path", "date": "date", "mtime": "date",
+             "indexed": "indexed", "indexed_at": "indexed"}
+_CLASS_KEYS: dict[str, list[str]] = {}
+for _name in CLASSES:
+    _CLASS_KEYS.setdefault(_name.lower(), []).append(_name)
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: str
+    text: str
+    at: int  # 1-based column
+
+
+@dataclass(frozen=True)
+class Field:
+    kind: str  # "class", "age", "path", "date", "indexed"
+    name: str  # the class name, or the kind
+
+
+@dataclass(frozen=True)
+class Compare:
+    field: Field
+    op: str
+    value: Union[float, str, tuple[datetime, datetime]]  # noqa: UP007 (dataclass field)
+
+
+@dataclass(frozen=True)
+class Logic:
+    op: str  # "and", "or", "not"
+    parts: tuple[Node, ...]
+
+
+Node = Union[Compare, Logic]  # noqa: UP007
+
+
+class Filter:
+    """A parsed --where expression; `clause(dialect)` is its SQL condition on faces ⋈ photos."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = _tokenise(text)
+        if not self.tokens:
+            raise FilterError("the filter is empty")
+        self._pos = 0
+        self.tree = self._or()
+        if self._pos < len(self.tokens):
+            self._fail(self.tokens[self._pos], "expected 'and', 'or' or the end")
+
+    def __repr__(self) -> str:
+        return f"Filter({self.text!r})"
+
+    # recursive descent: or := and ('or' and)*; and := not ('and' not)*; not := 'not' not | atom
+    def _peek(self) -> _Token | None:
+        return self.tokens[self._pos] if self._pos < len(self.tokens) else None
+
+    def _take(self) -> _Token:
+        token = self._peek()
+        if token is None:
+            raise FilterError(f"filter {self.text!r} ends too early")
+        self._pos += 1
+        return token
+
+    def _is_word(self, word: str) -> bool:
+        token = self._peek()
+        return token is not None and token.kind == "name" and token.text.lower() == word
+
+    def _or(self) -> Node:
+        parts = [self._and()]
+        while self._is_word("or"):
+            self._take()
+            parts.append(self._and())
+        return parts[0] if len(parts) == 1 else Logic("or", tuple(parts))
+
+    def _and(self) -> Node:
+        parts = [self._not()]
+        while self._is_word("and"):
+            self._take()
+            parts.append(self._not())
+        return parts[0] if len(parts) == 1 else Logic("and", tuple(parts))
+
+    def _not(self) -> Node:
+        if self._is_word("not"):
+            self._take()
+            return Logic("not", (self._not(),))
+        token = self._peek()
+        if token is not None and token.kind == "paren" and token.text == "(":
+            self._take()
+            inner = self._or()
+            closing = self._take()
+            if closing.text != ")":
+                self._fail(closing, "expected ')'")
+            return inner
+        return self._comparison()
+
+    def _comparison(self) -> Node:
+        """NAME OP VALUE, VALUE OP NAME, or VALUE OP NAME OP VALUE (a range)."""
+        first = self._operand()
+        op = self._take()
+        if op.kind != "op":
+            self._fail(op, "expected a comparison (< <= > >= = != ~ !~)")
+        second = self._operand()
+        if isinstance(first, Field) == isinstance(second, Field):
+            self._fail(op, "a comparison needs one name and one value")
+        if isinstance(first, Field):
+            return self._compare(first, op, second)
+        low = self._compare(second, _Token("op", _FLIPPED.get(op.text, op.text), op.at), first)
+        following = self._peek()
+        if following is not None and following.kind == "op":
+            self._take()
+            return Logic("and", (low, self._compare(second, following, self._operand())))
+        return low
+
+    def _operand(self) -> Field | _Token:
+        token = self._take()
+        if token.kind == "name" and token.text.lower() not in _KEYWORDS:
+            return self._field(token)
+        if token.kind in ("number", "string", "date"):
+            return token
+        self._fail(token, "expected a name or a value")
+
+    def _field(self, token: _Token) -> Field:
+        if token.text in CLASSES:
+            return Field("class", token.text)
+        key = token.text.lower()
+        if key in _METADATA:
+            return Field(_METADATA[key], _METADATA[key])
+        spelled = _CLASS_KEYS.get(key, [])
+        if len(spelled) == 1:
+            return Field("class", spelled[0])
+        if spelled:
+            self._fail(token, f"{token.text!r} is ambiguous: write {' or '.join(spelled)} exactly")
+        known = list(CLASSES) + list(_METADATA)
+        close = difflib.get_close_matches(key, [name.lower() for name in known], n=1, cutoff=0.7)
+        hint = f" (did you mean {next(n for n in known if n.lower() == close[0])}?)" if close else ""
+        self._fail(token, f"unknown name {token.text!r}{hint}; names are class names, age, path, "
+                          "date, indexed")
+
+    def _compare(self, field: Field, op: _Token, value: Field | _Token) -> Compare:
+        if isinstance(value, Field):
+            self._fail(op, "a comparison needs one name and one value")
+        if field.kind in ("class", "age"):
+            if op.text in ("~", "!~"):
+                self._fail(op, f"{op.text} matches paths only")
+            if value.kind != "number":
+                self._fail(value, f"{field.name} is compared with a number")
+            return Compare(field, op.text, float(value.text))
+        if field.kind == "path":
+            if op.text not in ("~", "!~", "=", "==", "!="):
+                self._fail(op, "path takes ~ or !~ (glob) or = / != (exact)")
+            if value.kind != "string":
+                self._fail(value, "a path is given in quotes, e.g. path ~ '*/2019/*'")
+            return Compare(field, op.text, value.text[1:-1])
+        if op.text in ("~", "!~"):
+            self._fail(op, f"{op.text} matches paths only")
+        text = value.text[1:-1] if value.kind == "string" else value.text
+        if value.kind == "number" or not re.fullmatch(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?)?", text):
+            self._fail(value, f"{field.name} is compared with a date like 2019-06-01 or 2019-06-01T12:30")
+        try:
+            return Compare(field, op.text, _interval(text))
+        except ValueError as error:
+            self._fail(value, str(error))
+
+    def _fail(self, token: _Token, problem: str):
+        raise FilterError(f"filter {self.text!r}, at column {token.at}: {problem}")
+
+    # --- SQL ------------------------------------------------------------------------------------
+    def clause(self, dialect: str) -> sa.ColumnElement[bool]:
+        """The condition on faces joined with photos, for a dialect ("sqlite", "postgresql")."""
+        return _sql(self.tree, dialect)
+
+
+def parse_filter(text: str) -> Filter:
+    """Parse a --where expression (FilterError, one line, if it cannot be understood)."""
+    return Filter(text)
+
+
+def _tokenise(text: str) -> list[_Token]:
+    tokens, pos = [], 0
+    while pos < len(text):
+        match = _TOKENS.match(text, pos)
+        if match is None:
+            raise FilterError(f"filter {text!r}, at column {pos + 1}: unexpected {text[pos]!r}")
+        if match.lastgroup != "space":
+            tokens.append(_Token(match.lastgroup, match.group(), pos + 1))
+        pos = match.end()
+    return tokens
+
+
+def _interval(text: str) -> tuple[datetime, datetime]:
+    """A local date/time as its [start, end) interval in UTC (a day, a minute or a second)."""
+    moment = datetime.fromisoformat(text.replace(" ", "T"))
+    step = (timedelta(days=1) if len(text) == 10 else
+            timedelta(minutes=1) if len(text) == 16 else timedelta(seconds=1))
+    start = moment.astimezone(UTC)  # naive = local time
+    return start, (moment + step).astimezone(UTC)
+
+
+def _glob_to_like(pattern: str) -> str:
+    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%").replace("?", "_")
+
+
+def _sql(node: Node, dialect: str) -> sa.ColumnElement[bool]:
+    from .store import Face, Photo
+
+    if isinstance(node, Logic):
+        parts = [_sql(part, dialect) for part in node.parts]
+        if node.op == "not":
+            return sa.not_(parts[0])
+        return sa.and_(*parts) if node.op == "and" else sa.or_(*parts)
+    field, op, value = node.field, node.op, node.value
+    if field.kind in ("class", "age"):
+        key = AGE_KEY if field.kind == "age" else field.name
+        return _compare(Face.attributes[key].as_float(), op, value)
+    if field.kind == "path":
+        if op in ("=", "==", "!="):
+            return _compare(Photo.path, op, value)
+        if dialect == "sqlite":  # GLOB is case-sensitive like the files; '[' taken literally
+            matched = Photo.path.op("GLOB")(value.replace("[", "[[]"))
+        else:
+            matched = Photo.path.like(_glob_to_like(value), escape="\\")
+        return matched if op == "~" else sa.not_(matched)
+    start, end = value
+    if field.kind == "date":
+        column, start, end = Photo.mtime, start.timestamp(), end.timestamp()
+    else:
+        column = Photo.indexed_at
+    if op in ("=", "=="):
+        return sa.and_(column >= start, column < end)
+    return {"!=": sa.or_(column < start, column >= end), "<": column < start,
+            "<=": column < end, ">": column >= end, ">=": column >= start}[op]
+
+
+def _compare(column, op: str, value):
+    return {"<": column < value, "<=": column <= value, ">": column > value,
+            ">=": column >= value, "=": column == value, "==": column == value,
+            "!=": column != value}[op]
+
+
+# --- filtered search ----------------------------------------------------------------------------
+#: Collections up to this many faces always read every matching id (no sampling).
+_SMALL = 20_000
+#: Rows sampled to estimate a filter's share of the faces.
+_SAMPLE = 1_000
+
+
+@dataclass
+class FilteredSearch:
+    """A filtered search's best (score, vector id) pairs and how they were found."""
+
+    scores: np.ndarray
+    ids: np.ndarray
+    strategy: str          # "overfetch" or "restricted"
+    share: float | None    # estimated (sample) or counted share of faces that match
+
+
+def search_filtered(store: Store, vectors: VectorIndex, query: np.ndarray, k: int,
+                    where: Filter) -> FilteredSearch:
+    """The k best faces for one query vector among those matching `where` (fewer only when
+    fewer match). See the module's docstring for the strategy."""
+    query = np.asarray(query, np.float32).reshape(1, -1)
+    clause = where.clause(store.dialect)
+    share = store.estimate_share(clause, _SAMPLE) if len(vectors) > _SMALL else None
+    if share is not None and share >= OVERFETCH_MIN_SHARE:
+        fetch = min(len(vectors), math.ceil(k / share * 1.5) + 16)
+        scores, ids = vectors.search(query, fetch)
+        matching = store.vector_ids_where(clause, among=ids[0])
+        keep = np.isin(ids[0], matching)
+        if keep.sum() >= k or fetch >= len(vectors):
+            return FilteredSearch(scores[0][keep][:k], ids[0][keep][:k], "overfetch", share)
+    allowed = store.vector_ids_where(clause)
+    if share is None:
+        share = len(allowed) / max(len(vectors), 1)
+    if len(allowed) == 0:
+        return FilteredSearch(np.empty(0, np.float32), np.empty(0, np.int64), "restricted", share)
+    scores, ids = vectors.search(query, k, restrict=allowed)
+    return FilteredSearch(scores[0], ids[0], "restricted", share)
