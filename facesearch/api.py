@@ -26,6 +26,15 @@ class Hits(list):
 
     understood: TextQuery | None = None
 
+    def to_dicts(self) -> list[dict]:
+        """JSON-ready hits; for a text or mixed query each also says what the text was
+        understood as (`query`) and how well this face fits each understood class (`fits`)."""
+        if self.understood is None:
+            return [hit.to_dict() for hit in self]
+        query = self.understood.as_dict()
+        return [hit.to_dict() | {"query": query, "fits": self.understood.explain(hit.attributes)}
+                for hit in self]
+
 
 class FaceSearch:
     """A face index in a folder: SQL metadata, a FAISS index of master vectors, the model.

@@ -69,7 +69,7 @@ def query(image: Optional[Path] = typer.Option(None, "--image", "-i", help="Find
     if not hits and where is not None:
         typer.echo("no indexed face meets the --where filter", err=True)
     if as_json:
-        typer.echo(json.dumps([hit.to_dict() for hit in hits], indent=2))
+        typer.echo(json.dumps(hits.to_dicts(), indent=2))
     else:
         from .visual import hits_table
 
@@ -167,6 +167,17 @@ def evaluate(dlib: bool = typer.Option(True, help="Measure dlib's descriptor on 
         typer.echo(json.dumps({"facesearch": ours, "dlib": anchor}, indent=2))
     else:
         typer.echo(format_table(ours, anchor))
+
+
+@app.command(name="eval-text")
+def evaluate_text(steps: bool = typer.Option(True, help="Also measure each step's effect."),
+                  limit: Optional[int] = typer.Option(None, help="At most N gallery faces (a quick check)."),
+                  as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Measure text search: P@10 and AP@100 of a query set, caption recall, on validation faces."""
+    from .text_eval import evaluate as evaluate_text_search, format_report
+
+    report = evaluate_text_search(steps=steps, limit=limit)
+    typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))
 
 
 def main() -> None:
