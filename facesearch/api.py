@@ -189,7 +189,7 @@ class FaceSearch:
         else:
             vector = queries.text_vector(understood.terms, centres)
         text_only = image is None
-        pool = k * queries.RERANK_POOL if text_only else k
+        pool = queries.pool_size(k) if understood is not None else k
         searched = weighted(vector.astype(np.float32), block_weights)
         if restriction is None:
             # vectors left without rows by an interrupted run take places in FAISS's top k
@@ -201,9 +201,10 @@ class FaceSearch:
             scores, ids = found.scores, found.ids
         rows = self.store.faces_by_vector_ids(ids.tolist())
         candidates = [(float(s), int(i)) for s, i in zip(scores, ids) if int(i) in rows]
-        if text_only:
-            candidates = sorted(((queries.rerank_score(s, understood.terms, rows[i][0].attributes), i)
-                                 for s, i in candidates), reverse=True)
+        if understood is not None:  # the same re-ranking as facesearch.text_eval measures
+            candidates = queries.rerank(understood.terms, candidates,
+                                        [rows[i][0].attributes for _, i in candidates],
+                                        mixed=not text_only)
         candidates = candidates[:k]
         stored = self.vectors.reconstruct([i for _, i in candidates]) if candidates else np.zeros((0, VECTOR_DIM))
         per_region = region_similarities(vector, stored)

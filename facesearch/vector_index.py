@@ -37,6 +37,11 @@ import numpy as np
 
 from facesearch import config
 from facesearch.config import VECTOR_DIM
+from facesearch.errors import FaceSearchError
+
+
+class SettingError(FaceSearchError, ValueError):
+    """A bad $FACESEARCH_COMPRESSION or $FACESEARCH_IVF_THRESHOLD (one line)."""
 
 #: Largest k (and nprobe) that FAISS GPU indexes accept; bigger searches run on the CPU index.
 _GPU_MAX_K = 2048
@@ -77,7 +82,7 @@ def configured_compression() -> str | None:
     if not value:
         return None
     if value not in config.COMPRESSIONS:
-        raise ValueError(f"{config.ENV_COMPRESSION}={value!r}: use one of {', '.join(config.COMPRESSIONS)}")
+        raise SettingError(f"{config.ENV_COMPRESSION}={value!r}: use one of {', '.join(config.COMPRESSIONS)}")
     return value
 
 
@@ -89,7 +94,7 @@ def configured_threshold() -> int:
     try:
         return max(1, int(value))
     except ValueError:
-        raise ValueError(f"{config.ENV_IVF_THRESHOLD}={value!r} is not a number") from None
+        raise SettingError(f"{config.ENV_IVF_THRESHOLD}={value!r} is not a whole number") from None
 
 
 def ivf_lists(n: int) -> int:

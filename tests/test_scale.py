@@ -140,7 +140,11 @@ def test_compression_from_environment_rebuilds_at_next_add(tmp_path: Path, data,
     index.add(ids[1500:1501], vectors[1500:1501])
     assert index.compression == "sq8" and len(index) == 1501
     monkeypatch.setenv(config.ENV_COMPRESSION, "zip")
-    with pytest.raises(ValueError, match="FACESEARCH_COMPRESSION"):
+    with pytest.raises(FaceSearchError, match="FACESEARCH_COMPRESSION='zip': use one of none, sq8, pq"):
+        VectorIndex.open(tmp_path / "v.faiss")
+    monkeypatch.delenv(config.ENV_COMPRESSION)
+    monkeypatch.setenv(config.ENV_IVF_THRESHOLD, "many")
+    with pytest.raises(FaceSearchError, match="FACESEARCH_IVF_THRESHOLD='many' is not a whole number"):
         VectorIndex.open(tmp_path / "v.faiss")
 
 
