@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -10,28 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from clitools import assert_one_line_error, run
 from conftest import copy_photos
 from facesearch.config import ENV_INDEX, REGIONS
 
 CLI_PHOTOS = ("000461.jpg", "000711.jpg", "000987.jpg", "001004.jpg", "001367.jpg", "001414.jpg")
 HIT_KEYS = {"rank", "score", "path", "face_id", "bbox", "regions", "attributes"}
-
-
-def run(command: list[str], *args: str | Path, cwd: Path, env: dict[str, str] | None = None,
-        ) -> subprocess.CompletedProcess:
-    environment = {k: v for k, v in os.environ.items() if k != "FACESEARCH_DEBUG"}
-    environment.update(env or {})
-    return subprocess.run([*command, *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                          env=environment, timeout=300)
-
-
-def assert_one_line_error(done: subprocess.CompletedProcess) -> str:
-    """A failure: non-zero exit, no traceback, stderr exactly one line `error: ...`."""
-    assert done.returncode != 0, done
-    assert "Traceback" not in done.stderr + done.stdout, done.stderr
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
-    return lines[0]
 
 
 @dataclass

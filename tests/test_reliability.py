@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from clitools import assert_one_line_error, run
 from conftest import INDEX_PHOTOS, copy_photos
 from facesearch import FaceSearch, FaceSearchError
 from facesearch.config import DB_FILENAME, FAISS_FILENAME
@@ -57,19 +58,7 @@ main()
 def cli(*args: str | Path, cwd: Path, env: dict[str, str] | None = None, offline: bool = False,
         ) -> subprocess.CompletedProcess:
     command = [sys.executable, "-c", OFFLINE_CLI] if offline else [sys.executable, "-m", "facesearch"]
-    environment = {k: v for k, v in os.environ.items() if k != "FACESEARCH_DEBUG"}
-    environment.update(env or {})
-    return subprocess.run([*command, *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                          env=environment, timeout=300)
-
-
-def one_line_error(done: subprocess.CompletedProcess) -> str:
-    """A failure: non-zero exit, no traceback, stderr exactly one line `error: ...`."""
-    assert done.returncode != 0, done
-    assert "Traceback" not in done.stderr + done.stdout, done.stderr
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
-    return lines[0]
+    return run(command, *args, cwd=cwd, env=env)
 
 
 def consistent(fs: FaceSearch) -> tuple[int, int]:
@@ -418,7 +407,7 @@ def test_kill_9_mid_run_loses_nothing_and_other_processes_keep_working(
 
     # Through the command line, a second writer gets one clear line and a non-zero exit.
     with IndexLock(index, "index"):
-        refused = one_line_error(cli("index", "db", "--index", "idx", "-q", cwd=tmp_path))
+        refused = assert_one_line_error(cli("index", "db", "--index", "idx", "-q", cwd=tmp_path))
     assert f"another facesearch index run (pid {os.getpid()}) holds the index" in refused
 
 
@@ -465,7 +454,7 @@ def test_an_old_handle_does_not_undo_another_process_work(data_dir: Path, tmp_pa
 @pytest.mark.parametrize("args", [["-k", "-3"], ["--text", ""], ["--text", "   "]])
 def test_bad_query_arguments_are_one_line_errors(args: list[str], data_dir: Path, tmp_path: Path) -> None:
     image = [] if "--text" in args else ["--image", wild(data_dir, "000461.jpg")]
-    one_line_error(cli("query", *image, *args, "--index", tmp_path / "idx", cwd=tmp_path))
+    assert_one_line_error(cli("query", *image, *args, "--index", tmp_path / "idx", cwd=tmp_path))
 
 
 def test_describe_refuses_folders_and_fifos(tmp_path: Path, describer: FaceSearch) -> None:
