@@ -108,6 +108,38 @@ class Face(Base):
     vector_id: Mapped[int] = mapped_column(sa.BigInteger, unique=True, index=True)
 
     photo: Mapped[Photo] = relationship(back_populates="faces")
+    classes: Mapped[FaceClasses | None] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, uselist=False)
+
+
+def class_column(name: str) -> str:
+    """The face_classes column of a class ("Male" -> "celeba_male", "male" -> "p_male") or of
+    the age estimate ("age"): unique even where SQL compares names case-insensitively."""
+    if name == config.AGE_KEY:
+        return "age"
+    return f"celeba_{name.lower()}" if name in config.CELEBA_ATTRIBUTES else f"p_{name.lower()}"
+
+
+#: Class (and "age") -> its face_classes column.
+CLASS_COLUMNS: dict[str, str] = {name: class_column(name) for name in (*config.CLASSES, config.AGE_KEY)}
+
+
+class FaceClasses(Base):
+    """A face's class probabilities and age as plain columns (a copy of `Face.attributes`), so that
+    --where filters are column comparisons in SQL rather than JSON parsing of every row."""
+
+    __table__ = sa.Table(
+        "face_classes",
+        Base.metadata,
+        sa.Column("face_id", sa.Integer, sa.ForeignKey("faces.id", ondelete="CASCADE"),
+                  primary_key=True),
+        *(sa.Column(column, sa.Float, nullable=True) for column in CLASS_COLUMNS.values()),
+    )
+
+
+def _class_row(attributes: Mapping[str, Any]) -> FaceClasses:
+    return FaceClasses(**{column: float(attributes[name]) for name, column in CLASS_COLUMNS.items()
+                          if isinstance(attributes.get(name), (int, float))})
 
 
 class IndexMeta(Base):
@@ -238,7 +270,8 @@ class Store:
             error=error,
             width=width,
             height=height,
-            faces=[Face(face_index=i, **face) for i, face in enumerate(faces)],
+            faces=[Face(face_index=i, classes=_class_row(face["attributes"]), **face)
+                   for i, face in enumerate(faces)],
         )
         session.add(photo)
         return photo
@@ -315,7 +348,8 @@ class Store:
                          among: Iterable[int] | None = None) -> np.ndarray:
         """Vector ids (int64, ascending) of the faces that meet `clause`, a condition on faces
         joined with their photos (see filters.py); only those in `among` if given."""
-        query = sa.select(Face.vector_id).join(Face.photo).where(clause)
+        query = (sa.select(Face.vector_id).join(Face.photo)
+                 .outerjoin(FaceClasses, FaceClasses.face_id == Face.id).where(clause))
         with self.session() as session:
             if among is None:
                 found = list(session.scalars(query))
@@ -341,8 +375,10 @@ class Store:
             for chunk in _chunks(picked.tolist()):
                 total += session.scalar(sa.select(sa.func.count()).select_from(Face)
                                         .where(Face.id.in_(chunk))) or 0
-                matched += session.scalar(sa.select(sa.func.count()).select_from(Face)
-                                          .join(Face.photo).where(Face.id.in_(chunk), clause)) or 0
+                matched += session.scalar(
+                    sa.select(sa.func.count()).select_from(Face).join(Face.photo)
+                    .outerjoin(FaceClasses, FaceClasses.face_id == Face.id)
+                    .where(Face.id.in_(chunk), clause)) or 0
         return matched / total if total else None
 
     def counts(self) -> tuple[int, int]:

@@ -403,3 +403,37 @@ def test_ivf_index_through_the_api_and_permanent_removal(data_dir: Path, tmp_pat
         assert str(photos[1].resolve()) not in paths and len(paths) == 4
     finally:
         reopened.close()
+
+
+def test_migration_copies_existing_faces_into_face_classes(tmp_path: Path) -> None:
+    """An index made before face_classes existed: upgrading fills it, and filters see the faces."""
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+
+    from facesearch.store import MIGRATIONS_DIR
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url)
+    command.upgrade(cfg, "0001")
+    with sa.create_engine(url).begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO photos (id, path, content_hash, size, mtime, status, indexed_at) "
+            "VALUES (1, '/p/a.jpg', 'x', 1, 1.0, 'indexed', '2026-11-22 10:00:00')")
+        for face_id, attributes in ((1, '{"Smiling": 0.9, "male": 0.2, "age": 31.5}'),
+                                    (2, '{"Smiling": 0.1, "male": 0.7}')):
+            connection.exec_driver_sql(
+                "INSERT INTO faces (id, photo_id, face_index, x0, y0, x1, y1, landmarks, det_score, "
+                f"attributes, vector_id) VALUES ({face_id}, 1, {face_id}, 0, 0, 1, 1, '[]', 1, "
+                f"'{attributes}', {face_id + 10})")
+    with Store(url) as store:
+        def where(text: str) -> list[int]:
+            return store.vector_ids_where(parse_filter(text).clause(store.dialect)).tolist()
+
+        assert where("smiling > 0.5") == [11] and where("male > 0.5") == [12]
+        assert where("age > 30") == [11]  # face 2 has no age: NULL matches nothing
+        assert store.delete_photos(["/p/a.jpg"]) == [11, 12]
+        with store.engine.connect() as connection:  # the copies go with their faces
+            assert connection.exec_driver_sql("SELECT count(*) FROM face_classes").scalar() == 0
