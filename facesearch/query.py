@@ -224,14 +224,6 @@ def rerank(terms: Sequence[ClassTerm], candidates: Sequence[tuple[float, int]],
     return [(float(scores[i]), int(candidates[i][1])) for i in order]
 
 
-def rerank_score(vector_score: float, terms: Sequence[ClassTerm],
-                 attributes: Mapping[str, float]) -> float:
-    """One face's text-query score, as `rerank` computes it (kept for callers that score faces
-    one by one)."""
-    fit = class_fit(terms, probability_matrix([attributes], needed_columns(terms)))[0]
-    return float(fit + DEFAULT.vector_weight * vector_score)
-
-
 def search(terms: Sequence[ClassTerm], centres: np.ndarray, k: int, nearest: Nearest,
            fetch: Fetch, face: np.ndarray | None = None, settings: Settings = DEFAULT,
            ) -> tuple[np.ndarray, list[tuple[float, int]]]:
