@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -16,18 +17,34 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+_mute_lock = threading.Lock()
+_mute_depth = 0
+_saved_stderr: int | None = None
+
+
 @contextlib.contextmanager
 def muted_stderr() -> Iterator[None]:
-    """Send file descriptor 2 to /dev/null for the duration (C++ logging included)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
+    """Send file descriptor 2 to /dev/null for the duration (C++ logging included).
+
+    Safe across threads (models run side by side): the first caller mutes, the last restores.
+    """
+    global _mute_depth, _saved_stderr
+    with _mute_lock:
+        if _mute_depth == 0:
+            sys.stderr.flush()
+            _saved_stderr = os.dup(2)
+            with open(os.devnull, "w") as devnull:
+                os.dup2(devnull.fileno(), 2)
+        _mute_depth += 1
     try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
+        yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        with _mute_lock:
+            _mute_depth -= 1
+            if _mute_depth == 0 and _saved_stderr is not None:
+                os.dup2(_saved_stderr, 2)
+                os.close(_saved_stderr)
+                _saved_stderr = None
 
 
 def _solutions():
@@ -40,8 +57,11 @@ def face_detectors(min_score: float) -> list:
     """mediapipe's short-range (close-ups, crops) and full-range (faces further away) detectors."""
     detection = _solutions().face_detection
     with muted_stderr():
-        return [detection.FaceDetection(model_selection=selection, min_detection_confidence=min_score)
-                for selection in (0, 1)]
+        detectors = [detection.FaceDetection(model_selection=selection, min_detection_confidence=min_score)
+                     for selection in (0, 1)]
+        for detector in detectors:  # first inferences log once: here, muted and one at a time
+            detector.process(np.zeros((64, 64, 3), np.uint8))
+    return detectors
 
 
 def face_mesh():

@@ -136,3 +136,26 @@ def test_alignment_puts_landmarks_on_the_template(preprocessor: FacePreprocessor
         assert face.mesh_found and face.mesh.shape == (468, 2)
         errors = np.linalg.norm(landmarks_from_mesh(face.mesh) - TEMPLATE, axis=1)
         assert errors[:2].max() < 4 and errors.max() < 10, (path.name, errors)
+
+
+def test_muting_is_safe_when_models_run_side_by_side(capfd) -> None:
+    """Detectors run in threads, each muting C++ logging on descriptor 2: overlapping mutes must
+    leave stderr restored (a lost restore would silence every later error message)."""
+    import os
+    import threading
+    import time
+
+    from facesearch.mediapipe_models import muted_stderr
+
+    def hold(seconds: float) -> None:
+        with muted_stderr():
+            os.write(2, b"hidden\n")
+            time.sleep(seconds)
+
+    threads = [threading.Thread(target=hold, args=(0.01 * (i % 4),)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    os.write(2, b"visible\n")
+    assert capfd.readouterr().err == "visible\n"
