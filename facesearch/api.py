@@ -226,7 +226,7 @@ class FaceSearch:
         if not self._exists():
             raise FaceSearchError(f"no index at {self.index_dir} (run `facesearch index FOLDER` first)")
         photos, faces = self.store.counts()
-        size = sum(f.stat().st_size for f in self.index_dir.iterdir() if f.is_file())
+        size = sum(_size_if_present(f) for f in self.index_dir.iterdir())
         vectors = self.vectors.describe()
         return {"index": str(self.index_dir), "photos": photos, "faces": faces,
                 "vectors": len(self.vectors),
@@ -248,3 +248,11 @@ class FaceSearch:
 def _redacted(url) -> str:
     """A database URL without its password."""
     return sa.make_url(url).render_as_string(hide_password=True)
+
+
+def _size_if_present(path: Path) -> int:
+    """A file's size, 0 for folders and for files gone since listed (an indexer's temp file)."""
+    try:
+        return path.stat().st_size if path.is_file() else 0
+    except FileNotFoundError:
+        return 0
