@@ -143,14 +143,22 @@ def train(run_dir: Path = typer.Option(Path("runs/default"), help="Checkpoints, 
           data: Optional[Path] = typer.Option(None, help="Data folder [default: ../shared/data or $FACESEARCH_DATA]."),
           limit: Optional[int] = typer.Option(None, help="Use only the first N photos of each source."),
           weights: Optional[Path] = typer.Option(None, help="Where to write the weights [default: the package's]."),
-          device: str = typer.Option("cpu", help="torch device (cpu, cuda).")) -> None:
+          device: str = typer.Option("cpu", help="torch device (cpu, cuda)."),
+          init_weights: Optional[Path] = typer.Option(None, help="Fine-tune these weights instead of starting from ImageNet."),
+          teacher: Optional[str] = typer.Option(None, help="Distil a stronger descriptor: dlib (needs facesearch[anchors])."),
+          assignments: list[str] = typer.Option([], "--set", help="Any other training setting, NAME=VALUE (e.g. lr=5e-4); see settings.json of a run."),
+          watch: bool = typer.Option(False, help="Print validation figures after every epoch.")) -> None:
     """Train the descriptor network on CelebA + UTKFace, measure it, write the weights."""
-    from .train import TrainSettings, train_and_export
+    from .train import TrainSettings, override, train_and_export
 
-    settings = TrainSettings(seed=seed, limit=limit, device=device)
+    if init_weights is not None and not init_weights.is_file():
+        raise FaceSearchError(f"no weights file at {init_weights}")
+    settings = override(TrainSettings(seed=seed, limit=limit, device=device, teacher=teacher,
+                                      init_weights=str(init_weights) if init_weights else None),
+                        assignments)
     if epochs is not None:
         settings.epochs = epochs
-    metrics = train_and_export(run_dir, settings, data, weights)
+    metrics = train_and_export(run_dir, settings, data, weights, validate_each_epoch=watch)
     typer.echo(json.dumps({k: v for k, v in metrics["validation"].items() if k != "attributes"}, indent=2))
 
 

@@ -48,3 +48,37 @@ def dlib_descriptors(paths: Sequence[Path], progress: bool = True) -> np.ndarray
         box = boxes[0] if boxes else dlib.rectangle(0, 0, pixels.shape[1] - 1, pixels.shape[0] - 1)
         vectors[i] = np.asarray(encoder.compute_face_descriptor(pixels, shapes(pixels, box)))
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def _describe_chunk(paths: list[Path]) -> np.ndarray:
+    return dlib_descriptors(paths, progress=False)
+
+
+def build_teacher_cache(source: str, cache_dir: Path, root: Path | None = None,
+                        workers: int = 2, chunk: int = 32) -> Path:
+    """dlib descriptors of every cached face of one training source, for distillation.
+
+    Stored as cache_dir/dlib_<source>.npz (skipped if it exists), in the order of the face cache
+    cache_dir/<source>.npz, whose file names it repeats so a mismatch can be caught.
+    """
+    import multiprocessing
+
+    from .dataset import SOURCES, data_dir
+    out = cache_dir / f"dlib_{source}.npz"
+    if out.exists():
+        return out
+    with np.load(cache_dir / f"{source}.npz") as faces:
+        files = faces["files"]
+    folder = (root or data_dir()) / SOURCES[source][0]
+    paths = [folder / name for name in files]
+    chunks = [paths[start:start + chunk] for start in range(0, len(paths), chunk)]
+    parts = []
+    with multiprocessing.get_context("spawn").Pool(workers) as pool, \
+            tqdm(total=len(paths), desc=f"dlib {source}", unit="face") as bar:
+        for vectors in pool.imap(_describe_chunk, chunks):
+            parts.append(vectors)
+            bar.update(len(vectors))
+    temporary = out.with_suffix(".tmp.npz")
+    np.savez_compressed(temporary, vectors=np.concatenate(parts).astype(np.float16), files=files)
+    temporary.replace(out)
+    return out

@@ -62,16 +62,17 @@ def describe_faces(network: DescriptorNet, crops: np.ndarray, grid_masks: np.nda
                    batch_size: int = 128) -> Descriptions:
     """Run a descriptor network (in eval mode) over aligned crops and their grid masks."""
     network.eval()
+    device = next(network.parameters()).device
     vectors, probabilities, ages = [], [], []
     for start in range(0, len(crops), batch_size):
         images = torch.from_numpy(np.ascontiguousarray(crops[start:start + batch_size]))
         images = images.permute(0, 3, 1, 2).float() / 255
         masks = torch.from_numpy(np.asarray(grid_masks[start:start + batch_size], np.float32))
-        v, logits = network(images, masks)
+        v, logits = network(images.to(device), masks.to(device))
         p, a = class_probabilities(logits)
-        vectors.append(v.numpy())
-        probabilities.append(p.numpy())
-        ages.append(a.numpy())
+        vectors.append(v.cpu().numpy())
+        probabilities.append(p.cpu().numpy())
+        ages.append(a.cpu().numpy())
     if not vectors:
         return Descriptions(np.zeros((0, VECTOR_DIM), np.float32),
                             np.zeros((0, len(CLASSES)), np.float32), np.zeros(0, np.float32))

@@ -23,6 +23,8 @@ from tqdm import tqdm
 from .config import (AGE_GROUPS, AGE_SCALE, CELEBA_ATTRIBUTES, CLASSES, GENDERS,
                      VECTOR_DIM)
 from .dataset import SOURCES, UNKNOWN, age_group, build_cache, decode_crops
+from .dlib_anchor import DLIB_DIM as TEACHER_DIM
+from .errors import FaceSearchError
 from .model import describe_faces, save_model
 from .network import HEADS, DescriptorNet
 
@@ -48,6 +50,17 @@ class TrainSettings:
     mal_weight: float = 0.05
     centre_momentum: float = 0.9
     age_weight: float = 2.0
+    attribute_weight: float = 1.0
+    # Start from trained weights (a descriptor.safetensors) instead of ImageNet's backbone.
+    init_weights: str | None = None
+    # Distillation from a stronger descriptor ("dlib": its 128-dim ResNet, see dlib_anchor):
+    # the batch's similarity structure (KL over each face's softmax of similarities to the rest
+    # of the batch, teacher temperature below, student scale learned) plus a linear map from the
+    # master vector onto the teacher's vector (cosine), so the 364 numbers carry what it knows.
+    teacher: str | None = None
+    teacher_weight: float = 1.0
+    teacher_temperature: float = 0.02
+    teacher_fit_weight: float = 1.0
     limit: int | None = None  # photos per source (tests use tiny subsets)
     cache_dir: str = "cache"
     device: str = "cpu"  # "cuda" trains the same recipe faster where a GPU is
@@ -67,6 +80,7 @@ class Split:
     ethnicity: np.ndarray
     files: np.ndarray
     source: np.ndarray
+    teacher: np.ndarray    # (N, TEACHER_DIM) unit vectors, zeros where no teacher was run
 
     def __len__(self) -> int:
         return len(self.crops)
@@ -102,13 +116,50 @@ def load_data(settings: TrainSettings, root: Path | None = None) -> tuple[Split,
             parts.append({name: data[name] for name in
                           ("masks", "identity", "celeba", "gender", "age", "ethnicity", "files")}
                          | {"crops": decode_crops(data["crops_webp"], data["crop_offsets"]),
-                            "source": np.full(len(data["files"]), source)})
+                            "source": np.full(len(data["files"]), source),
+                            "teacher": teacher_vectors(settings, source, cache_dir, data["files"], root)})
             if int(data["mesh_count"]):
                 mesh_sum, mesh_count = mesh_sum + data["mesh_sum"], mesh_count + int(data["mesh_count"])
     data = Split(**{name: np.concatenate([part[name] for part in parts]) for name in parts[0]})
     is_validation = validation_mask(data.identity, data.files, settings.validation_share)
     return (data.subset(np.flatnonzero(~is_validation)), data.subset(np.flatnonzero(is_validation)),
             (mesh_sum / max(mesh_count, 1)).astype(np.float32))
+
+
+def override(settings: TrainSettings, assignments: list[str]) -> TrainSettings:
+    """Settings with `name=value` assignments applied, each value parsed as its field's type."""
+    from dataclasses import fields, replace
+    parsers = {"tuple": lambda v: tuple(part.strip() for part in v.split(",")),
+               "bool": lambda v: v.lower() in ("1", "true", "yes"), "int": int, "float": float,
+               "str": str}
+    # Annotations are strings here ("int | None"): the first known type named is the parser.
+    types = {f.name: next(t for t in parsers if t in str(f.type)) for f in fields(settings)}
+    changes = {}
+    for assignment in assignments:
+        name, _, value = assignment.partition("=")
+        name = name.strip().replace("-", "_")
+        if name not in types or not value:
+            raise FaceSearchError(f"--set {assignment!r}: expected NAME=VALUE with NAME one of "
+                                  + ", ".join(types))
+        try:
+            changes[name] = None if value.lower() == "none" else parsers[types[name]](value)
+        except ValueError:
+            raise FaceSearchError(f"--set {assignment!r}: {value!r} is not a {types[name]}") from None
+    return replace(settings, **changes)
+
+
+def teacher_vectors(settings: TrainSettings, source: str, cache_dir: Path, files: np.ndarray,
+                    root: Path | None) -> np.ndarray:
+    """The teacher's unit vectors for the faces of one source (zeros when no teacher is used)."""
+    if settings.teacher is None:
+        return np.zeros((len(files), TEACHER_DIM), np.float32)
+    if settings.teacher != "dlib":
+        raise FaceSearchError(f"unknown teacher {settings.teacher!r} (known: dlib)")
+    from .dlib_anchor import build_teacher_cache
+    with np.load(build_teacher_cache(source, cache_dir, root)) as cached:
+        if not np.array_equal(cached["files"], files):
+            raise FaceSearchError(f"teacher cache of {source} does not match its face cache; delete it")
+        return cached["vectors"].astype(np.float32)
 
 
 def validation_mask(identity: np.ndarray, files: np.ndarray, share: float) -> np.ndarray:
@@ -145,6 +196,9 @@ class Objective(torch.nn.Module):
         self.identity_index = {int(i): n for n, i in enumerate(identities)}
         self.identity_weights = torch.nn.Parameter(torch.randn(len(identities), VECTOR_DIM) * 0.01)
         self.register_buffer("centres", torch.zeros(len(CLASSES), VECTOR_DIM))
+        if settings.teacher is not None:
+            self.teacher_fit = torch.nn.Linear(VECTOR_DIM, TEACHER_DIM)
+            self.student_log_scale = torch.nn.Parameter(torch.tensor(math.log(30.0)))
 
     def forward(self, vectors, logits, batch: Split) -> dict[str, torch.Tensor]:
         s = self.settings
@@ -157,7 +211,7 @@ class Objective(torch.nn.Module):
         celeba = tensor(batch.celeba.astype(np.float32))
         known = celeba >= 0
         if known.any():
-            losses["attributes"] = F.binary_cross_entropy_with_logits(
+            losses["attributes"] = s.attribute_weight * F.binary_cross_entropy_with_logits(
                 logits[:, HEADS["celeba"]][known], celeba[known])
         for head, labels in (("gender", batch.gender), ("ethnicity", batch.ethnicity)):
             labels = tensor(labels.astype(np.int64))
@@ -179,7 +233,25 @@ class Objective(torch.nn.Module):
                 s.identity_scale * (cosine - margin), targets[has_id])
         y = tensor(batch.class_labels())
         losses["mal"] = s.mal_weight * self.multi_attribute_loss(vectors, y)
+        if s.teacher is not None:
+            losses |= self.distillation_loss(vectors, tensor(batch.teacher.astype(np.float32)))
         return losses
+
+    def distillation_loss(self, vectors: torch.Tensor, teacher: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Relational: each face's distribution over the others in the batch (softmax of cosine
+        similarities) follows the teacher's; fit: a linear map of f predicts the teacher's vector."""
+        s = self.settings
+        known = teacher.norm(dim=1) > 0
+        if known.sum() < 3:
+            return {}
+        student, teacher = F.normalize(vectors[known]), teacher[known]
+        others = ~torch.eye(len(student), dtype=torch.bool, device=student.device)
+        student_logits = (self.student_log_scale.exp() * student @ student.T)[others].view(len(student), -1)
+        teacher_logits = (teacher @ teacher.T / s.teacher_temperature)[others].view(len(student), -1)
+        relational = F.kl_div(F.log_softmax(student_logits, 1), F.log_softmax(teacher_logits, 1),
+                              log_target=True, reduction="batchmean")
+        fit = 1 - F.cosine_similarity(self.teacher_fit(vectors[known]), teacher).mean()
+        return {"teacher": s.teacher_weight * relational, "teacher_fit": s.teacher_fit_weight * fit}
 
     def multi_attribute_loss(self, vectors: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """L_MAL = sum_i sum_j ||f_i - c_j||^2 y_ij (per face, averaged), then the centres c_j
@@ -232,10 +304,11 @@ def parameter_groups(model: DescriptorNet, objective: Objective, weight_decay: f
 
 
 def train(run_dir: Path, settings: TrainSettings | None = None, root: Path | None = None,
-          resume: bool = True, max_epochs: int | None = None,
+          resume: bool = True, max_epochs: int | None = None, validate_each_epoch: bool = False,
           ) -> tuple[DescriptorNet, Split, Split, np.ndarray, list[float]]:
     """Train (or resume) a run in run_dir, at most `max_epochs` epochs in this call; returns the
-    model, the splits, the mean mesh and the loss of every epoch so far."""
+    model, the splits, the mean mesh and the loss of every epoch so far (validation figures are
+    printed after every epoch when asked: they do not change the run)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = run_dir / CHECKPOINT
     state = torch.load(checkpoint_path, weights_only=False, map_location="cpu") if resume and checkpoint_path.exists() else None
@@ -248,8 +321,11 @@ def train(run_dir: Path, settings: TrainSettings | None = None, root: Path | Non
     train_split, validation, mean_mesh = load_data(settings, root)
     identities = np.unique(train_split.identity[train_split.identity != UNKNOWN])
     model = DescriptorNet()
-    model.backbone.load_state_dict(imagenet_backbone())
     objective = Objective(settings, identities)
+    if state is None and settings.init_weights:
+        start_from_weights(model, objective, Path(settings.init_weights), train_split, identities)
+    elif state is None:
+        model.backbone.load_state_dict(imagenet_backbone())
     model.to(settings.device)
     objective.to(settings.device)
     optimizer = torch.optim.AdamW(parameter_groups(model, objective, settings.weight_decay),
@@ -289,6 +365,12 @@ def train(run_dir: Path, settings: TrainSettings | None = None, root: Path | Non
             bar.set_postfix(loss=f"{totals['total'] / (step + 1):.3f}")
         history.append(totals["total"] / steps_per_epoch)
         print(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v / steps_per_epoch:.4f}" for k, v in totals.items()), flush=True)
+        if validate_each_epoch and len(validation):
+            figures = evaluate_split(model, validation)
+            model.train()
+            print(f"epoch {epoch + 1} validation: attributes {figures.get('attribute_mean', float('nan')):.4f}, "
+                  f"mAP {figures['mAP']:.4f}, rank-1 {figures['rank1']:.4f}, "
+                  f"look-alike {figures['lookalike']:.4f}", flush=True)
         _save_atomic({"settings": asdict(settings), "model": model.state_dict(),
                       "objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
                       "schedule": schedule.state_dict(), "epoch": epoch + 1, "history": history,
@@ -296,6 +378,24 @@ def train(run_dir: Path, settings: TrainSettings | None = None, root: Path | Non
                      checkpoint_path)
     model.cpu().eval()
     return model, train_split, validation, mean_mesh, history
+
+
+def start_from_weights(model: DescriptorNet, objective: Objective, weights: Path,
+                       train_split: Split, identities: np.ndarray) -> None:
+    """Fine-tuning: the network and class centres from shipped weights, and each identity's
+    CosFace weight set to the mean direction of its training faces, so the identity loss starts
+    where the loaded embedding already is instead of pulling it toward random directions."""
+    from .model import DescriptorModel
+    loaded = DescriptorModel(weights)
+    model.load_state_dict(loaded.network.state_dict())
+    objective.centres.copy_(torch.from_numpy(loaded.centres))
+    labelled = np.flatnonzero(train_split.identity != UNKNOWN)
+    vectors = describe_faces(model, train_split.crops[labelled], train_split.masks[labelled]).vectors
+    rows = np.searchsorted(identities, train_split.identity[labelled])
+    sums = np.zeros((len(identities), VECTOR_DIM), np.float32)
+    np.add.at(sums, rows, vectors)
+    with torch.no_grad():
+        objective.identity_weights.copy_(F.normalize(torch.from_numpy(sums)))
 
 
 def _save_atomic(obj, path: Path) -> None:
@@ -323,13 +423,14 @@ def evaluate_split(model: DescriptorNet, split: Split) -> dict:
 
 
 def train_and_export(run_dir: Path, settings: TrainSettings | None = None, root: Path | None = None,
-                     weights: Path | None = None) -> dict:
+                     weights: Path | None = None, validate_each_epoch: bool = False) -> dict:
     """Train (resuming if possible), measure on the validation identities, write the weights
     (with class centres from the training faces) and a metrics.json; returns the metrics."""
     from .config import WEIGHTS_FILE
 
     started = time.time()
-    model, train_split, validation, mean_mesh, history = train(run_dir, settings, root)
+    model, train_split, validation, mean_mesh, history = train(
+        run_dir, settings, root, validate_each_epoch=validate_each_epoch)
     settings = TrainSettings(**json.loads((run_dir / SETTINGS).read_text()))
     vectors = describe_faces(model, train_split.crops, train_split.masks).vectors
     centres = class_centres(vectors, train_split.class_labels())
@@ -337,6 +438,8 @@ def train_and_export(run_dir: Path, settings: TrainSettings | None = None, root:
                "loss_history": history, "settings": asdict(settings),
                "seconds": round(time.time() - started), "finished": time.strftime("%Y-%m-%d %H:%M")}
     version = f"fs-mnv2-{time.strftime('%Y%m%d')}-e{settings.epochs}-s{settings.seed}"
+    if settings.teacher:
+        version += f"-{settings.teacher}kd"
     metrics["version"] = version
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     save_model(model, centres, mean_mesh, {"version": version, "classes": json.dumps(CLASSES)},

