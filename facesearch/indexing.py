@@ -14,7 +14,7 @@ import errno
 import os
 import stat
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from .config import COMMIT_EVERY
 from .errors import FaceSearchError
-from .images import ImageError, content_hash, is_image_path, load_image
+from .images import ImageError, content_hash, is_image_path
 from .results import Face
 from .store import PhotoStatus, Store
 from .vector_index import VectorIndex
@@ -137,7 +137,10 @@ NEXT_VECTOR_ID = "next_vector_id"
 class Indexer:
     """One indexing run over a store and a vector index."""
 
-    def __init__(self, store: Store, vectors: VectorIndex, describe: Callable[[np.ndarray, float], list[Face]]):
+    def __init__(self, store: Store, vectors: VectorIndex,
+                 describe: Callable[[list[Path]], Iterable[tuple[tuple[int, int] | None, list[Face]] | Exception]]):
+        """`describe` maps photo paths to (original size, faces) or the exception each raised,
+        in order (FaceSearch._describe_stream: several photos are described at once)."""
         self.store = store
         self.vectors = vectors
         self.describe = describe
@@ -170,24 +173,35 @@ class Indexer:
         report.removed = self._remove_vanished(known, set(keyed), roots)
         work = [(path, key) for key, path in keyed.items()] + [(path, None) for path in loops]
         work.sort(key=lambda item: str(item[0]))
-        pending: list[_Pending] = []
+        pending: list[_Pending] = []  # settled, waiting to be written
+        to_describe: list[tuple[_Pending, Path]] = []
+
+        def settle(items: Iterable[_Pending]) -> None:
+            for item in items:
+                pending.append(item)
+                if item.status is PhotoStatus.ERROR:
+                    report.failed.append((_printable(item.path), item.error or "error"))
+                    if on_problem:
+                        on_problem(f"skipped {item.error}")
+                elif item.status is PhotoStatus.NO_FACE:
+                    report.no_face.append(str(item.path))
+                    if on_problem:
+                        on_problem(f"no face found in {item.path}")
+                report.faces += len(item.faces)
+                report.indexed += item.status is not PhotoStatus.ERROR
+
         bar = tqdm(work, desc="indexing", unit="photo", disable=not progress)
         try:
-            for path, key in bar:
+            for position, (path, key) in enumerate(bar):
                 item = self._examine(path, key, known, report)
-                if item is not None:
-                    pending.append(item)
-                    if item.status is PhotoStatus.ERROR:
-                        report.failed.append((_printable(path), item.error or "error"))
-                        if on_problem:
-                            on_problem(f"skipped {item.error}")
-                    elif item.status is PhotoStatus.NO_FACE:
-                        report.no_face.append(str(item.path))
-                        if on_problem:
-                            on_problem(f"no face found in {item.path}")
-                    report.faces += len(item.faces)
-                    report.indexed += item.status is not PhotoStatus.ERROR
-                bar.set_postfix(faces=report.faces)
+                if item is not None and item.status is PhotoStatus.INDEXED:
+                    to_describe.append((item, path))
+                elif item is not None:
+                    settle([item])
+                if len(to_describe) >= COMMIT_EVERY or position == len(work) - 1:
+                    settle(self._describe(to_describe))
+                    to_describe = []
+                    bar.set_postfix(faces=report.faces)
                 if len(pending) >= COMMIT_EVERY:
                     batch, pending = pending, []
                     self._write(batch)
@@ -199,8 +213,9 @@ class Indexer:
         return report
 
     def _examine(self, path: Path, key: str | None, known: dict, report: IndexReport) -> _Pending | None:
-        """Describe a new or changed photo; None if it is unchanged. Files that failed before are
-        tried again (the cause, a permission say, may be gone)."""
+        """A new or changed photo to describe (status INDEXED), one that cannot be read (ERROR),
+        or None if it is unchanged. Files that failed before are tried again (the cause, a
+        permission say, may be gone)."""
         shown = _printable(path)
         if key is None:
             return _Pending(path, "", 0, 0.0, False, PhotoStatus.ERROR,
@@ -235,21 +250,24 @@ class Indexer:
                 self.store.update_file_stat(session, key, info.st_size, info.st_mtime)
             report.unchanged += 1
             return None
-        item = _Pending(Path(key), digest, info.st_size, info.st_mtime, existing is not None,
+        return _Pending(Path(key), digest, info.st_size, info.st_mtime, existing is not None,
                         PhotoStatus.INDEXED)
-        try:
-            photo = load_image(path)
-            item.size_px = photo.original_size
-            item.faces = self.describe(photo.pixels, photo.scale)
-        except ImageError as error:
-            item.status, item.error = PhotoStatus.ERROR, _printable(str(error))
-        except Exception as error:  # noqa: BLE001 - one photo must not end the run
-            item.status = PhotoStatus.ERROR
-            item.error = f"{shown}: could not be described ({_printable(_first_line(error))})"
-            item.faces = []
-        if item.status is PhotoStatus.INDEXED and not item.faces:
-            item.status = PhotoStatus.NO_FACE
-        return item
+
+    def _describe(self, items: list[tuple[_Pending, Path]]) -> Iterator[_Pending]:
+        """Describe photos examined as new or changed, yielding each as soon as it is (so an
+        interrupted run keeps what was done); a photo that fails is marked, not fatal."""
+        results = self.describe([path for _, path in items]) if items else ()
+        for (item, path), result in zip(items, results):
+            if isinstance(result, ImageError):
+                item.status, item.error = PhotoStatus.ERROR, _printable(str(result))
+            elif isinstance(result, Exception):
+                item.status = PhotoStatus.ERROR
+                item.error = f"{_printable(path)}: could not be described ({_printable(_first_line(result))})"
+            else:
+                item.size_px, item.faces = result
+                if not item.faces:
+                    item.status = PhotoStatus.NO_FACE
+            yield item
 
     def _remove_vanished(self, known: dict, on_disk: set[str], roots: list) -> int:
         """Drop stored photos under `roots` whose files are gone."""

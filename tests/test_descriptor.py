@@ -116,3 +116,24 @@ def test_mirrored_photos_are_closer_than_other_people_on_average(mirror_scores: 
 def test_every_mirrored_photo_is_closer_than_any_other_person(mirror_scores: list) -> None:
     for name, mirror, others in mirror_scores:
         assert mirror > max(others), (name, mirror, others)
+
+
+def test_describe_many_matches_describe_in_order(describer: FaceSearch, aligned_photos: list[Path],
+                                                 data_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """Photos prepared on threads and batched through the network give the same faces, in the
+    order given, as describing them one by one; a bad photo raises as describe() does."""
+    from facesearch import api
+
+    monkeypatch.setattr(api, "DESCRIBE_BATCH", 2)  # several batches, several photos in each
+    photos = aligned_photos[:5] + [rgb(aligned_photos[0])] + sample(data_dir / "celeba/wild", 2)
+    one_by_one = [describer.describe(photo) for photo in photos]
+    many = list(describer.describe_many(photos))
+    assert [len(faces) for faces in many] == [len(faces) for faces in one_by_one]
+    for faces, expected in zip(many, one_by_one):
+        for face, reference in zip(faces, expected):
+            assert np.allclose(face.vector, reference.vector, atol=1e-4)
+            assert face.bbox == reference.bbox
+    fake = tmp_path / "fake.jpg"
+    fake.write_text("not an image")
+    with pytest.raises(Exception, match="not an image"):
+        list(describer.describe_many([aligned_photos[0], fake]))

@@ -27,7 +27,7 @@ from PIL import Image
 
 from clitools import assert_one_line_error, run
 from conftest import INDEX_PHOTOS, copy_photos
-from facesearch import FaceSearch, FaceSearchError
+from facesearch import FaceSearch, FaceSearchError, api
 from facesearch.config import DB_FILENAME, FAISS_FILENAME
 from facesearch.lock import IndexBusyError, IndexLock
 from facesearch.vector_index import VectorIndex
@@ -287,16 +287,16 @@ def test_a_file_that_breaks_the_describer_does_not_stop_the_run(data_dir: Path, 
                                                                 monkeypatch) -> None:
     copy_photos(data_dir, ["000461.jpg", "000711.jpg"], tmp_path / "db")
     fs = FaceSearch(tmp_path / "idx")
-    real = fs._describe_pixels
+    real = fs._prepare_one
     calls = []
 
-    def flaky(pixels, scale):
+    def flaky(image):
         calls.append(1)
         if len(calls) == 1:
             raise RuntimeError("mediapipe exploded\nsecond line")
-        return real(pixels, scale)
+        return real(image)
 
-    monkeypatch.setattr(fs, "_describe_pixels", flaky)
+    monkeypatch.setattr(fs, "_prepare_one", flaky)
     try:
         report = fs.index([tmp_path / "db"])
         assert report.faces == 1 and len(report.failed) == 1
@@ -309,16 +309,17 @@ def test_a_file_that_breaks_the_describer_does_not_stop_the_run(data_dir: Path, 
 def test_ctrl_c_keeps_what_was_described(data_dir: Path, tmp_path: Path, monkeypatch) -> None:
     copy_photos(data_dir, ["000461.jpg", "000711.jpg", "000987.jpg"], tmp_path / "db")
     fs = FaceSearch(tmp_path / "idx")
-    real = fs._describe_pixels
+    real = fs._describe_prepared
     calls = []
 
-    def interrupted_at_the_third(pixels, scale):
+    def interrupted_at_the_third(photos):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real(pixels, scale)
+        return real(photos)
 
-    monkeypatch.setattr(fs, "_describe_pixels", interrupted_at_the_third)
+    monkeypatch.setattr(api, "DESCRIBE_BATCH", 1)  # the network takes one photo at a time
+    monkeypatch.setattr(fs, "_describe_prepared", interrupted_at_the_third)
     try:
         with pytest.raises(KeyboardInterrupt):
             fs.index([tmp_path / "db"])
