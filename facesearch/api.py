@@ -307,8 +307,12 @@ class FaceSearch:
                 "size_bytes": size}
 
     def close(self) -> None:
+        """Let go of the database connection and the preparing threads (their models)."""
         if "store" in self.__dict__:
             self.store.close()
+        if "_prepare_threads" in self.__dict__:
+            self.__dict__.pop("_prepare_threads").shutdown(wait=True)
+            self.__dict__.pop("_thread_state", None)
 
 
 def _redacted(url) -> str:
