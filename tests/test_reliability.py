@@ -355,6 +355,7 @@ def test_kill_9_mid_run_loses_nothing_and_other_processes_keep_working(
             assert run.poll() is None, run.communicate()
             assert time.time() < deadline, "the index run committed nothing in time"
             time.sleep(0.05)
+        run.send_signal(signal.SIGSTOP)  # frozen mid-run, lock held: what follows cannot race its end
 
         # While it runs: a query sees what is committed; a second writer is refused at once.
         reader = FaceSearch(index)
