@@ -14,7 +14,8 @@ from .config import DEFAULT_K, ENV_DB_URL, ENV_INDEX
 from .errors import FaceSearchError
 
 app = typer.Typer(help="Face similarity search: by photo, by description, or both. Offline.",
-                  add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
+                  add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None)  # help texts show [default: ...] and extras[...] as written
 
 IndexOption = typer.Option(None, "--index", envvar=ENV_INDEX, show_envvar=True,
                            help="Index folder [default: indexes/default].")
