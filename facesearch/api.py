@@ -74,12 +74,6 @@ class FaceSearch:
 
         return shipped_model()
 
-    @cached_property
-    def _preprocessor(self):
-        from .preprocess import FacePreprocessor
-
-        return FacePreprocessor()
-
     def _open_existing(self) -> None:
         if not self._exists():
             raise FaceSearchError(f"no index at {self.index_dir} (run `facesearch index FOLDER` first)")
@@ -89,10 +83,7 @@ class FaceSearch:
     # --- describing -----------------------------------------------------------------------------
     def describe(self, image: str | os.PathLike | np.ndarray) -> list[Face]:
         """Every face in a photo (path or RGB array), largest first, with its master vector."""
-        if isinstance(image, np.ndarray):
-            return self._describe_pixels(image, 1.0)
-        photo = load_image(image)
-        return self._describe_pixels(photo.pixels, photo.scale)
+        return next(self.describe_many([image]))
 
     def describe_many(self, images: Iterable[str | os.PathLike | np.ndarray]) -> Iterator[list[Face]]:
         """describe() over many photos, yielding each photo's faces in order, faster: photos are
@@ -101,7 +92,7 @@ class FaceSearch:
         for result in self._describe_stream(images):
             if isinstance(result, Exception):
                 raise result
-            yield result[1]
+            yield result[1]  # (original size, faces)
 
     @cached_property
     def _prepare_threads(self) -> ThreadPoolExecutor:
@@ -149,9 +140,6 @@ class FaceSearch:
                 yield from finish(DESCRIBE_BATCH)
         while pending:
             yield from finish(min(DESCRIBE_BATCH, len(pending)))
-
-    def _describe_pixels(self, pixels: np.ndarray, scale: float) -> list[Face]:
-        return self._describe_prepared([self._preprocessor.prepare(pixels, scale)])[0]
 
     def _describe_prepared(self, photos: list[list]) -> list[list[Face]]:
         """The network over the prepared faces of several photos in one batch; faces per photo."""

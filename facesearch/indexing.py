@@ -192,19 +192,20 @@ class Indexer:
 
         bar = tqdm(work, desc="indexing", unit="photo", disable=not progress)
         try:
-            for position, (path, key) in enumerate(bar):
+            for path, key in bar:
                 item = self._examine(path, key, known, report)
                 if item is not None and item.status is PhotoStatus.INDEXED:
                     to_describe.append((item, path))
                 elif item is not None:
                     settle([item])
-                if len(to_describe) >= COMMIT_EVERY or position == len(work) - 1:
+                if len(to_describe) >= COMMIT_EVERY:
                     settle(self._describe(to_describe))
                     to_describe = []
                     bar.set_postfix(faces=report.faces)
                 if len(pending) >= COMMIT_EVERY:
                     batch, pending = pending, []
                     self._write(batch)
+            settle(self._describe(to_describe))
         except KeyboardInterrupt:
             self._write(pending)  # keep what was described; the rest is done by the next run
             raise
