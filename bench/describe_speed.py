@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facesearch import FaceSearch
+from facesearch import FaceSearch, dlib_anchor
 from facesearch.config import DESCRIBE_THREADS
 from facesearch.dataset import data_dir
 from facesearch.images import load_image
@@ -34,15 +34,12 @@ def rate(count: int, seconds: float) -> str:
 
 
 def dlib_rates(photos: list[Path]) -> None:
-    try:
-        import dlib
-        import face_recognition_models as models
-    except ImportError:
+    if not dlib_anchor.available():
         print("baseline: dlib not installed (pip install \"facesearch[anchors]\")")
         return
-    detector = dlib.get_frontal_face_detector()
-    shapes = dlib.shape_predictor(models.pose_predictor_five_point_model_location())
-    encoder = dlib.face_recognition_model_v1(models.face_recognition_model_location())
+    import dlib
+
+    detector, shapes, encoder = dlib_anchor.dlib_models()
     images = [load_image(photo).pixels for photo in photos]
     start, found = time.perf_counter(), 0
     boxes = []

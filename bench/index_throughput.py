@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facesearch import FaceSearch
+from facesearch import FaceSearch, dlib_anchor
 from facesearch.dataset import data_dir
 
 
@@ -44,16 +44,11 @@ def timed(function, repeats: int) -> list[float]:
 
 def dlib_pipeline():
     """A face_recognition-style describe(path) -> (n, 128) with dlib, or None if not installed."""
-    try:
-        import dlib
-        import face_recognition_models as models
-    except ImportError:
+    if not dlib_anchor.available():
         return None
     from facesearch.images import load_image
 
-    detector = dlib.get_frontal_face_detector()
-    shapes = dlib.shape_predictor(models.pose_predictor_five_point_model_location())
-    encoder = dlib.face_recognition_model_v1(models.face_recognition_model_location())
+    detector, shapes, encoder = dlib_anchor.dlib_models()
 
     def describe(path: Path) -> np.ndarray:
         pixels = load_image(path).pixels

