@@ -196,18 +196,18 @@ class Filter:
         return token is not None and token.kind == "name" and token.text.lower() == word
 
     def _or(self) -> Node:
-        parts = [self._and()]
-        while self._is_word("or"):
-            self._take()
-            parts.append(self._and())
-        return parts[0] if len(parts) == 1 else Logic("or", tuple(parts))
+        return self._joined("or", self._and)
 
     def _and(self) -> Node:
-        parts = [self._not()]
-        while self._is_word("and"):
+        return self._joined("and", self._not)
+
+    def _joined(self, word: str, operand) -> Node:
+        """operand (word operand)*: one node, or a Logic of them all."""
+        parts = [operand()]
+        while self._is_word(word):
             self._take()
-            parts.append(self._not())
-        return parts[0] if len(parts) == 1 else Logic("and", tuple(parts))
+            parts.append(operand())
+        return parts[0] if len(parts) == 1 else Logic(word, tuple(parts))
 
     def _not(self) -> Node:
         if self._is_word("not"):
