@@ -79,6 +79,19 @@ class FaceSearch:
             raise FaceSearchError(f"no index at {self.index_dir} (run `facesearch index FOLDER` first)")
         if len(self.vectors) == 0:
             raise FaceSearchError(f"the index at {self.index_dir} is empty (no faces indexed yet)")
+        if self.store.get_meta("model_version") != self._model.version:
+            self._check_one_model()
+
+    def _check_one_model(self) -> None:
+        """Refuse to compare vectors of two models: after a model upgrade, the photos the older
+        one described must be indexed again (which `index` does by itself)."""
+        older = self.store.photos_of_other_models(self._model.version)
+        if older:
+            raise FaceSearchError(
+                f"{len(older)} indexed photo(s), e.g. {older[0].path}, were described by model "
+                f"{older[0].model_version or 'unknown'}, not by this facesearch's {self._model.version}: "
+                f"run `facesearch index` on their folders again to re-describe them")
+        self.store.set_meta("model_version", self._model.version)
 
     # --- describing -----------------------------------------------------------------------------
     def describe(self, image: str | os.PathLike | np.ndarray) -> list[Face]:
@@ -171,11 +184,13 @@ class FaceSearch:
         with IndexLock(self.index_dir, "index"):
             self.__dict__.pop("vectors", None)  # what is on disk now, not what we read before
             reconcile(self.store, self.vectors)
-            self.store.set_meta("model_version", self._model.version)
             self.store.set_meta("dims", str(VECTOR_DIM))
             self.store.set_meta("index_type", self.vectors.index_type)
-            return Indexer(self.store, self.vectors, self._describe_stream).run(
+            report = Indexer(self.store, self.vectors, self._describe_stream, self._model.version).run(
                 paths, files, progress=progress, on_problem=on_problem, problems=problems)
+            if not self.store.photos_of_other_models(self._model.version):
+                self.store.set_meta("model_version", self._model.version)
+            return report
 
     def remove(self, paths: Iterable[str | os.PathLike]) -> int:
         """Take photos (their faces and vectors) out of the index for good; returns how many.

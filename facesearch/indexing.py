@@ -138,10 +138,13 @@ class Indexer:
     """One indexing run over a store and a vector index."""
 
     def __init__(self, store: Store, vectors: VectorIndex,
-                 describe: Callable[[list[Path]], Iterable[tuple[tuple[int, int] | None, list[Face]] | Exception]]):
+                 describe: Callable[[list[Path]], Iterable[tuple[tuple[int, int] | None, list[Face]] | Exception]],
+                 model_version: str):
         """`describe` maps photo paths to (original size, faces) or the exception each raised,
-        in order (FaceSearch._describe_stream: several photos are described at once)."""
+        in order (FaceSearch._describe_stream: several photos are described at once), with the
+        model `model_version`; photos another model described are described again."""
         self.store = store
+        self.model_version = model_version
         self.vectors = vectors
         self.describe = describe
         reserved = store.get_meta(NEXT_VECTOR_ID)
@@ -216,7 +219,7 @@ class Indexer:
     def _examine(self, path: Path, key: str | None, known: dict, report: IndexReport) -> _Pending | None:
         """A new or changed photo to describe (status INDEXED), one that cannot be read (ERROR),
         or None if it is unchanged. Files that failed before are tried again (the cause, a
-        permission say, may be gone)."""
+        permission say, may be gone), and photos another model described are described again."""
         shown = _printable(path)
         if key is None:
             return _Pending(path, "", 0, 0.0, False, PhotoStatus.ERROR,
@@ -238,7 +241,8 @@ class Indexer:
         if _printable(str(path)) != str(path):
             return failed("file name is not valid UTF-8 (rename the file to index it)",
                           info.st_size, info.st_mtime)
-        retry = existing is not None and existing.status == PhotoStatus.ERROR
+        retry = existing is not None and (existing.status == PhotoStatus.ERROR or (
+            existing.status == PhotoStatus.INDEXED and existing.model_version != self.model_version))
         if existing and not retry and existing.size == info.st_size and existing.mtime == info.st_mtime:
             report.unchanged += 1
             return None
@@ -313,7 +317,8 @@ class Indexer:
                 width, height = item.size_px or (None, None)
                 self.store.add_photo(session, path=item.path, content_hash=item.digest,
                                      size=item.size, mtime=item.mtime, status=item.status,
-                                     error=item.error, width=width, height=height, faces=faces)
+                                     error=item.error, width=width, height=height,
+                                     model_version=self.model_version, faces=faces)
 
 
 def reconcile(store: Store, vectors: VectorIndex) -> tuple[int, int]:

@@ -77,6 +77,8 @@ class Photo(Base):
     error: Mapped[str | None] = mapped_column(sa.Text)
     width: Mapped[int | None] = mapped_column(sa.Integer)
     height: Mapped[int | None] = mapped_column(sa.Integer)
+    #: The descriptor model that described the faces (vectors of two models do not compare).
+    model_version: Mapped[str | None] = mapped_column(sa.String(64))
     indexed_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=_utc_now)
 
     faces: Mapped[list[Face]] = relationship(
@@ -257,6 +259,7 @@ class Store:
         error: str | None = None,
         width: int | None = None,
         height: int | None = None,
+        model_version: str | None = None,
         faces: Sequence[Mapping[str, Any]] = (),
     ) -> Photo:
         """Add a photo and its faces to `session`; each face mapping holds x0, y0, x1, y1,
@@ -270,6 +273,7 @@ class Store:
             error=error,
             width=width,
             height=height,
+            model_version=model_version,
             faces=[Face(face_index=i, classes=_class_row(face["attributes"]), **face)
                    for i, face in enumerate(faces)],
         )
@@ -286,6 +290,14 @@ class Store:
         """Every photo, by path, without its faces (for deciding what to (re)index)."""
         with self.session() as session:
             return list(session.scalars(sa.select(Photo).order_by(Photo.path)))
+
+    def photos_of_other_models(self, model_version: str) -> list[Photo]:
+        """The indexed photos whose faces another model described, by path."""
+        query = sa.select(Photo).where(Photo.status == PhotoStatus.INDEXED,
+                                       sa.or_(Photo.model_version.is_(None),
+                                              Photo.model_version != model_version))
+        with self.session() as session:
+            return list(session.scalars(query.order_by(Photo.path)))
 
     def failed_photos(self) -> list[Photo]:
         """The photos whose indexing raised an error, by path."""

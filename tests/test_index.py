@@ -327,6 +327,34 @@ def test_photo_whose_vector_is_missing_is_reindexed(small_index: SmallIndex) -> 
         fs.close()
 
 
+def test_photos_of_an_older_model_are_described_again(small_index: SmallIndex) -> None:
+    """After a model upgrade the stored vectors are another model's: a query refuses to compare
+    them with the new model's, and the next index run describes those photos again."""
+    import sqlalchemy as sa
+    from facesearch.store import Photo
+
+    fs = small_index.open()
+    old_ids = sorted(fs.vectors.ids().tolist())
+    with fs.store.session() as session:
+        session.execute(sa.update(Photo).values(model_version="fs-old-model"))
+    fs.store.set_meta("model_version", "fs-old-model")
+    try:
+        with pytest.raises(FaceSearchError, match="3 indexed photo.*described by model fs-old-model.*facesearch index"):
+            fs.query(image=small_index.photos[0], k=1)
+    finally:
+        fs.close()
+
+    report, counts, ids = _run(small_index)
+    assert (report.indexed, report.unchanged) == (3, 0)
+    assert counts == (3, 3) and not set(ids) & set(old_ids)
+    fs = small_index.open()
+    try:
+        assert fs.info()["model_version"] == fs._model.version
+        assert fs.query(image=small_index.photos[0], k=1)[0].path == _key(small_index.photos[0])
+    finally:
+        fs.close()
+
+
 def test_query_after_a_crash_still_gives_k_hits(small_index: SmallIndex, data_dir: Path) -> None:
     # The crashed batch held another photo: its vector reached FAISS, its rows never reached SQL.
     newcomer = data_dir / "celeba" / "wild" / "001004.jpg"
