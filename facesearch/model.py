@@ -11,7 +11,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from .config import AGE_KEY, CLASSES, VECTOR_DIM, WEIGHTS_FILE
+from .config import AGE_KEY, CLASSES, MIRROR_AVERAGING, REGION_DIM, REGIONS, VECTOR_DIM, WEIGHTS_FILE
 from .errors import FaceSearchError
 from .network import DescriptorNet, class_probabilities
 
@@ -59,16 +59,22 @@ class DescriptorModel:
 
 @torch.no_grad()
 def describe_faces(network: DescriptorNet, crops: np.ndarray, grid_masks: np.ndarray,
-                   batch_size: int = 128) -> Descriptions:
-    """Run a descriptor network (in eval mode) over aligned crops and their grid masks."""
+                   batch_size: int = 128, mirror: bool = MIRROR_AVERAGING) -> Descriptions:
+    """Run a descriptor network (in eval mode) over aligned crops and their grid masks; with
+    `mirror`, over each face and its mirror image, averaged (config.MIRROR_AVERAGING)."""
     network.eval()
     device = next(network.parameters()).device
     vectors, probabilities, ages = [], [], []
     for start in range(0, len(crops), batch_size):
         images = torch.from_numpy(np.ascontiguousarray(crops[start:start + batch_size]))
-        images = images.permute(0, 3, 1, 2).float() / 255
-        masks = torch.from_numpy(np.asarray(grid_masks[start:start + batch_size], np.float32))
-        v, logits = network(images.to(device), masks.to(device))
+        images = images.permute(0, 3, 1, 2).float().to(device) / 255
+        masks = torch.from_numpy(np.asarray(grid_masks[start:start + batch_size], np.float32)).to(device)
+        v, logits = network(images, masks)
+        if mirror:
+            v_mirrored, logits_mirrored = network(images.flip(-1), masks.flip(-1))
+            blocks = (v + v_mirrored).view(len(v), len(REGIONS), REGION_DIM)
+            v = torch.nn.functional.normalize(blocks, dim=-1).flatten(1)
+            logits = (logits + logits_mirrored) / 2
         p, a = class_probabilities(logits)
         vectors.append(v.cpu().numpy())
         probabilities.append(p.cpu().numpy())

