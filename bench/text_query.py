@@ -91,12 +91,14 @@ def build_index(folder: Path, vectors: np.ndarray, probabilities: np.ndarray) ->
     n = len(vectors)
     store = Store.for_index_dir(folder)
     now = time.time()
+    model = shipped_model().version  # the model that "described" them: queries compare only one model's vectors
     with store.session() as session:
         for start in range(0, n, 20_000):
             stop = min(start + 20_000, n)
             session.execute(sa.insert(Photo), [
                 {"id": i + 1, "path": f"/photos/{i:06d}.jpg", "content_hash": f"{i:064x}",
-                 "size": 100_000, "mtime": now, "status": "indexed", "width": 640, "height": 480}
+                 "size": 100_000, "mtime": now, "status": "indexed", "width": 640, "height": 480,
+                 "model_version": model}
                 for i in range(start, stop)])
             session.execute(sa.insert(Face), [
                 {"id": i + 1, "photo_id": i + 1, "face_index": 0, "x0": 100.0, "y0": 80.0,
@@ -104,6 +106,7 @@ def build_index(folder: Path, vectors: np.ndarray, probabilities: np.ndarray) ->
                  "attributes": dict(zip(queries.COLUMNS, np.round(probabilities[i], 4).tolist())),
                  "vector_id": i}
                 for i in range(start, stop)])
+    store.set_meta("model_version", model)
     store.close()
     index = VectorIndex.open(folder / FAISS_FILENAME)
     index.add(np.arange(n), vectors)
