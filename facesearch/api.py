@@ -80,18 +80,20 @@ class FaceSearch:
         if len(self.vectors) == 0:
             raise FaceSearchError(f"the index at {self.index_dir} is empty (no faces indexed yet)")
         if self.store.get_meta("model_version") != self._model.version:
-            self._check_one_model()
+            problem = self._record_model()
+            if problem:  # vectors of two models do not compare
+                raise FaceSearchError(problem)
 
-    def _check_one_model(self) -> None:
-        """Refuse to compare vectors of two models: after a model upgrade, the photos the older
-        one described must be indexed again (which `index` does by itself)."""
-        older = self.store.photos_of_other_models(self._model.version)
-        if older:
-            raise FaceSearchError(
-                f"{len(older)} indexed photo(s), e.g. {older[0].path}, were described by model "
-                f"{older[0].model_version or 'unknown'}, not by this facesearch's {self._model.version}: "
-                f"run `facesearch index` on their folders again to re-describe them")
+    def _record_model(self) -> str | None:
+        """Record this model as the index's when it described every indexed photo; otherwise say
+        which photos another model described (after an upgrade `index` describes them again)."""
+        count, example = self.store.photos_of_other_models(self._model.version)
+        if count:
+            return (f"{count} indexed photo(s), e.g. {example.path}, were described by model "
+                    f"{example.model_version or 'unknown'}, not by this facesearch's {self._model.version}: "
+                    f"run `facesearch index` on their folders again to re-describe them")
         self.store.set_meta("model_version", self._model.version)
+        return None
 
     # --- describing -----------------------------------------------------------------------------
     def describe(self, image: str | os.PathLike | np.ndarray) -> list[Face]:
@@ -188,8 +190,7 @@ class FaceSearch:
             self.store.set_meta("index_type", self.vectors.index_type)
             report = Indexer(self.store, self.vectors, self._describe_stream, self._model.version).run(
                 paths, files, progress=progress, on_problem=on_problem, problems=problems)
-            if not self.store.photos_of_other_models(self._model.version):
-                self.store.set_meta("model_version", self._model.version)
+            self._record_model()  # photos outside `paths` may still be another model's
             return report
 
     def remove(self, paths: Iterable[str | os.PathLike]) -> int:

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from .config import AGE_KEY, CLASSES, MIRROR_AVERAGING, REGION_DIM, REGIONS, VECTOR_DIM, WEIGHTS_FILE
 from .errors import FaceSearchError
-from .network import DescriptorNet, class_probabilities
+from .network import DescriptorNet, class_probabilities, to_images
 
 CENTRES_KEY = "class_centres"
 #: Mean face mesh in aligned-crop pixels: region polygons for a face whose mesh was not found.
@@ -66,8 +66,7 @@ def describe_faces(network: DescriptorNet, crops: np.ndarray, grid_masks: np.nda
     device = next(network.parameters()).device
     vectors, probabilities, ages = [], [], []
     for start in range(0, len(crops), batch_size):
-        images = torch.from_numpy(np.ascontiguousarray(crops[start:start + batch_size]))
-        images = images.permute(0, 3, 1, 2).float().to(device) / 255
+        images = to_images(crops[start:start + batch_size]).to(device)
         masks = torch.from_numpy(np.asarray(grid_masks[start:start + batch_size], np.float32)).to(device)
         v, logits = network(images, masks)
         if mirror:

@@ -8,6 +8,7 @@ plus an age estimate.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -152,6 +153,11 @@ class DescriptorNet(nn.Module):
         blocks = F.normalize(self.regions(stacks), dim=-1)                  # f_k, unit norm
         vectors = blocks.flatten(1)                                         # f = f_1 (+) ... (+) f_7
         return vectors, self.classifier(features.detach())
+
+
+def to_images(crops: np.ndarray) -> torch.Tensor:
+    """Aligned crops (N, 112, 96, 3) uint8 -> the network's input (N, 3, 112, 96) float in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 255
 
 
 def class_probabilities(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -291,13 +291,14 @@ class Store:
         with self.session() as session:
             return list(session.scalars(sa.select(Photo).order_by(Photo.path)))
 
-    def photos_of_other_models(self, model_version: str) -> list[Photo]:
-        """The indexed photos whose faces another model described, by path."""
-        query = sa.select(Photo).where(Photo.status == PhotoStatus.INDEXED,
-                                       sa.or_(Photo.model_version.is_(None),
-                                              Photo.model_version != model_version))
+    def photos_of_other_models(self, model_version: str) -> tuple[int, Photo | None]:
+        """How many indexed photos another model described, and the first of them by path."""
+        other = sa.and_(Photo.status == PhotoStatus.INDEXED,
+                        sa.or_(Photo.model_version.is_(None), Photo.model_version != model_version))
         with self.session() as session:
-            return list(session.scalars(query.order_by(Photo.path)))
+            count = session.scalar(sa.select(sa.func.count()).select_from(Photo).where(other))
+            first = session.scalars(sa.select(Photo).where(other).order_by(Photo.path).limit(1)).first()
+            return count, first
 
     def failed_photos(self) -> list[Photo]:
         """The photos whose indexing raised an error, by path."""

@@ -26,7 +26,7 @@ from .dataset import SOURCES, UNKNOWN, age_group, build_cache, decode_crops
 from .dlib_anchor import DLIB_DIM as TEACHER_DIM
 from .errors import FaceSearchError
 from .model import describe_faces, save_model
-from .network import HEADS, DescriptorNet
+from .network import HEADS, DescriptorNet, to_images
 
 CHECKPOINT = "checkpoint.pt"
 SETTINGS = "settings.json"
@@ -178,7 +178,7 @@ def validation_mask(identity: np.ndarray, files: np.ndarray, share: float) -> np
 
 def augment(crops: np.ndarray, masks: np.ndarray, rng: np.random.Generator):
     """Random flip, shift (up to 3 px) and brightness/contrast; masks follow flips."""
-    images = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255
+    images = to_images(crops)
     masks = torch.from_numpy(masks.astype(np.float32))
     flip = torch.from_numpy(rng.random(len(images)) < 0.5)
     images[flip] = images[flip].flip(-1)
@@ -192,29 +192,30 @@ def augment(crops: np.ndarray, masks: np.ndarray, rng: np.random.Generator):
     return images, masks
 
 
+def _on(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A numpy array of labels as a tensor on the device the losses are computed on."""
+    return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+
+
 def classification_losses(logits: torch.Tensor, batch: Split, settings: TrainSettings,
                           prefix: str = "") -> dict[str, torch.Tensor]:
     """Cross-entropies of the class logits against the labels each face has (CelebA attributes,
     gender, ethnicity, age group) and the age regression; faces without a label are skipped."""
     losses = {}
     device = logits.device
-
-    def tensor(array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(array)).to(device)
-
-    celeba = tensor(batch.celeba.astype(np.float32))
+    celeba = _on(batch.celeba.astype(np.float32), device)
     known = celeba >= 0
     if known.any():
         losses["attributes"] = settings.attribute_weight * F.binary_cross_entropy_with_logits(
             logits[:, HEADS["celeba"]][known], celeba[known])
     for head, labels in (("gender", batch.gender), ("ethnicity", batch.ethnicity)):
-        labels = tensor(labels.astype(np.int64))
+        labels = _on(labels.astype(np.int64), device)
         if (labels >= 0).any():
             losses[head] = F.cross_entropy(logits[:, HEADS[head]][labels >= 0], labels[labels >= 0])
-    aged = tensor(batch.age >= 0)
+    aged = _on(batch.age >= 0, device)
     if aged.any():
-        age = tensor(batch.age.astype(np.float32))[aged]
-        groups = tensor(np.array([age_group(a) for a in age.tolist()], dtype=np.int64))
+        age = _on(batch.age.astype(np.float32), device)[aged]
+        groups = _on(np.array([age_group(a) for a in age.tolist()], dtype=np.int64), device)
         losses["age_group"] = F.cross_entropy(logits[:, HEADS["age_group"]][aged], groups)
         losses["age"] = settings.age_weight * F.smooth_l1_loss(
             logits[:, HEADS["age"]][aged].squeeze(1), age / AGE_SCALE, beta=0.05)
@@ -241,23 +242,19 @@ class Objective(torch.nn.Module):
         from the classifier (which trains only itself: it reads detached backbone features)."""
         s = self.settings
         device = vectors.device
-
-        def tensor(array: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(np.ascontiguousarray(array)).to(device)
-
         losses = (classification_losses(vector_logits, batch, s)
                   | classification_losses(logits, batch, s, prefix="classifier_"))
-        targets = tensor(np.array([self.identity_index.get(int(i), -1) for i in batch.identity]))
+        targets = _on(np.array([self.identity_index.get(int(i), -1) for i in batch.identity]), device)
         has_id = targets >= 0
         if has_id.any():
             cosine = F.normalize(vectors[has_id]) @ F.normalize(self.identity_weights).T
             margin = F.one_hot(targets[has_id], len(self.identity_index)) * s.identity_margin
             losses["identity"] = s.identity_weight * F.cross_entropy(
                 s.identity_scale * (cosine - margin), targets[has_id])
-        y = tensor(batch.class_labels())
+        y = _on(batch.class_labels(), device)
         losses["mal"] = s.mal_weight * self.multi_attribute_loss(vectors, y)
         if s.teacher is not None:
-            losses |= self.distillation_loss(vectors, tensor(batch.teacher.astype(np.float32)))
+            losses |= self.distillation_loss(vectors, _on(batch.teacher.astype(np.float32), device))
         return losses
 
     def distillation_loss(self, vectors: torch.Tensor, teacher: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -420,7 +417,7 @@ def fit_classifier(model: DescriptorNet, train_split: Split, settings: TrainSett
         for flip in (False, True):
             for start in tqdm(range(0, len(train_split), 256), desc=f"features{' (mirrored)' if flip else ''}",
                               unit="batch"):
-                images = torch.from_numpy(train_split.crops[start:start + 256]).permute(0, 3, 1, 2).float() / 255
+                images = to_images(train_split.crops[start:start + 256])
                 images = images.flip(-1) if flip else images
                 features.append(model.features(images.to(device)).half())
     features = torch.cat(features)  # row i + n is face i mirrored

@@ -10,6 +10,7 @@ import torch
 
 from facesearch.config import CLASSES, VECTOR_DIM
 from facesearch.model import DescriptorModel
+from facesearch.network import to_images
 from facesearch.errors import FaceSearchError
 from facesearch.train import (CHECKPOINT, SETTINGS, Objective, TrainSettings, classification_losses,
                              fit_classifier, override, train, train_and_export)
@@ -60,7 +61,7 @@ def test_fitting_the_classifier_on_frozen_features_lowers_its_loss(tmp_path: Pat
     def classifier_loss() -> float:
         model.eval()
         with torch.no_grad():
-            images = torch.from_numpy(faces.crops).permute(0, 3, 1, 2).float() / 255
+            images = to_images(faces.crops)
             return sum(classification_losses(model.classifier(model.features(images)), faces, run_settings).values()).item()
 
     features_before = model.features(torch.zeros(1, 3, 112, 96)).detach()
