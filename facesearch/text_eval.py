@@ -22,9 +22,9 @@ neighbours in place of FAISS.
 
 Figures (shipped model fs-mnv2-20261123-e30-s0-dlibkd; 1,400 gallery faces, 270 captioned photos):
     query set (46)           P@10   AP@100  prevalence | captions (270)  R@1    R@5    R@10
-    all                      0.965  0.838   0.163      | facesearch     0.230  0.544  0.670
+    all                      0.961  0.839   0.163      | facesearch     0.230  0.544  0.674
     literal (22)             0.959  0.836   0.188      | random         0.004  0.019  0.037
-    paraphrase (24)          0.971  0.840   0.141      |  (R@10 = 18x random)
+    paraphrase (24)          0.963  0.842   0.141      |  (R@10 = 18x random)
     previous model fs-mnv2-20261122-e30-s0 (classifier on the master vector): P@10 0.926,
     AP@100 0.766, caption R@1/5/10 0.174/0.415/0.563; before the re-ranking work (HEAD
     93a70e0): P@10 0.876, AP@100 0.726.
@@ -41,17 +41,17 @@ Figures (shipped model fs-mnv2-20261123-e30-s0-dlibkd; 1,400 gallery faces, 270 
     vector only, off-region 0.25                        0.739  0.507   0.163
     vector only, off-region 0.5 (default)               0.763  0.513   0.152
     vector only, off-region 1.0                         0.748  0.495   0.130
-    + re-rank, pool 2 per hit                           0.896  0.778   0.244
-    + re-rank, pool 5 per hit                           0.933  0.833   0.426
-    + re-rank, pool 20 per hit, min 200 (default)       0.965  0.838   0.670
-    + re-rank, pool = every face                        0.965  0.838   0.689
+    + re-rank, pool 2 per hit                           0.893  0.778   0.244
+    + re-rank, pool 5 per hit                           0.930  0.834   0.426
+    + re-rank, pool 20 per hit, min 200 (default)       0.961  0.839   0.674
+    + re-rank, pool = every face                        0.963  0.839   0.693
     + re-rank, vector weight 0 / 0.05 (default) / 0.2 / 1.0:
-                                           P@10   0.965 / 0.965 / 0.946 / 0.917
-                                           AP@100 0.839 / 0.838 / 0.825 / 0.764
+                                           P@10   0.961 / 0.961 / 0.943 / 0.917
+                                           AP@100 0.840 / 0.839 / 0.825 / 0.763
     mixed fit weight 0.3 / 1 (default) / 3: blond@10 0.811 / 0.969 / 0.983,
                                             non-hair similarity 0.369 / 0.312 / 0.300
-    The re-ranking reads the class probabilities, which the classifier on the backbone features
-    made better; the vector-only rows read the master vector, which distillation from dlib
+    The re-ranking reads the class probabilities, which the attribute classifier on the backbone
+    features made better; the vector-only rows read the master vector, which distillation from dlib
     pulled toward identity (P@10 0.811 with the previous model).
 
 Read with care: the gallery is 1,400 faces, so a pool of 200 is 14% of it (at 100k faces it is

