@@ -106,6 +106,14 @@ def attribute_classifier() -> nn.Sequential:
         nn.Linear(CLASSIFIER_HIDDEN, len(CELEBA_ATTRIBUTES)))
 
 
+def vector_classifier() -> nn.Sequential:
+    """Master vector (364) -> every class's logit and the age (gender, age and ethnicity are read
+    from these; in training all of them make the 364 numbers carry the classes)."""
+    return nn.Sequential(
+        nn.Linear(len(REGIONS) * REGION_DIM, CLASSIFIER_HIDDEN), nn.BatchNorm1d(CLASSIFIER_HIDDEN),
+        nn.ReLU(inplace=True), nn.Linear(CLASSIFIER_HIDDEN, N_LOGITS))
+
+
 class DescriptorNet(nn.Module):
     """Face crop + region masks -> master vector (364, 7 unit blocks) and class logits.
 
@@ -124,9 +132,7 @@ class DescriptorNet(nn.Module):
         self.backbone = mobilenet_v2_stride16()
         self.maps = _conv_bn(BACKBONE_CHANNELS, FEATURE_MAPS, 1)
         self.regions = RegionNetworks()
-        self.vector_classifier = nn.Sequential(
-            nn.Linear(len(REGIONS) * REGION_DIM, CLASSIFIER_HIDDEN), nn.BatchNorm1d(CLASSIFIER_HIDDEN),
-            nn.ReLU(inplace=True), nn.Linear(CLASSIFIER_HIDDEN, N_LOGITS))
+        self.vector_classifier = vector_classifier()
         self.classifier = attribute_classifier()
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))

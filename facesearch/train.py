@@ -26,7 +26,7 @@ from .dataset import SOURCES, UNKNOWN, age_group, build_cache, decode_crops
 from .dlib_anchor import DLIB_DIM as TEACHER_DIM
 from .errors import FaceSearchError
 from .model import describe_faces, save_model
-from .network import HEADS, DescriptorNet, to_images
+from .network import HEADS, DescriptorNet, RegionNetworks, to_images, vector_classifier
 
 CHECKPOINT = "checkpoint.pt"
 SETTINGS = "settings.json"
@@ -50,6 +50,8 @@ class TrainSettings:
     mal_weight: float = 0.05
     centre_momentum: float = 0.9
     age_weight: float = 2.0
+    # Identities per batch with two faces each (the rest drawn at random; 0: all at random).
+    identity_pairs: int = 0
     attribute_weight: float = 1.0
     # Start from trained weights (a descriptor.safetensors) instead of ImageNet's backbone.
     init_weights: str | None = None
@@ -66,6 +68,15 @@ class TrainSettings:
     classifier_epochs: int = 12
     classifier_lr: float = 1e-3
     classifier_weight_decay: float = 1e-2
+    # Then the region networks F_k and the master vector's classifier are learnt again, from fresh
+    # weights, on the frozen feature maps of every training face (it or its mirror image, drawn
+    # each step). Each batch holds `region_identity_pairs` identities with two faces each, so that
+    # the distillation, weighted up here, sees pairs of one person next to others' look-alikes.
+    region_epochs: int = 10
+    region_lr: float = 1e-3
+    region_identity_weight: float = 0.3
+    region_teacher_weight: float = 3.0
+    region_identity_pairs: int = 16
     limit: int | None = None  # photos per source (tests use tiny subsets)
     cache_dir: str = "cache"
     device: str = "cpu"  # "cuda" trains the same recipe faster where a GPU is
@@ -241,16 +252,18 @@ class Objective(torch.nn.Module):
             self.teacher_fit = torch.nn.Linear(VECTOR_DIM, TEACHER_DIM)
             self.student_log_scale = torch.nn.Parameter(torch.tensor(math.log(30.0)))
 
-    def forward(self, vectors: torch.Tensor, vector_logits: torch.Tensor, logits: torch.Tensor,
+    def forward(self, vectors: torch.Tensor, vector_logits: torch.Tensor, logits: torch.Tensor | None,
                 batch: Split) -> dict[str, torch.Tensor]:
         """All losses of a batch: vector_logits of every class from the master vector's
         classifier, logits from the network, whose attribute logits come from the classifier on
-        the backbone features (which trains only itself: it reads detached features)."""
+        the backbone features (which trains only itself: it reads detached features); without
+        logits, the master vector's losses alone."""
         s = self.settings
         device = vectors.device
         losses = classification_losses(vector_logits, batch, s)
-        losses |= {f"classifier_{name}": value
-                   for name, value in attribute_losses(logits[:, HEADS["celeba"]], batch, s).items()}
+        if logits is not None:
+            losses |= {f"classifier_{name}": value
+                       for name, value in attribute_losses(logits[:, HEADS["celeba"]], batch, s).items()}
         targets = _on(np.array([self.identity_index.get(int(i), -1) for i in batch.identity]), device)
         has_id = targets >= 0
         if has_id.any():
@@ -370,14 +383,15 @@ def train(run_dir: Path, settings: TrainSettings | None = None, root: Path | Non
         start_epoch, history = state["epoch"], state["history"]
         torch.set_rng_state(state["torch_rng"])
 
-    def save_checkpoint(epoch: int, classifier_fitted: bool = False) -> None:
+    def save_checkpoint(epoch: int, classifier_fitted: bool = False, regions_fitted: bool = False) -> None:
         _save_atomic({"settings": asdict(settings), "model": model.state_dict(),
                       "objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
                       "schedule": schedule.state_dict(), "epoch": epoch, "history": history,
-                      "torch_rng": torch.get_rng_state(), "classifier_fitted": classifier_fitted},
-                     checkpoint_path)
+                      "torch_rng": torch.get_rng_state(), "classifier_fitted": classifier_fitted,
+                      "regions_fitted": regions_fitted}, checkpoint_path)
 
     last_epoch = settings.epochs if max_epochs is None else min(settings.epochs, start_epoch + max_epochs)
+    groups = identity_groups(train_split.identity)
     for epoch in range(start_epoch, last_epoch):
         rng = np.random.default_rng(settings.seed * 1000 + epoch)
         order = rng.permutation(len(train_split))
@@ -385,7 +399,9 @@ def train(run_dir: Path, settings: TrainSettings | None = None, root: Path | Non
         totals: dict[str, float] = {}
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{settings.epochs}", unit="batch")
         for step in bar:
-            batch = train_split.subset(order[step * settings.batch_size:(step + 1) * settings.batch_size])
+            batch = train_split.subset(paired_batch(
+                order[step * settings.batch_size:(step + 1) * settings.batch_size], groups,
+                settings.identity_pairs, rng))
             images, masks = augment(batch.crops, batch.masks, rng)
             vectors, logits = model(images.to(settings.device), masks.to(settings.device))
             losses = objective(vectors, model.vector_classifier(vectors), logits, batch)
@@ -410,6 +426,9 @@ def train(run_dir: Path, settings: TrainSettings | None = None, root: Path | Non
     if last_epoch == settings.epochs and not (state or {}).get("classifier_fitted"):
         fit_classifier(model, train_split, settings)
         save_checkpoint(settings.epochs, classifier_fitted=True)
+    if last_epoch == settings.epochs and not (state or {}).get("regions_fitted"):
+        fit_regions(model, train_split, identities, settings)
+        save_checkpoint(settings.epochs, classifier_fitted=True, regions_fitted=True)
     model.cpu().eval()
     return model, train_split, validation, mean_mesh, history
 
@@ -450,6 +469,75 @@ def fit_classifier(model: DescriptorNet, train_split: Split, settings: TrainSett
             total += loss.item()
             bar.set_postfix(loss=f"{total / (step + 1):.3f}")
     model.eval()
+
+
+def fit_regions(model: DescriptorNet, train_split: Split, identities: np.ndarray,
+                settings: TrainSettings) -> None:
+    """The region networks F_k and the master vector's classifier learnt again from fresh weights
+    on the frozen feature maps (78 x 7 x 6) of the training faces and their mirror images, with
+    identity-paired batches and distillation weighted up (the settings' region_* fields)."""
+    from dataclasses import replace
+    model.eval()
+    device = settings.device
+    with torch.no_grad():
+        maps = torch.stack([torch.cat([
+            model.maps(model.features((images.flip(-1) if flip else images).to(device))).half()
+            for images in map(to_images, np.array_split(train_split.crops, math.ceil(len(train_split) / 256)))])
+            for flip in (False, True)], dim=1)  # (N, 2, 78, 7, 6): each face, then its mirror
+    torch.manual_seed(settings.seed)
+    model.regions = RegionNetworks().to(device)
+    model.vector_classifier = vector_classifier().to(device)
+    objective = Objective(replace(settings, identity_weight=settings.region_identity_weight,
+                                  teacher_weight=settings.region_teacher_weight), identities).to(device)
+    parameters = [*model.regions.parameters(), *model.vector_classifier.parameters(), *objective.parameters()]
+    optimizer = torch.optim.AdamW(parameters, lr=settings.region_lr, weight_decay=0.0)
+    steps = math.ceil(len(train_split) / settings.batch_size)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps * settings.region_epochs)
+    rng, groups = np.random.default_rng(settings.seed), identity_groups(train_split.identity)
+    model.regions.train()
+    model.vector_classifier.train()
+    for epoch in range(settings.region_epochs):
+        order = rng.permutation(len(train_split))
+        bar = tqdm(range(steps), desc=f"regions {epoch + 1}/{settings.region_epochs}", unit="batch")
+        total = 0.0
+        for step in bar:
+            rows = paired_batch(order[step * settings.batch_size:(step + 1) * settings.batch_size],
+                                groups, settings.region_identity_pairs, rng)
+            mirrored = torch.from_numpy(rng.random(len(rows)) < 0.5).to(device)
+            masks = torch.from_numpy(train_split.masks[rows].astype(np.float32)).to(device)
+            masks = torch.where(mirrored[:, None, None, None], masks.flip(-1), masks)
+            stacks = maps[torch.from_numpy(rows).to(device), mirrored.long()].float()[:, None] * masks[:, :, None]
+            vectors = F.normalize(model.regions(stacks), dim=-1).flatten(1)
+            losses = objective(vectors, model.vector_classifier(vectors), None, train_split.subset(rows))
+            loss = sum(losses.values())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += loss.item()
+            bar.set_postfix(loss=f"{total / (step + 1):.3f}")
+    model.eval()
+
+
+def identity_groups(identity: np.ndarray) -> list[np.ndarray]:
+    """The rows of each identity that has two or more faces."""
+    known = np.flatnonzero(identity != UNKNOWN)
+    _, inverse, counts = np.unique(identity[known], return_inverse=True, return_counts=True)
+    order = np.argsort(inverse, kind="stable")
+    groups = np.split(known[order], np.cumsum(counts)[:-1])
+    return [group for group in groups if len(group) >= 2]
+
+
+def paired_batch(rows: np.ndarray, groups: list[np.ndarray], pairs: int,
+                 rng: np.random.Generator) -> np.ndarray:
+    """A batch of len(rows) faces: two faces each of `pairs` random identities, then the first of
+    `rows` (a random order of all faces) to fill it."""
+    pairs = min(pairs, len(groups), len(rows) // 2)
+    if pairs == 0:
+        return rows
+    chosen = rng.choice(len(groups), pairs, replace=False)
+    paired = np.concatenate([rng.choice(groups[g], 2, replace=False) for g in chosen])
+    return np.concatenate([paired, rows[:len(rows) - len(paired)]])
 
 
 def start_from_weights(model: DescriptorNet, objective: Objective, weights: Path,
@@ -494,6 +582,14 @@ def evaluate_split(model: DescriptorNet, split: Split) -> dict:
     return report
 
 
+def weights_digest(model: DescriptorNet) -> str:
+    """Six hex digits of a hash of the network's weights as shipped (float16)."""
+    digest = hashlib.sha1()
+    for name, value in model.state_dict().items():
+        digest.update(name.encode() + value.detach().cpu().to(torch.float16).numpy().tobytes())
+    return digest.hexdigest()[:6]
+
+
 def train_and_export(run_dir: Path, settings: TrainSettings | None = None, root: Path | None = None,
                      weights: Path | None = None, validate_each_epoch: bool = False) -> dict:
     """Train (resuming if possible), measure on the validation identities, write the weights
@@ -512,6 +608,7 @@ def train_and_export(run_dir: Path, settings: TrainSettings | None = None, root:
     version = f"fs-mnv2-{time.strftime('%Y%m%d')}-e{settings.epochs}-s{settings.seed}"
     if settings.teacher:
         version += f"-{settings.teacher}kd"
+    version += f"-{weights_digest(model)}"  # two runs of a day differ: photos know which described them
     metrics["version"] = version
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     save_model(model, centres, mean_mesh, {"version": version, "classes": json.dumps(CLASSES)},
