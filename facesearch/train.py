@@ -433,20 +433,22 @@ def train(run_dir: Path, settings: TrainSettings | None = None, root: Path | Non
     return model, train_split, validation, mean_mesh, history
 
 
+def frozen_outputs(layers, crops: np.ndarray, device: str, batch_size: int = 256) -> torch.Tensor:
+    """`layers` (part of the network, run in eval mode) on every crop and its mirror image:
+    (N, 2, ...) float16, [:, 1] the mirror images'."""
+    outputs = []
+    with torch.no_grad():
+        for start in tqdm(range(0, len(crops), batch_size), desc="frozen features", unit="batch"):
+            images = to_images(crops[start:start + batch_size]).to(device)
+            outputs.append(torch.stack([layers(images), layers(images.flip(-1))], dim=1).half())
+    return torch.cat(outputs)
+
+
 def fit_classifier(model: DescriptorNet, train_split: Split, settings: TrainSettings) -> None:
     """The attribute classifier fitted alone on the frozen backbone features of the training faces
     and of their mirror images (which the epochs above moved under it while it learned)."""
     model.eval()
-    device = settings.device
-    features = []
-    with torch.no_grad():
-        for flip in (False, True):
-            for start in tqdm(range(0, len(train_split), 256), desc=f"features{' (mirrored)' if flip else ''}",
-                              unit="batch"):
-                images = to_images(train_split.crops[start:start + 256])
-                images = images.flip(-1) if flip else images
-                features.append(model.features(images.to(device)).half())
-    features = torch.cat(features)  # row i + n is face i mirrored
+    features = frozen_outputs(model.features, train_split.crops, settings.device).flatten(0, 1)
     head = model.classifier
     optimizer = torch.optim.AdamW(head.parameters(), lr=settings.classifier_lr,
                                   weight_decay=settings.classifier_weight_decay)
@@ -460,7 +462,7 @@ def fit_classifier(model: DescriptorNet, train_split: Split, settings: TrainSett
         total = 0.0
         for step in bar:
             rows = order[step * batch_size:(step + 1) * batch_size]
-            batch = train_split.subset(rows % len(train_split))
+            batch = train_split.subset(rows // 2)  # row 2i is face i, row 2i + 1 its mirror image
             loss = sum(attribute_losses(head(features[rows].float()), batch, settings).values())
             optimizer.zero_grad()
             loss.backward()
@@ -479,11 +481,7 @@ def fit_regions(model: DescriptorNet, train_split: Split, identities: np.ndarray
     from dataclasses import replace
     model.eval()
     device = settings.device
-    with torch.no_grad():
-        maps = torch.stack([torch.cat([
-            model.maps(model.features((images.flip(-1) if flip else images).to(device))).half()
-            for images in map(to_images, np.array_split(train_split.crops, math.ceil(len(train_split) / 256)))])
-            for flip in (False, True)], dim=1)  # (N, 2, 78, 7, 6): each face, then its mirror
+    maps = frozen_outputs(lambda images: model.maps(model.features(images)), train_split.crops, device)
     torch.manual_seed(settings.seed)
     model.regions = RegionNetworks().to(device)
     model.vector_classifier = vector_classifier().to(device)
