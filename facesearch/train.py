@@ -310,6 +310,15 @@ class Objective(torch.nn.Module):
         return loss
 
 
+def descend(loss: torch.Tensor, optimizer: torch.optim.Optimizer, schedule) -> float:
+    """One optimisation step on `loss` (and one step of the learning-rate schedule); its value."""
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    schedule.step()
+    return loss.item()
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -405,14 +414,9 @@ def train(run_dir: Path, settings: TrainSettings | None = None, root: Path | Non
             images, masks = augment(batch.crops, batch.masks, rng)
             vectors, logits = model(images.to(settings.device), masks.to(settings.device))
             losses = objective(vectors, model.vector_classifier(vectors), logits, batch)
-            loss = sum(losses.values())
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
             for name, value in losses.items():
                 totals[name] = totals.get(name, 0.0) + value.item()
-            totals["total"] = totals.get("total", 0.0) + loss.item()
+            totals["total"] = totals.get("total", 0.0) + descend(sum(losses.values()), optimizer, schedule)
             bar.set_postfix(loss=f"{totals['total'] / (step + 1):.3f}")
         history.append(totals["total"] / steps_per_epoch)
         print(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v / steps_per_epoch:.4f}" for k, v in totals.items()), flush=True)
@@ -463,12 +467,8 @@ def fit_classifier(model: DescriptorNet, train_split: Split, settings: TrainSett
         for step in bar:
             rows = order[step * batch_size:(step + 1) * batch_size]
             batch = train_split.subset(rows // 2)  # row 2i is face i, row 2i + 1 its mirror image
-            loss = sum(attribute_losses(head(features[rows].float()), batch, settings).values())
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            total += loss.item()
+            total += descend(sum(attribute_losses(head(features[rows].float()), batch, settings).values()),
+                             optimizer, schedule)
             bar.set_postfix(loss=f"{total / (step + 1):.3f}")
     model.eval()
 
@@ -507,12 +507,7 @@ def fit_regions(model: DescriptorNet, train_split: Split, identities: np.ndarray
             stacks = maps[torch.from_numpy(rows).to(device), mirrored.long()].float()[:, None] * masks[:, :, None]
             vectors = F.normalize(model.regions(stacks), dim=-1).flatten(1)
             losses = objective(vectors, model.vector_classifier(vectors), None, train_split.subset(rows))
-            loss = sum(losses.values())
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            total += loss.item()
+            total += descend(sum(losses.values()), optimizer, schedule)
             bar.set_postfix(loss=f"{total / (step + 1):.3f}")
     model.eval()
 
