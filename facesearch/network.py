@@ -141,13 +141,16 @@ class DescriptorNet(nn.Module):
         """images (B, 3, 112, 96) in [0, 1] -> the backbone's features (B, 96, 7, 6)."""
         return self.backbone((images - self.mean) / self.std)
 
+    def master_vectors(self, maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """Feature maps (B, 78, 7, 6) and region masks (B, 7, 7, 6) -> master vectors (B, 364)."""
+        stacks = maps[:, None] * masks[:, :, None]                          # T_k: (B, 7, 78, 7, 6)
+        blocks = F.normalize(self.regions(stacks), dim=-1)                  # f_k, unit norm
+        return blocks.flatten(1)                                            # f = f_1 (+) ... (+) f_7
+
     def forward(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """images (B, 3, 112, 96) in [0, 1]; masks (B, 7, 7, 6) -> vectors (B, 364), logits."""
         features = self.features(images)
-        maps = self.maps(features)                                          # (B, 78, 7, 6)
-        stacks = maps[:, None] * masks[:, :, None]                          # T_k: (B, 7, 78, 7, 6)
-        blocks = F.normalize(self.regions(stacks), dim=-1)                  # f_k, unit norm
-        vectors = blocks.flatten(1)                                         # f = f_1 (+) ... (+) f_7
+        vectors = self.master_vectors(self.maps(features), masks)
         demographics = self.vector_classifier(vectors)[:, HEADS["celeba"].stop:]
         return vectors, torch.cat([self.classifier(features.detach()), demographics], dim=1)
 

@@ -504,8 +504,7 @@ def fit_regions(model: DescriptorNet, train_split: Split, identities: np.ndarray
             mirrored = torch.from_numpy(rng.random(len(rows)) < 0.5).to(device)
             masks = torch.from_numpy(train_split.masks[rows].astype(np.float32)).to(device)
             masks = torch.where(mirrored[:, None, None, None], masks.flip(-1), masks)
-            stacks = maps[torch.from_numpy(rows).to(device), mirrored.long()].float()[:, None] * masks[:, :, None]
-            vectors = F.normalize(model.regions(stacks), dim=-1).flatten(1)
+            vectors = model.master_vectors(maps[torch.from_numpy(rows).to(device), mirrored.long()].float(), masks)
             losses = objective(vectors, model.vector_classifier(vectors), None, train_split.subset(rows))
             total += descend(sum(losses.values()), optimizer, schedule)
             bar.set_postfix(loss=f"{total / (step + 1):.3f}")
