@@ -147,12 +147,20 @@ class DescriptorNet(nn.Module):
         blocks = F.normalize(self.regions(stacks), dim=-1)                  # f_k, unit norm
         return blocks.flatten(1)                                            # f = f_1 (+) ... (+) f_7
 
-    def forward(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """images (B, 3, 112, 96) in [0, 1]; masks (B, 7, 7, 6) -> vectors (B, 364), logits."""
+    def outputs(self, images: torch.Tensor, masks: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """images (B, 3, 112, 96) in [0, 1]; masks (B, 7, 7, 6) -> master vectors (B, 364), the
+        master vector's logits of every class (B, 57) and the attribute logits from the
+        backbone features (B, 40). Training reads all three; forward() keeps what describing uses."""
         features = self.features(images)
         vectors = self.master_vectors(self.maps(features), masks)
-        demographics = self.vector_classifier(vectors)[:, HEADS["celeba"].stop:]
-        return vectors, torch.cat([self.classifier(features.detach()), demographics], dim=1)
+        return vectors, self.vector_classifier(vectors), self.classifier(features.detach())
+
+    def forward(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """images (B, 3, 112, 96) in [0, 1]; masks (B, 7, 7, 6) -> vectors (B, 364), logits: the
+        40 attributes from the features, gender, age and ethnicity from the master vector."""
+        vectors, vector_logits, attribute_logits = self.outputs(images, masks)
+        return vectors, torch.cat([attribute_logits, vector_logits[:, HEADS["celeba"].stop:]], dim=1)
 
 
 def to_images(crops: np.ndarray) -> torch.Tensor:

@@ -252,18 +252,18 @@ class Objective(torch.nn.Module):
             self.teacher_fit = torch.nn.Linear(VECTOR_DIM, TEACHER_DIM)
             self.student_log_scale = torch.nn.Parameter(torch.tensor(math.log(30.0)))
 
-    def forward(self, vectors: torch.Tensor, vector_logits: torch.Tensor, logits: torch.Tensor | None,
-                batch: Split) -> dict[str, torch.Tensor]:
-        """All losses of a batch: vector_logits of every class from the master vector's
-        classifier, logits from the network, whose attribute logits come from the classifier on
-        the backbone features (which trains only itself: it reads detached features); without
-        logits, the master vector's losses alone."""
+    def forward(self, vectors: torch.Tensor, vector_logits: torch.Tensor,
+                attribute_logits: torch.Tensor | None, batch: Split) -> dict[str, torch.Tensor]:
+        """All losses of a batch (DescriptorNet.outputs): vector_logits of every class from the
+        master vector's classifier, attribute_logits from the classifier on the backbone features
+        (which trains only itself: it reads detached features); without attribute_logits, the
+        master vector's losses alone."""
         s = self.settings
         device = vectors.device
         losses = classification_losses(vector_logits, batch, s)
-        if logits is not None:
+        if attribute_logits is not None:
             losses |= {f"classifier_{name}": value
-                       for name, value in attribute_losses(logits[:, HEADS["celeba"]], batch, s).items()}
+                       for name, value in attribute_losses(attribute_logits, batch, s).items()}
         targets = _on(np.array([self.identity_index.get(int(i), -1) for i in batch.identity]), device)
         has_id = targets >= 0
         if has_id.any():
@@ -412,8 +412,7 @@ def train(run_dir: Path, settings: TrainSettings | None = None, root: Path | Non
                 order[step * settings.batch_size:(step + 1) * settings.batch_size], groups,
                 settings.identity_pairs, rng))
             images, masks = augment(batch.crops, batch.masks, rng)
-            vectors, logits = model(images.to(settings.device), masks.to(settings.device))
-            losses = objective(vectors, model.vector_classifier(vectors), logits, batch)
+            losses = objective(*model.outputs(images.to(settings.device), masks.to(settings.device)), batch)
             for name, value in losses.items():
                 totals[name] = totals.get(name, 0.0) + value.item()
             totals["total"] = totals.get("total", 0.0) + descend(sum(losses.values()), optimizer, schedule)
