@@ -20,41 +20,42 @@ neighbours in place of FAISS.
    left out) and the mean similarity of the non-hair blocks to the query face.
 4. Steps: the same figures with each step of the ranking switched off or varied.
 
-Figures (shipped model fs-mnv2-20261123-e30-s0-dlibkd-944f0e; 1,400 gallery faces, 270 captioned photos):
+Figures (shipped model fs-mnv2-20261123-e30-s0-dlibkd-d3ca8b; 1,400 gallery faces, 270 captioned photos):
     query set (46)           P@10   AP@100  prevalence | captions (270)  R@1    R@5    R@10
-    all                      0.961  0.840   0.163      | facesearch     0.237  0.552  0.685
-    literal (22)             0.955  0.835   0.188      | random         0.004  0.019  0.037
-    paraphrase (24)          0.967  0.845   0.141      |  (R@10 = 18x random)
-    previous model fs-mnv2-20261123-e30-s0-dlibkd (region networks of stage 1): P@10 0.961,
-    AP@100 0.839, caption R@1/5/10 0.230/0.544/0.674; fs-mnv2-20261122-e30-s0 (classifier on
-    the master vector): P@10 0.926, AP@100 0.766; before the re-ranking work (HEAD 93a70e0):
-    P@10 0.876, AP@100 0.726.
+    all                      0.972  0.852   0.163      | facesearch     0.226  0.526  0.700
+    literal (22)             0.973  0.845   0.188      | random         0.004  0.019  0.037
+    paraphrase (24)          0.971  0.858   0.141      |  (R@10 = 19x random)
+    previous models: fs-mnv2-20261123-e30-s0-dlibkd-944f0e (stage 1 without identity pairs):
+    P@10 0.961, AP@100 0.840, caption R@1/5/10 0.237/0.552/0.685; fs-mnv2-20261123-e30-s0-dlibkd
+    (region networks of stage 1): P@10 0.961, AP@100 0.839, R@10 0.674; fs-mnv2-20261122-e30-s0
+    (classifier on the master vector): P@10 0.926, AP@100 0.766; before the re-ranking work
+    (HEAD 93a70e0): P@10 0.876, AP@100 0.726.
 
     mixed (100 dark-haired faces + "blond hair")       blond@10  non-hair similarity
-    image only                                         0.175     0.583
-    image + text (default: re-rank, fit weight 1)      0.952     0.450
-    (random pairs 0.207; the 10 most similar blond-labelled faces, an oracle: 0.489)
-    previous model: blond@10 0.969 at non-hair similarity 0.312 (image only 0.446)
+    image only                                         0.177     0.647
+    image + text (default: re-rank, fit weight 1)      0.952     0.524
+    (random pairs 0.282; the 10 most similar blond-labelled faces, an oracle: 0.562)
+    previous model (…-944f0e): blond@10 0.952 at non-hair similarity 0.450 (oracle 0.489)
 
     step (each row changes one thing from the default)  P@10   AP@100  caption R@10
-    vector only, off-region 0.25, raw shifts (HEAD)     0.789  0.516   0.185
-    vector only, off-region 0.0                         0.798  0.514   0.193
-    vector only, off-region 0.1                         0.826  0.545   0.167
-    vector only, off-region 0.25                        0.817  0.555   0.144
-    vector only, off-region 0.5 (default)               0.802  0.545   0.126
-    vector only, off-region 1.0                         0.800  0.513   0.115
-    + re-rank, pool 2 per hit                           0.920  0.763   0.222
-    + re-rank, pool 5 per hit                           0.943  0.827   0.400
-    + re-rank, pool 20 per hit, min 200 (default)       0.961  0.840   0.685
-    + re-rank, pool = every face                        0.961  0.840   0.689
+    vector only, off-region 0.25, raw shifts (HEAD)     0.800  0.547   0.233
+    vector only, off-region 0.0                         0.813  0.554   0.241
+    vector only, off-region 0.1                         0.809  0.581   0.211
+    vector only, off-region 0.25                        0.815  0.583   0.181
+    vector only, off-region 0.5 (default)               0.813  0.564   0.156
+    vector only, off-region 1.0                         0.791  0.526   0.133
+    + re-rank, pool 2 per hit                           0.926  0.782   0.256
+    + re-rank, pool 5 per hit                           0.965  0.838   0.430
+    + re-rank, pool 20 per hit, min 200 (default)       0.972  0.852   0.700
+    + re-rank, pool = every face                        0.974  0.852   0.693
     + re-rank, vector weight 0 / 0.05 (default) / 0.2 / 1.0:
-                                           P@10   0.963 / 0.961 / 0.959 / 0.937
-                                           AP@100 0.841 / 0.840 / 0.833 / 0.787
-    mixed fit weight 0.3 / 1 (default) / 3: blond@10 0.816 / 0.952 / 0.983,
-                                            non-hair similarity 0.499 / 0.450 / 0.433
+                                           P@10   0.974 / 0.972 / 0.970 / 0.935
+                                           AP@100 0.854 / 0.852 / 0.845 / 0.802
+    mixed fit weight 0.3 / 1 (default) / 3: blond@10 0.866 / 0.952 / 0.965,
+                                            non-hair similarity 0.560 / 0.524 / 0.510
     The re-ranking reads the class probabilities, which the attribute classifier on the backbone
     features made better; the vector-only rows read the master vector (P@10 0.763 with the
-    previous model's region networks, 0.811 with the model before it).
+    stage-1 region networks of fs-mnv2-20261123-e30-s0-dlibkd, 0.811 with the model before it).
 
 Read with care: the gallery is 1,400 faces, so a pool of 200 is 14% of it (at 100k faces it is
 0.2%; the "pool 2/5 per hit" rows show how quality falls as the pool narrows). The differences

@@ -44,14 +44,15 @@ class TrainSettings:
     warmup_steps: int = 200
     seed: int = 0
     validation_share: float = 0.1
-    identity_weight: float = 1.0
+    identity_weight: float = 0.3
     identity_margin: float = 0.3
     identity_scale: float = 24.0
     mal_weight: float = 0.05
     centre_momentum: float = 0.9
     age_weight: float = 2.0
-    # Identities per batch with two faces each (the rest drawn at random; 0: all at random).
-    identity_pairs: int = 0
+    # Identities per batch with two faces each (the rest drawn at random; 0: all at random):
+    # the distillation then sees pairs of one person next to others' look-alikes.
+    identity_pairs: int = 16
     attribute_weight: float = 1.0
     # Start from trained weights (a descriptor.safetensors) instead of ImageNet's backbone.
     init_weights: str | None = None
@@ -60,7 +61,7 @@ class TrainSettings:
     # of the batch, teacher temperature below, student scale learned) plus a linear map from the
     # master vector onto the teacher's vector (cosine), so the 364 numbers carry what it knows.
     teacher: str | None = None
-    teacher_weight: float = 1.0
+    teacher_weight: float = 3.0
     teacher_temperature: float = 0.02
     teacher_fit_weight: float = 1.0
     # After the last epoch the attribute classifier is fitted alone on the frozen backbone
@@ -70,8 +71,8 @@ class TrainSettings:
     classifier_weight_decay: float = 1e-2
     # Then the region networks F_k and the master vector's classifier are learnt again, from fresh
     # weights, on the frozen feature maps of every training face (it or its mirror image, drawn
-    # each step). Each batch holds `region_identity_pairs` identities with two faces each, so that
-    # the distillation, weighted up here, sees pairs of one person next to others' look-alikes.
+    # each step), with identity-paired batches and loss weights of their own (by default those of
+    # stage 1).
     region_epochs: int = 10
     region_lr: float = 1e-3
     region_identity_weight: float = 0.3
@@ -476,7 +477,7 @@ def fit_regions(model: DescriptorNet, train_split: Split, identities: np.ndarray
                 settings: TrainSettings) -> None:
     """The region networks F_k and the master vector's classifier learnt again from fresh weights
     on the frozen feature maps (78 x 7 x 6) of the training faces and their mirror images, with
-    identity-paired batches and distillation weighted up (the settings' region_* fields)."""
+    identity-paired batches (the settings' region_* fields)."""
     from dataclasses import replace
     model.eval()
     device = settings.device
