@@ -19,12 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facesearch import FaceSearch, dlib_anchor
-from facesearch.config import DESCRIBE_THREADS
-from facesearch.dataset import data_dir
-from facesearch.images import load_image
-from facesearch.model import shipped_model
-from facesearch.preprocess import FacePreprocessor
+from facesearch import FaceSearch
+from facesearch.training import dlib_anchor
+from facesearch.settings import DEFAULTS
+from facesearch.training.data import data_dir
+from facesearch.pipeline.images import load_image
+from facesearch.models.descriptor import shipped_model
+from facesearch.pipeline.prepare import FacePreparer
 
 TARGET_FACES_PER_SECOND = 25
 
@@ -74,11 +75,11 @@ def main() -> None:
     streamed = time.perf_counter() - start
     print(f"{len(photos)} aligned CelebA photos, {args.threads} torch threads")
     print(f"describe, one photo at a time             : {rate(faces, whole)}")
-    print(f"describe_many (photos prepared on {DESCRIBE_THREADS} threads,")
+    print(f"describe_many (photos prepared on {DEFAULTS.describe_threads} threads,")
     print(f"  faces batched for the network)          : {rate(many, streamed)}  "
           f"[target >= {TARGET_FACES_PER_SECOND}: {'met' if many / streamed >= TARGET_FACES_PER_SECOND else 'NOT met'}]")
 
-    preprocessor = FacePreprocessor()
+    preprocessor = FacePreparer()
     start = time.perf_counter()
     prepared = [face for photo in photos for face in preprocessor.prepare(load_image(photo).pixels)[:1]]
     print(f"  preprocessing (detect, mesh, align, masks): {rate(len(prepared), time.perf_counter() - start)}")
@@ -88,7 +89,7 @@ def main() -> None:
     for batch in (1, 64):
         start = time.perf_counter()
         for first in range(0, len(crops), batch):
-            model.describe(crops[first:first + batch], masks[first:first + batch])
+            model.embed(crops[first:first + batch], masks[first:first + batch])
         print(f"  network alone, batches of {batch:<2}            : {rate(len(crops), time.perf_counter() - start)}")
     dlib_rates(photos)
 

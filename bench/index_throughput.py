@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from facesearch import FaceSearch, dlib_anchor
-from facesearch.dataset import data_dir
+from facesearch import FaceSearch
+from facesearch.training import dlib_anchor
+from facesearch.training.data import data_dir
 
 
 def copy_sample(folder: Path, n: int, into: Path) -> list[Path]:
@@ -46,7 +47,7 @@ def dlib_pipeline():
     """A face_recognition-style describe(path) -> (n, 128) with dlib, or None if not installed."""
     if not dlib_anchor.available():
         return None
-    from facesearch.images import load_image
+    from facesearch.pipeline.images import load_image
 
     detector, shapes, encoder = dlib_anchor.dlib_models()
 

@@ -35,8 +35,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from facesearch.config import REGION_DIM, REGIONS, VECTOR_DIM
-from facesearch.vector_index import VectorIndex
+from facesearch.spec import REGION_DIM, REGIONS, VECTOR_DIM
+from facesearch.index.spaces import VectorIndex
 
 K = 10
 

@@ -29,22 +29,14 @@ from pathlib import Path
 import numpy as np
 import sqlalchemy as sa
 
-from facesearch import FaceSearch, text
-from facesearch import query as queries
-from facesearch.config import (
-    AGE_GROUPS,
-    CELEBA_ATTRIBUTES,
-    CLASSES,
-    ETHNICITIES,
-    FAISS_FILENAME,
-    GENDERS,
-    REGION_DIM,
-    REGIONS,
-    VECTOR_DIM,
-)
-from facesearch.model import shipped_model
-from facesearch.store import Face, Photo, Store
-from facesearch.vector_index import VectorIndex
+from facesearch import FaceSearch
+from facesearch.search import text
+from facesearch.search import ranking as queries
+from facesearch.spec import (AGE_GROUPS, CELEBA_ATTRIBUTES, CLASSES, ETHNICITIES, GENDERS, REGION_DIM, REGIONS, VECTOR_DIM)
+from facesearch.index.spaces import FAISS_FILENAME
+from facesearch.models.descriptor import shipped_model
+from facesearch.index.store import FaceRow, PhotoRow, Store
+from facesearch.index.spaces import VectorIndex
 
 QUERIES = (
     "black hair, smiling", "blond woman, no glasses", "a grinning blonde",
@@ -95,12 +87,12 @@ def build_index(folder: Path, vectors: np.ndarray, probabilities: np.ndarray) ->
     with store.session() as session:
         for start in range(0, n, 20_000):
             stop = min(start + 20_000, n)
-            session.execute(sa.insert(Photo), [
+            session.execute(sa.insert(PhotoRow), [
                 {"id": i + 1, "path": f"/photos/{i:06d}.jpg", "content_hash": f"{i:064x}",
                  "size": 100_000, "mtime": now, "status": "indexed", "width": 640, "height": 480,
                  "model_version": model}
                 for i in range(start, stop)])
-            session.execute(sa.insert(Face), [
+            session.execute(sa.insert(FaceRow), [
                 {"id": i + 1, "photo_id": i + 1, "face_index": 0, "x0": 100.0, "y0": 80.0,
                  "x1": 300.0, "y1": 320.0, "landmarks": [[0.0, 0.0]] * 5, "det_score": 0.99,
                  "attributes": dict(zip(queries.COLUMNS, np.round(probabilities[i], 4).tolist())),
@@ -130,7 +122,7 @@ def stage_times(fs: FaceSearch, probabilities: np.ndarray, repeats: int) -> dict
     centres, pool = fs._model.centres, queries.pool_size(10)
 
     def attributes_of(ids: list[int]) -> dict:
-        query = sa.select(Face.vector_id, Face.attributes).where(Face.vector_id.in_(ids))
+        query = sa.select(FaceRow.vector_id, FaceRow.attributes).where(FaceRow.vector_id.in_(ids))
         with fs.store.session() as session:
             return dict(session.execute(query).all())
 

@@ -1,5 +1,5 @@
 """`python -m facesearch ...`: the same as the `facesearch` command."""
-from .cli import main
+from facesearch.cli import main
 
 if __name__ == "__main__":
     main()

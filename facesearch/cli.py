@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -10,21 +9,24 @@ from typing import Optional
 import click
 import typer
 
-from .config import DEFAULT_K, ENV_DB_URL, ENV_INDEX
-from .errors import FaceSearchError
+from facesearch.errors import FaceSearchError
+from facesearch.settings import DEFAULTS, ENV, Settings
 
 app = typer.Typer(help="Face similarity search: by photo, by description, or both. Offline.",
                   add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None)  # help texts show [default: ...] and extras[...] as written
 
-IndexOption = typer.Option(None, "--index", envvar=ENV_INDEX, show_envvar=True,
-                           help="Index folder [default: indexes/default].")
-DbOption = typer.Option(None, "--db-url", envvar=ENV_DB_URL, show_envvar=True,
-                        help="SQLAlchemy URL for the metadata [default: SQLite in the index folder].")
+# Flags override the FACESEARCH_* variables, which facesearch.settings.Settings reads (the one
+# place that reads the environment); the help names them.
+IndexOption = typer.Option(None, "--index",
+                           help=f"Index folder [default: ${ENV['index_dir']}, else indexes/default].")
+DbOption = typer.Option(None, "--db-url",
+                        help=f"SQLAlchemy URL for the metadata [default: ${ENV['db_url']}, else SQLite "
+                             "in the index folder].")
 
 
 def _search(index: Optional[Path], db_url: Optional[str]):
-    from .api import FaceSearch
+    from facesearch.api import FaceSearch
 
     return FaceSearch(index, db_url)
 
@@ -53,7 +55,7 @@ def index(paths: list[Path] = typer.Argument(..., help="Photos or folders (searc
 @app.command()
 def query(image: Optional[Path] = typer.Option(None, "--image", "-i", help="Find faces like this photo's."),
           text: Optional[str] = typer.Option(None, "--text", "-t", help="Find faces that fit a description."),
-          k: int = typer.Option(DEFAULT_K, "-k", help="Number of hits."),
+          k: Optional[int] = typer.Option(None, "-k", help=f"Number of hits [default: {DEFAULTS.k}].", show_default=False),
           face: int = typer.Option(0, "--face", help="Which face of --image (0 = largest)."),
           as_json: bool = typer.Option(False, "--json", help="Print a JSON array of hits."),
           sheet: Optional[Path] = typer.Option(None, "--sheet", help="Also save a contact sheet (.png/.jpg/.html)."),
@@ -62,7 +64,7 @@ def query(image: Optional[Path] = typer.Option(None, "--image", "-i", help="Find
           where: Optional[str] = typer.Option(None, "--where", help="Only faces meeting a filter: \"male<0.5 and smiling>0.5\", \"30<=age<40\", \"path~'*/2019/*'\", \"date>=2019-06-01\"."),
           index: Optional[Path] = IndexOption, db_url: Optional[str] = DbOption) -> None:
     """Print the faces most like --image, fitting --text, or --image changed as --text says."""
-    from .filters import parse_weights
+    from facesearch.search.ranking import parse_weights
 
     hits = _search(index, db_url).query(image=image, text=text, k=k, face=face, region=region,
                                         weights=parse_weights(weights) if weights is not None else None,
@@ -72,13 +74,13 @@ def query(image: Optional[Path] = typer.Option(None, "--image", "-i", help="Find
     if as_json:
         typer.echo(json.dumps(hits.to_dicts(), indent=2))
     else:
-        from .visual import hits_table
+        from facesearch.render import hits_table
 
         if hits.understood is not None:
-            typer.echo(f"understood: {hits.understood.describe()}")
+            typer.echo(f"understood: {hits.understood.summary()}")
         typer.echo(hits_table(hits))
     if sheet is not None:
-        from .visual import save_contact_sheet
+        from facesearch.render import save_contact_sheet
 
         save_contact_sheet(sheet, hits, image=image, text=text)
         typer.echo(f"contact sheet: {sheet}", err=as_json)
@@ -89,7 +91,7 @@ def describe(image: Path = typer.Argument(..., help="A photo."),
              out: Optional[Path] = typer.Option(None, "--out", "-o", help="Save an overlay picture: boxes, landmarks, region masks."),
              as_json: bool = typer.Option(False, "--json", help="Print JSON (with the 364-dim vectors).")) -> None:
     """Find the faces in a photo and show their attributes (and, with --out, their regions)."""
-    from .api import FaceSearch
+    from facesearch.api import FaceSearch
 
     faces = FaceSearch().describe(image)
     if not faces:
@@ -97,11 +99,11 @@ def describe(image: Path = typer.Argument(..., help="A photo."),
     if as_json:
         typer.echo(json.dumps([face.to_dict() for face in faces], indent=2))
     else:
-        from .visual import faces_table
+        from facesearch.render import faces_table
 
         typer.echo(faces_table(faces))
     if out is not None:
-        from .visual import save_overlay
+        from facesearch.render import save_overlay
 
         save_overlay(out, image, faces)
         typer.echo(f"overlay: {out}", err=as_json)
@@ -150,7 +152,7 @@ def train(run_dir: Path = typer.Option(Path("runs/default"), help="Checkpoints, 
           assignments: list[str] = typer.Option([], "--set", help="Any other training setting, NAME=VALUE (e.g. lr=5e-4); see settings.json of a run."),
           watch: bool = typer.Option(False, help="Print validation figures after every epoch.")) -> None:
     """Train the descriptor network on CelebA + UTKFace, measure it, write the weights."""
-    from .train import TrainSettings, override, train_and_export
+    from facesearch.training.train import TrainSettings, override, train_and_export
 
     if init_weights is not None and not init_weights.is_file():
         raise FaceSearchError(f"no weights file at {init_weights}")
@@ -169,7 +171,7 @@ def evaluate(dlib: bool = typer.Option(True, help="Measure dlib's descriptor on 
              data: Optional[Path] = typer.Option(None, help="Data folder [default: ../shared/data or $FACESEARCH_DATA]."),
              as_json: bool = typer.Option(False, "--json", help="Print JSON (per-attribute accuracies included).")) -> None:
     """Measure the shipped model on the validation identities, beside dlib's descriptor."""
-    from .evaluate import evaluate_shipped_model, format_table
+    from facesearch.training.evaluate import evaluate_shipped_model, format_table
 
     ours, anchor = evaluate_shipped_model(dlib, cache, data)
     if as_json:
@@ -183,10 +185,18 @@ def evaluate_text(steps: bool = typer.Option(True, help="Also measure each step'
                   limit: Optional[int] = typer.Option(None, help="At most N gallery faces (a quick check)."),
                   as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Measure text search: P@10 and AP@100 of a query set, caption recall, on validation faces."""
-    from .text_eval import evaluate as evaluate_text_search, format_report
+    from facesearch.training.text_eval import evaluate as evaluate_text_search, format_report
 
     report = evaluate_text_search(steps=steps, limit=limit)
     typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+
+
+def _debug() -> bool:
+    """FACESEARCH_DEBUG: tracebacks instead of one-line errors."""
+    try:
+        return Settings.from_env().debug
+    except FaceSearchError:
+        return False
 
 
 def main() -> None:
@@ -206,7 +216,7 @@ def main() -> None:
         if isinstance(error, click.ClickException):
             error.show()
             sys.exit(error.exit_code)
-        if os.environ.get("FACESEARCH_DEBUG"):
+        if _debug():
             raise
         message = str(error).strip().splitlines()
         typer.echo(f"error: {type(error).__name__}: {message[0] if message else ''} "

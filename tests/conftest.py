@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 
 from facesearch import FaceSearch
-from facesearch.config import ENV_DATA, ENV_DB_URL, ENV_INDEX
-from facesearch.indexing import IndexReport
+from facesearch.settings import ENV
+from facesearch.index.indexer import IndexReport
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get(ENV_DATA) or REPO_ROOT / ".." / "shared" / "data").resolve()
+DATA_DIR = Path(os.environ.get(ENV["data_dir"]) or REPO_ROOT / ".." / "shared" / "data").resolve()
 
 #: Wild photos (whole scenes) of the shared index: the first 11 of celeba/wild, all with one
 #: clear face, plus 032591.jpg, which shows two people (a man in sunglasses, a child behind).
@@ -40,7 +40,7 @@ MULTI_FACE_PHOTOS: tuple[str, ...] = ("032591.jpg", "156251.jpg")
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_environment() -> Iterable[None]:
     """No test reads a user's index or database settings from the environment."""
-    saved = {name: os.environ.pop(name, None) for name in (ENV_INDEX, ENV_DB_URL)}
+    saved = {name: os.environ.pop(name, None) for name in (ENV["index_dir"], ENV["db_url"])}
     yield
     for name, value in saved.items():
         if value is not None:
@@ -50,7 +50,7 @@ def _isolated_environment() -> Iterable[None]:
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     if not (DATA_DIR / "celeba" / "wild").is_dir():
-        pytest.skip(f"face data not found at {DATA_DIR} (set {ENV_DATA} to the shared data folder)")
+        pytest.skip(f"face data not found at {DATA_DIR} (set {ENV['data_dir']} to the shared data folder)")
     return DATA_DIR
 
 

@@ -11,7 +11,8 @@ import pytest
 
 from clitools import assert_one_line_error, run
 from conftest import copy_photos
-from facesearch.config import ENV_INDEX, REGIONS
+from facesearch.settings import ENV
+from facesearch.spec import REGIONS
 
 CLI_PHOTOS = ("000461.jpg", "000711.jpg", "000987.jpg", "001004.jpg", "001367.jpg", "001414.jpg")
 HIT_KEYS = {"rank", "score", "path", "face_id", "bbox", "regions", "attributes"}
@@ -48,7 +49,7 @@ def test_index_then_info_through_the_environment_variable(cli_index: CliIndex, f
     assert f"{n} photos: {n} indexed" in cli_index.indexed.stdout
     assert "Traceback" not in cli_index.indexed.stderr
     # No --index: FACESEARCH_INDEX names the index (run from elsewhere, so no default is found).
-    done = run(facesearch_command, "info", cwd=tmp_path, env={ENV_INDEX: str(cli_index.index)})
+    done = run(facesearch_command, "info", cwd=tmp_path, env={ENV["index_dir"]: str(cli_index.index)})
     assert done.returncode == 0, done.stderr
     fields = dict(line.strip().split(": ", 1) for line in done.stdout.splitlines() if ": " in line)
     assert fields["photos"] == str(n) and fields["faces"] == str(n) and fields["failed"] == "0"
@@ -78,7 +79,7 @@ def test_query_by_image_as_json(cli_index: CliIndex, facesearch_command: list[st
 def test_query_by_image_as_a_table(cli_index: CliIndex, facesearch_command: list[str]) -> None:
     # FACESEARCH_INDEX instead of --index, and the default k (10) capped by the 6 faces stored.
     done = run(facesearch_command, "query", "-i", cli_index.db / "001004.jpg", cwd=cli_index.root,
-               env={ENV_INDEX: str(cli_index.index)})
+               env={ENV["index_dir"]: str(cli_index.index)})
     assert done.returncode == 0, done.stderr
     assert "001004.jpg" in done.stdout and "Traceback" not in done.stderr
     with pytest.raises(json.JSONDecodeError):

@@ -9,16 +9,7 @@ import pytest
 
 from conftest import rgb, sample
 from facesearch import Face, FaceSearch
-from facesearch.config import (
-    AGE_GROUPS,
-    AGE_KEY,
-    CELEBA_ATTRIBUTES,
-    ETHNICITIES,
-    GENDERS,
-    REGION_DIM,
-    REGIONS,
-    VECTOR_DIM,
-)
+from facesearch.spec import (AGE_GROUPS, AGE_KEY, CELEBA_ATTRIBUTES, ETHNICITIES, GENDERS, REGION_DIM, REGIONS, VECTOR_DIM)
 
 EXPECTED_CLASSES = set(CELEBA_ATTRIBUTES) | set(GENDERS) | {name for name, _, _ in AGE_GROUPS} | set(ETHNICITIES)
 
@@ -122,9 +113,8 @@ def test_describe_many_matches_describe_in_order(describer: FaceSearch, aligned_
                                                  data_dir: Path, tmp_path: Path, monkeypatch) -> None:
     """Photos prepared on threads and batched through the network give the same faces, in the
     order given, as describing them one by one; a bad photo raises as describe() does."""
-    from facesearch import api
-
-    monkeypatch.setattr(api, "DESCRIBE_BATCH", 2)  # several batches, several photos in each
+    # several batches, several photos in each
+    monkeypatch.setattr(describer.describer, "settings", describer.settings.replace(describe_batch=2))
     photos = aligned_photos[:5] + [rgb(aligned_photos[0])] + sample(data_dir / "celeba/wild", 2)
     one_by_one = [describer.describe(photo) for photo in photos]
     many = list(describer.describe_many(photos))

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from conftest import MULTI_FACE_PHOTOS, sample
-from facesearch import alignment
-from facesearch.config import ALIGN_TEMPLATE, INPUT_SIZE
-from facesearch.detection import DetectedFace, FaceDetector, landmarks_from_mesh
-from facesearch.images import load_image
-from facesearch.preprocess import FacePreprocessor
+from facesearch.pipeline import alignment
+from facesearch.spec import ALIGN_TEMPLATE, INPUT_SIZE
+from facesearch.pipeline.detect.mediapipe import DetectedFace, FaceDetector, landmarks_from_mesh
+from facesearch.pipeline.images import load_image
+from facesearch.pipeline.prepare import FacePreparer
 
 TEMPLATE = np.asarray(ALIGN_TEMPLATE)
 
@@ -23,8 +23,8 @@ def detector() -> FaceDetector:
 
 
 @pytest.fixture(scope="module")
-def preprocessor() -> FacePreprocessor:
-    return FacePreprocessor()
+def preprocessor() -> FacePreparer:
+    return FacePreparer()
 
 
 def _detect(detector: FaceDetector, path: Path) -> tuple[list[DetectedFace], tuple[int, int]]:
@@ -113,7 +113,7 @@ def test_no_face_in_a_blank_picture(detector: FaceDetector) -> None:
     assert detector.detect(np.full((200, 160, 3), 128, np.uint8)) == []
 
 
-def test_alignment_puts_landmarks_on_the_template(preprocessor: FacePreprocessor, data_dir: Path) -> None:
+def test_alignment_puts_landmarks_on_the_template(preprocessor: FacePreparer, data_dir: Path) -> None:
     photos = (sorted((data_dir / "celeba" / "wild").glob("*.jpg"))[:4]
               + sample(data_dir / "celeba" / "aligned", 2))
     redetector = FaceDetector()
@@ -145,7 +145,7 @@ def test_muting_is_safe_when_models_run_side_by_side(capfd) -> None:
     import threading
     import time
 
-    from facesearch.mediapipe_models import muted_stderr
+    from facesearch.models.mediapipe import muted_stderr
 
     def hold(seconds: float) -> None:
         with muted_stderr():

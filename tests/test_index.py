@@ -12,18 +12,9 @@ from PIL import Image, ImageOps
 
 from conftest import INDEX_PHOTOS, BuiltIndex, copy_photos
 from facesearch import FaceSearch, FaceSearchError, Hit, Hits
-from facesearch.config import (
-    AGE_GROUPS,
-    AGE_KEY,
-    CELEBA_ATTRIBUTES,
-    ETHNICITIES,
-    FAISS_FILENAME,
-    GENDERS,
-    REGION_DIM,
-    REGIONS,
-    VECTOR_DIM,
-)
-from facesearch.vector_index import VectorIndex
+from facesearch.spec import (AGE_GROUPS, AGE_KEY, CELEBA_ATTRIBUTES, ETHNICITIES, GENDERS, REGION_DIM, REGIONS, VECTOR_DIM)
+from facesearch.index.spaces import FAISS_FILENAME
+from facesearch.index.spaces import VectorIndex
 
 EXPECTED_ATTRIBUTES = (set(CELEBA_ATTRIBUTES) | set(GENDERS) | {name for name, _, _ in AGE_GROUPS}
                        | set(ETHNICITIES) | {AGE_KEY})
@@ -331,12 +322,12 @@ def test_photos_of_an_older_model_are_described_again(small_index: SmallIndex) -
     """After a model upgrade the stored vectors are another model's: a query refuses to compare
     them with the new model's, and the next index run describes those photos again."""
     import sqlalchemy as sa
-    from facesearch.store import Photo
+    from facesearch.index.store import PhotoRow
 
     fs = small_index.open()
     old_ids = sorted(fs.vectors.ids().tolist())
     with fs.store.session() as session:
-        session.execute(sa.update(Photo).values(model_version="fs-old-model"))
+        session.execute(sa.update(PhotoRow).values(model_version="fs-old-model"))
     fs.store.set_meta("model_version", "fs-old-model")
     try:
         with pytest.raises(FaceSearchError, match="3 indexed photo.*described by model fs-old-model.*facesearch index"):

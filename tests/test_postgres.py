@@ -23,9 +23,10 @@ from alembic.script import ScriptDirectory
 
 import pg_cluster
 from conftest import copy_photos
-from facesearch import FaceSearch, config
-from facesearch.filters import parse_filter
-from facesearch.store import MIGRATIONS_DIR, Base, PhotoStatus, Store
+from facesearch import FaceSearch
+from facesearch import spec as config
+from facesearch.search.filters import parse_filter
+from facesearch.index.store import MIGRATIONS_DIR, Base, PhotoStatus, Store
 
 ENV_TEST_PG_URL = "FACESEARCH_TEST_PG_URL"
 

@@ -9,8 +9,8 @@ import pytest
 
 from conftest import sample
 from facesearch import FaceSearch
-from facesearch.config import FEATURE_GRID, INPUT_SIZE, REGIONS
-from facesearch.regions import coarse_masks
+from facesearch.spec import FEATURE_GRID, INPUT_SIZE, REGIONS
+from facesearch.pipeline.parse.mesh import coarse_masks
 
 FACE_PARTS = ("face_skin", "eyes", "eyebrows", "lips", "nose")
 SMALL_PARTS = ("eyes", "eyebrows", "lips", "nose")

@@ -27,10 +27,11 @@ from PIL import Image
 
 from clitools import assert_one_line_error, run
 from conftest import INDEX_PHOTOS, copy_photos
-from facesearch import FaceSearch, FaceSearchError, api
-from facesearch.config import DB_FILENAME, FAISS_FILENAME
-from facesearch.lock import IndexBusyError, IndexLock
-from facesearch.vector_index import VectorIndex
+from facesearch import FaceSearch, FaceSearchError, Settings
+from facesearch.index.store import DB_FILENAME
+from facesearch.index.spaces import FAISS_FILENAME
+from facesearch.index.lock import IndexBusyError, IndexLock
+from facesearch.index.spaces import VectorIndex
 
 WILD = "celeba/wild"
 
@@ -233,7 +234,7 @@ def test_permission_denied_is_reported(data_dir: Path, tmp_path: Path, monkeypat
     """What an unreadable file does (simulated: root reads everything), then fixed and retried:
     a failed file is tried again although its size and mtime did not change (chmod doesn't)."""
     photos = copy_photos(data_dir, ["000461.jpg", "000711.jpg"], tmp_path / "db")
-    import facesearch.indexing as indexing
+    import facesearch.index.indexer as indexing
 
     real_hash = indexing.content_hash
 
@@ -266,7 +267,7 @@ def test_huge_photos_are_decoded_in_bounded_memory(huge_jpeg, data_dir: Path, tm
     canvas.save(png, compress_level=1)
     del canvas
     script = ("import json, resource, sys\n"
-              "from facesearch.images import load_image\n"
+              "from facesearch.pipeline.images import load_image\n"
               "peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
               "out = []\n"
               "for path in sys.argv[1:]:\n"
@@ -287,7 +288,7 @@ def test_a_file_that_breaks_the_describer_does_not_stop_the_run(data_dir: Path, 
                                                                 monkeypatch) -> None:
     copy_photos(data_dir, ["000461.jpg", "000711.jpg"], tmp_path / "db")
     fs = FaceSearch(tmp_path / "idx")
-    real = fs._prepare_one
+    real = fs.describer.prepare_one
     calls = []
 
     def flaky(image):
@@ -296,7 +297,7 @@ def test_a_file_that_breaks_the_describer_does_not_stop_the_run(data_dir: Path, 
             raise RuntimeError("mediapipe exploded\nsecond line")
         return real(image)
 
-    monkeypatch.setattr(fs, "_prepare_one", flaky)
+    monkeypatch.setattr(fs.describer, "prepare_one", flaky)
     try:
         report = fs.index([tmp_path / "db"])
         assert report.faces == 1 and len(report.failed) == 1
@@ -308,8 +309,8 @@ def test_a_file_that_breaks_the_describer_does_not_stop_the_run(data_dir: Path, 
 
 def test_ctrl_c_keeps_what_was_described(data_dir: Path, tmp_path: Path, monkeypatch) -> None:
     copy_photos(data_dir, ["000461.jpg", "000711.jpg", "000987.jpg"], tmp_path / "db")
-    fs = FaceSearch(tmp_path / "idx")
-    real = fs._describe_prepared
+    fs = FaceSearch(tmp_path / "idx", settings=Settings(describe_batch=1))  # one photo at a time
+    real = fs.describer.describe_prepared
     calls = []
 
     def interrupted_at_the_third(photos):
@@ -318,8 +319,7 @@ def test_ctrl_c_keeps_what_was_described(data_dir: Path, tmp_path: Path, monkeyp
             raise KeyboardInterrupt
         return real(photos)
 
-    monkeypatch.setattr(api, "DESCRIBE_BATCH", 1)  # the network takes one photo at a time
-    monkeypatch.setattr(fs, "_describe_prepared", interrupted_at_the_third)
+    monkeypatch.setattr(fs.describer, "describe_prepared", interrupted_at_the_third)
     try:
         with pytest.raises(KeyboardInterrupt):
             fs.index([tmp_path / "db"])
@@ -419,7 +419,7 @@ def test_lock_is_exclusive_and_dies_with_its_holder(tmp_path: Path) -> None:
             IndexLock(tmp_path / "idx").acquire()
     IndexLock(tmp_path / "idx").acquire().release()  # free again
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from facesearch.lock import IndexLock; "
+        [sys.executable, "-c", "import sys, time; from facesearch.index.lock import IndexLock; "
          "IndexLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(600)",
          str(tmp_path / "idx")], stdout=subprocess.PIPE, text=True)
     try:

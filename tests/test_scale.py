@@ -15,12 +15,15 @@ import numpy as np
 import pytest
 
 from conftest import BuiltIndex, copy_photos
-from facesearch import FaceSearch, FaceSearchError, config, filters
-from facesearch import vector_index as vi
-from facesearch.config import REGION_DIM, REGIONS, VECTOR_DIM
-from facesearch.filters import FilterError, parse_filter, search_filtered
-from facesearch.store import PhotoStatus, Store
-from facesearch.vector_index import VectorIndex
+from facesearch import FaceSearch, FaceSearchError
+from facesearch.search import planner, ranking
+from facesearch.settings import ENV, Settings
+from facesearch.index import spaces as vi
+from facesearch.spec import REGION_DIM, REGIONS, VECTOR_DIM
+from facesearch.search.filters import FilterError, parse_filter
+from facesearch.search.planner import search_filtered
+from facesearch.index.store import PhotoStatus, Store
+from facesearch.index.spaces import VectorIndex
 
 
 def clustered(n: int, seed: int = 0, clusters: int = 40, noise: float = 0.6) -> np.ndarray:
@@ -57,7 +60,7 @@ def test_small_collections_stay_exact(tmp_path: Path, data) -> None:
     ids, vectors = data
     index = filled(tmp_path / "v.faiss", vectors[:900], ids[:900], ivf_threshold=1000)
     assert index.index_type == "Flat/IP" and not index.is_ivf
-    assert index.describe()["recall_at_10"] == 1.0
+    assert index.stats()["recall_at_10"] == 1.0
 
 
 def test_switch_to_ivf_keeps_results_consistent(tmp_path: Path, data) -> None:
@@ -65,7 +68,7 @@ def test_switch_to_ivf_keeps_results_consistent(tmp_path: Path, data) -> None:
     exact = filled(tmp_path / "exact.faiss", vectors, ids, ivf_threshold=10**9)
     grown = filled(tmp_path / "ivf.faiss", vectors, ids, ivf_threshold=1000)
     assert grown.is_ivf and grown.index_type.startswith("IVF") and grown.index_type.endswith(",Flat/IP")
-    assert grown.meta["trained_on"] == 1000 and grown.meta["recall_at_10"] >= config.TARGET_RECALL
+    assert grown.meta["trained_on"] == 1000 and grown.meta["recall_at_10"] >= vi.TARGET_RECALL
     assert sorted(grown.ids().tolist()) == ids.tolist()
 
     queries = jitter(vectors[::25])
@@ -84,7 +87,7 @@ def test_switch_to_ivf_keeps_results_consistent(tmp_path: Path, data) -> None:
     assert (reopened.index_type, reopened.nprobe, reopened.meta["recall_at_10"]) == (
         grown.index_type, grown.nprobe, grown.meta["recall_at_10"])
     np.testing.assert_array_equal(reopened.search(queries, 10)[1], ivf_ids)
-    described = reopened.describe()
+    described = reopened.stats()
     assert described["nlist"] > 1 and described["memory_bytes"] > 3000 * VECTOR_DIM * 4
 
 
@@ -92,11 +95,11 @@ def test_retrained_when_grown_four_times(tmp_path: Path, data) -> None:
     ids, vectors = data
     index = filled(tmp_path / "v.faiss", vectors[:600], ids[:600], batch=600, ivf_threshold=500)
     assert index.is_ivf and index.meta["trained_on"] == 600
-    first_lists = index.describe()["nlist"]
+    first_lists = index.stats()["nlist"]
     index.add(ids[600:2399], vectors[600:2399])
     assert index.meta["trained_on"] == 600  # 2399 < 4 x 600
     index.add(ids[2399:2400], vectors[2399:2400])
-    assert index.meta["trained_on"] == 2400 and index.describe()["nlist"] > first_lists
+    assert index.meta["trained_on"] == 2400 and index.stats()["nlist"] > first_lists
     assert len(index) == 2400 and index.search(vectors[:1], 1)[1][0, 0] == ids[0]
 
 
@@ -119,7 +122,7 @@ def test_compressed_ivf(tmp_path: Path, data, compression: str) -> None:
     exact = filled(tmp_path / "exact.faiss", vectors, ids, ivf_threshold=10**9)
     index = filled(tmp_path / "v.faiss", vectors, ids, ivf_threshold=1000, compression=compression)
     assert index.compression == compression
-    assert index.index_type.endswith({"sq8": ",SQ8/IP", "pq": f",PQ{config.PQ_SUBQUANTIZERS}/IP"}[compression])
+    assert index.index_type.endswith({"sq8": ",SQ8/IP", "pq": f",PQ{vi.PQ_SUBQUANTIZERS}/IP"}[compression])
     assert index.memory_bytes() < exact.memory_bytes() / 2
     assert 0.5 <= index.meta["recall_at_10"] <= 1.0
     queries = jitter(vectors[::50])
@@ -130,22 +133,23 @@ def test_compressed_ivf(tmp_path: Path, data, compression: str) -> None:
     assert error < (0.05 if compression == "sq8" else 0.6)
 
 
-def test_compression_from_environment_rebuilds_at_next_add(tmp_path: Path, data,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compression_from_settings_rebuilds_at_next_add(tmp_path: Path, data,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     ids, vectors = data
     filled(tmp_path / "v.faiss", vectors[:1500], ids[:1500], ivf_threshold=1000).save()
-    monkeypatch.setenv(config.ENV_COMPRESSION, "sq8")
-    index = VectorIndex.open(tmp_path / "v.faiss", ivf_threshold=1000)
+    monkeypatch.setenv(ENV["compression"], "SQ8")
+    settings = Settings.from_env()
+    index = VectorIndex.open(tmp_path / "v.faiss", settings.compression, ivf_threshold=1000)
     assert index.compression == "none"  # nothing changes until the index does
     index.add(ids[1500:1501], vectors[1500:1501])
     assert index.compression == "sq8" and len(index) == 1501
-    monkeypatch.setenv(config.ENV_COMPRESSION, "zip")
+    monkeypatch.setenv(ENV["compression"], "zip")
     with pytest.raises(FaceSearchError, match="FACESEARCH_COMPRESSION='zip': use one of none, sq8, pq"):
-        VectorIndex.open(tmp_path / "v.faiss")
-    monkeypatch.delenv(config.ENV_COMPRESSION)
-    monkeypatch.setenv(config.ENV_IVF_THRESHOLD, "many")
+        FaceSearch(tmp_path / "index")
+    monkeypatch.delenv(ENV["compression"])
+    monkeypatch.setenv(ENV["ivf_threshold"], "many")
     with pytest.raises(FaceSearchError, match="FACESEARCH_IVF_THRESHOLD='many' is not a whole number"):
-        VectorIndex.open(tmp_path / "v.faiss")
+        Settings.from_env()
 
 
 @pytest.mark.parametrize("compression", ["none", "pq"])
@@ -187,22 +191,22 @@ def test_restricted_search_returns_k_allowed_hits(tmp_path: Path, data, threshol
 def test_region_weights_scale_blocks_exactly() -> None:
     query, stored = clustered(1, seed=3)[0], clustered(5, seed=4)
     cosines = np.einsum("nrd,rd->nr", stored.reshape(5, 7, REGION_DIM), query.reshape(7, REGION_DIM))
-    weights = filters.region_weights({"hair": 2, "Background": 0, "face-skin": 0.5})
+    weights = ranking.region_weights({"hair": 2, "Background": 0, "face-skin": 0.5})
     expected = np.array([0, 2, 0.5, 1, 1, 1, 1])
     np.testing.assert_array_equal(weights, expected)
-    np.testing.assert_allclose(stored @ filters.weighted(query, weights), cosines @ expected, atol=1e-5)
-    only_hair = filters.region_weights(region="HAIR")
-    np.testing.assert_allclose(stored @ filters.weighted(query, only_hair), cosines[:, 1], atol=1e-5)
-    assert filters.region_weights() is None
-    assert filters.parse_weights("hair=2, eyes=1,background=0") == {"hair": 2, "eyes": 1, "background": 0}
+    np.testing.assert_allclose(stored @ ranking.weighted(query, weights), cosines @ expected, atol=1e-5)
+    only_hair = ranking.region_weights(region="HAIR")
+    np.testing.assert_allclose(stored @ ranking.weighted(query, only_hair), cosines[:, 1], atol=1e-5)
+    assert ranking.region_weights() is None
+    assert ranking.parse_weights("hair=2, eyes=1,background=0") == {"hair": 2, "eyes": 1, "background": 0}
     for bad, message in (({"har": 1}, "did you mean hair"), ({"hair": float("nan")}, "finite"),
                          ({r: 0 for r in REGIONS}, "every region weight is 0")):
         with pytest.raises(FaceSearchError, match=message):
-            filters.region_weights(bad)
+            ranking.region_weights(bad)
     with pytest.raises(FaceSearchError, match="not both"):
-        filters.region_weights({"hair": 1}, "eyes")
+        ranking.region_weights({"hair": 1}, "eyes")
     with pytest.raises(FaceSearchError, match="REGION=NUMBER"):
-        filters.parse_weights("hair:2")
+        ranking.parse_weights("hair:2")
 
 
 def test_region_weights_change_the_ranking(tmp_path: Path) -> None:
@@ -217,9 +221,9 @@ def test_region_weights_change_the_ranking(tmp_path: Path) -> None:
     index.add([1, 2], np.stack([same_hair.reshape(-1), same_rest.reshape(-1)]))
     plain = query.reshape(-1)
     assert index.search(plain[None], 2)[1][0, 0] == 2
-    assert index.search(filters.weighted(plain, filters.region_weights(region="hair"))[None], 2)[1][0, 0] == 1
-    heavy = filters.region_weights({"hair": 4})
-    assert index.search(filters.weighted(plain, heavy)[None], 2)[1][0, 0] == 1
+    assert index.search(ranking.weighted(plain, ranking.region_weights(region="hair"))[None], 2)[1][0, 0] == 1
+    heavy = ranking.region_weights({"hair": 4})
+    assert index.search(ranking.weighted(plain, heavy)[None], 2)[1][0, 0] == 1
 
 
 # --- the filter language ------------------------------------------------------------------------
@@ -300,7 +304,7 @@ def test_filtered_search_returns_k_matching_hits(synthetic_store, where: str, tr
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     store, index, ids, vectors, probabilities, ages = synthetic_store
     if not small:  # as for a big collection: estimate the share on a sample, pick a strategy
-        monkeypatch.setattr(filters, "_SMALL", 100)
+        monkeypatch.setattr(planner, "SMALL_COLLECTION", 100)
     matching = ids[truth(probabilities, ages, np.arange(len(ids)))]
     assert len(matching) >= 10
     query = jitter(vectors[(matching[:1] - 7) // 3])[0]
@@ -384,7 +388,7 @@ def test_command_line_weights_region_filter_and_info(built_index: BuiltIndex,
 
 def test_ivf_index_through_the_api_and_permanent_removal(data_dir: Path, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(config.ENV_IVF_THRESHOLD, "3")
+    monkeypatch.setenv(ENV["ivf_threshold"], "3")
     photos = copy_photos(data_dir, ["000461.jpg", "000711.jpg", "000987.jpg", "001004.jpg",
                                     "001367.jpg"], tmp_path / "db")
     fs = FaceSearch(tmp_path / "index")
@@ -411,7 +415,7 @@ def test_migration_copies_existing_faces_into_face_classes(tmp_path: Path) -> No
     from alembic import command
     from alembic.config import Config
 
-    from facesearch.store import MIGRATIONS_DIR
+    from facesearch.index.store import MIGRATIONS_DIR
 
     url = f"sqlite:///{tmp_path / 'old.sqlite'}"
     cfg = Config()

@@ -12,14 +12,15 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from facesearch import config
-from facesearch.store import MIGRATIONS_DIR, Base, PhotoStatus, Store
-from facesearch.vector_index import VectorIndex
+from facesearch import spec as config
+from facesearch.index.spaces import FAISS_FILENAME, VectorIndex
+from facesearch.index.store import DB_FILENAME, MIGRATIONS_DIR, Base, PhotoStatus, Store
+from facesearch.settings import ENV, Settings
 
 
 @pytest.fixture
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
-    monkeypatch.delenv(config.ENV_DB_URL, raising=False)
+    monkeypatch.delenv(ENV["db_url"], raising=False)
     with Store.for_index_dir(tmp_path / "index") as opened:
         yield opened
 
@@ -55,7 +56,7 @@ def test_schema_is_made_by_migrations_and_matches_models(store: Store) -> None:
 def test_sqlite_file_is_in_index_dir_in_wal_mode_with_foreign_keys(
     store: Store, tmp_path: Path
 ) -> None:
-    assert (tmp_path / "index" / config.DB_FILENAME).is_file()
+    assert (tmp_path / "index" / DB_FILENAME).is_file()
     with store.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
@@ -64,9 +65,9 @@ def test_sqlite_file_is_in_index_dir_in_wal_mode_with_foreign_keys(
 
 def test_env_var_chooses_the_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     elsewhere = tmp_path / "elsewhere.sqlite"
-    monkeypatch.setenv(config.ENV_DB_URL, f"sqlite:///{elsewhere}")
-    Store.for_index_dir(tmp_path / "index").close()
-    assert elsewhere.is_file() and not (tmp_path / "index" / config.DB_FILENAME).exists()
+    monkeypatch.setenv(ENV["db_url"], f"sqlite:///{elsewhere}")
+    Store.for_index_dir(tmp_path / "index", Settings.from_env().db_url).close()
+    assert elsewhere.is_file() and not (tmp_path / "index" / DB_FILENAME).exists()
 
 
 def test_photo_and_faces_round_trip(store: Store, tmp_path: Path) -> None:
@@ -124,7 +125,7 @@ def test_failed_photos(store: Store, tmp_path: Path) -> None:
 
 
 def test_meta_and_reopen_persist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(config.ENV_DB_URL, raising=False)
+    monkeypatch.delenv(ENV["db_url"], raising=False)
     with Store.for_index_dir(tmp_path) as store:
         assert store.get_meta("model_version") is None
         store.set_meta("model_version", "1")
@@ -151,7 +152,7 @@ def _master_vectors(n: int, seed: int = 0) -> np.ndarray:
 
 
 def test_vector_index_add_search_reconstruct_remove(tmp_path: Path) -> None:
-    index = VectorIndex.open(tmp_path / config.FAISS_FILENAME)
+    index = VectorIndex.open(tmp_path / FAISS_FILENAME)
     assert len(index) == 0 and index.index_type == "Flat/IP"
     assert index.search(_master_vectors(1), 5)[1].shape == (1, 0)
 
@@ -174,14 +175,14 @@ def test_vector_index_add_search_reconstruct_remove(tmp_path: Path) -> None:
 
 
 def test_vector_index_save_is_atomic_and_reopens(tmp_path: Path) -> None:
-    path = tmp_path / "index" / config.FAISS_FILENAME
+    path = tmp_path / "index" / FAISS_FILENAME
     index = VectorIndex.open(path)
     vectors = _master_vectors(20)
     index.add(np.arange(20), vectors)
     index.save()
     index.remove([0])
     index.save()
-    assert [p.name for p in path.parent.iterdir()] == [config.FAISS_FILENAME]
+    assert [p.name for p in path.parent.iterdir()] == [FAISS_FILENAME]
 
     reopened = VectorIndex.open(path)
     assert len(reopened) == 19 and sorted(reopened.ids().tolist()) == list(range(1, 20))
@@ -190,7 +191,7 @@ def test_vector_index_save_is_atomic_and_reopens(tmp_path: Path) -> None:
 
 
 def test_vector_index_sync_ids(tmp_path: Path) -> None:
-    index = VectorIndex.open(tmp_path / config.FAISS_FILENAME)
+    index = VectorIndex.open(tmp_path / FAISS_FILENAME)
     index.add(np.arange(10), _master_vectors(10))
     assert index.sync_ids({1, 3, 5, 42}) == 7
     assert sorted(index.ids().tolist()) == [1, 3, 5]

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from facesearch.config import CLASSES
-from facesearch.text import DESCRIPTIONS, OPPOSITES, ClassTerm, TextQuery, parse
+from facesearch.spec import CLASSES
+from facesearch.search.text import DESCRIPTIONS, OPPOSITES, ClassTerm, TextQuery, parse
 
 
 def understood(text: str) -> set[tuple[str, bool]]:
@@ -75,6 +75,6 @@ def test_query_output() -> None:
     query = parse("black hair and no glasses")
     assert isinstance(query, TextQuery) and query.text == "black hair and no glasses"
     assert all(isinstance(term, ClassTerm) and 0 < term.weight <= 1 for term in query.terms)
-    assert str(query) == query.describe() == "Black_Hair (1.00), NOT Eyeglasses (1.00)"
+    assert str(query) == query.summary() == "Black_Hair (1.00), NOT Eyeglasses (1.00)"
     rows = json.loads(json.dumps(query.to_json()))
     assert rows[1] == {"name": "Eyeglasses", "weight": 1.0, "negated": True, "phrase": "glasses"}

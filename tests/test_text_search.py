@@ -1,7 +1,7 @@
 """Text queries end to end on real photos (the shared small index), and the text-query eval.
 
 Like the rest of the suite these check behaviour that holds for any trained weights: rankings
-follow the stored class probabilities the way facesearch.query says, not particular accuracies.
+follow the stored class probabilities the way facesearch.search.ranking says, not particular accuracies.
 """
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facesearch import FaceSearchError, text_eval
-from facesearch import query as queries
-from facesearch.config import CELEBA_ATTRIBUTES, CLASSES
-from facesearch.text import ClassTerm
+from facesearch import FaceSearchError
+from facesearch.training import text_eval
+from facesearch.search import ranking as queries
+from facesearch.spec import CELEBA_ATTRIBUTES, CLASSES
+from facesearch.search.text import ClassTerm
 
 
 def mean_probability(hits, name: str, top: int = 3) -> float:
@@ -78,7 +79,7 @@ def test_hits_explain_the_classes_and_serialise(built_index) -> None:
     payload = [hit.to_dict() | {"query": understood.as_dict(),
                                 "fits": understood.explain(hit.attributes)} for hit in hits]
     again = json.loads(json.dumps(payload))
-    assert again[0]["query"]["understood"] == understood.describe()
+    assert again[0]["query"]["understood"] == understood.summary()
     assert {t["name"] for t in again[0]["query"]["terms"]} == {"Smiling", "female", "Eyeglasses"}
 
 

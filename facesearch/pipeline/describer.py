@@ -1,0 +1,126 @@
+"""Photos -> faces with master vectors, fast: photos are decoded and prepared (detection,
+alignment, region masks) on `Settings.describe_threads` threads while the descriptor network
+describes the faces of `Settings.describe_batch` photos at a time.
+
+    describer = Describer(settings)
+    for outcome in describer.stream(["a.jpg", "b.jpg"]):   # in order
+        ...  # (original size, [Face, ...]) or the exception that photo raised
+"""
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from facesearch.pipeline.faces import Face
+from facesearch.pipeline.images import load_image
+from facesearch.settings import DEFAULTS, Settings
+
+if TYPE_CHECKING:
+    from facesearch.models.descriptor import DescriptorModel
+    from facesearch.pipeline.prepare import PreparedFace
+
+#: One photo's outcome: (original size (w, h), or None for an array; its faces, largest first).
+Described = tuple[tuple[int, int] | None, list[Face]]
+
+
+class Describer:
+    """Describes photos (paths or RGB arrays) with the shipped descriptor model; create once and
+    reuse (models load on first use, one preparer per thread). Thread-safe to call from one
+    thread at a time; `close()` lets the threads go."""
+
+    def __init__(self, settings: Settings = DEFAULTS, model: DescriptorModel | None = None):
+        self.settings = settings
+        self._given_model = model
+
+    @cached_property
+    def model(self) -> DescriptorModel:
+        """The descriptor model (the shipped one unless another was given)."""
+        if self._given_model is not None:
+            return self._given_model
+        from facesearch.models.descriptor import shipped_model
+
+        return shipped_model()
+
+    @cached_property
+    def _threads(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=self.settings.describe_threads,
+                                  thread_name_prefix="facesearch-prepare")
+
+    @cached_property
+    def _thread_state(self) -> threading.local:
+        return threading.local()
+
+    def prepare_one(self, image) -> tuple[tuple[int, int] | None, list[PreparedFace]] | Exception:
+        """(original size, prepared faces) of one photo on a preparing thread, or its error."""
+        try:
+            preparer = getattr(self._thread_state, "preparer", None)
+            if preparer is None:  # mediapipe graphs are not shared between threads
+                from facesearch.pipeline.prepare import FacePreparer
+                preparer = self._thread_state.preparer = FacePreparer(self.settings)
+            if isinstance(image, np.ndarray):
+                return None, preparer.prepare(image, 1.0)
+            photo = load_image(image, self.settings.max_decode_side)
+            return photo.original_size, preparer.prepare(photo.pixels, photo.scale)
+        except Exception as error:  # noqa: BLE001 - handed to the caller, photo by photo
+            return error
+
+    def stream(self, images: Iterable) -> Iterator[Described | Exception]:
+        """Per image, in order: (original size, faces), or the exception describing it raised."""
+        pending: deque = deque()
+        batch = self.settings.describe_batch
+
+        def finish(count: int) -> Iterator:
+            results = [_outcome(pending.popleft()) for _ in range(count)]
+            prepared = [result[1] for result in results if not isinstance(result, Exception)]
+            try:
+                described = iter(self.describe_prepared(prepared))
+            except Exception as error:  # noqa: BLE001 - the batch fails, each photo says why
+                described = iter([error] * len(prepared))
+            for result in results:
+                if isinstance(result, Exception):
+                    yield result
+                else:
+                    faces = next(described)
+                    yield faces if isinstance(faces, Exception) else (result[0], faces)
+
+        for image in images:
+            pending.append(self._threads.submit(self.prepare_one, image))
+            if len(pending) >= 2 * batch:  # the next batch is prepared meanwhile
+                yield from finish(batch)
+        while pending:
+            yield from finish(min(batch, len(pending)))
+
+    def describe_prepared(self, photos: list[list[PreparedFace]]) -> list[list[Face]]:
+        """The network over the prepared faces of several photos in one batch; faces per photo."""
+        prepared = [face for faces in photos for face in faces]
+        if not prepared:
+            return [[] for _ in photos]
+        embedded = self.model.embed(np.stack([p.crop for p in prepared]),
+                                    np.stack([p.grid_masks for p in prepared]))
+        faces = [Face(vector=embedded.vectors[i], bbox=[round(float(v), 1) for v in p.bbox],
+                      landmarks=[[round(float(x), 1), round(float(y), 1)] for x, y in p.landmarks],
+                      attributes=embedded.attributes(i), score=round(p.score, 4),
+                      crop=p.crop, masks=p.masks)
+                 for i, p in enumerate(prepared)]
+        ends = np.cumsum([len(photo) for photo in photos])
+        return [faces[end - len(photo):end] for photo, end in zip(photos, ends)]
+
+    def close(self) -> None:
+        """Let go of the preparing threads (and their models)."""
+        if "_threads" in self.__dict__:
+            self.__dict__.pop("_threads").shutdown(wait=True)
+            self.__dict__.pop("_thread_state", None)
+
+
+def _outcome(future: Future):
+    """A future's result, or the exception it raised (KeyboardInterrupt still goes up)."""
+    try:
+        return future.result()
+    except Exception as error:  # noqa: BLE001 - handed to the caller, photo by photo
+        return error

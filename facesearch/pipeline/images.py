@@ -1,0 +1,156 @@
+"""Reading photos: any common format, EXIF orientation honoured, RGB out, huge photos reduced."""
+from __future__ import annotations
+
+import os
+import stat
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from facesearch.errors import FaceSearchError
+from facesearch.settings import DEFAULTS
+
+Image.MAX_IMAGE_PIXELS = None  # we bound memory ourselves: draft(), MAX_DECODED_BYTES, strips
+_EXIF_ORIENTATION = 0x0112
+_TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}  # rotations by 90 or 270 degrees
+#: What each EXIF orientation needs to look as displayed (ImageOps.exif_transpose's table).
+_ORIENTATION_METHODS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90,
+}
+#: Most memory one decoded photo may take (in Pillow's own pixel layout) before it is reduced.
+#: JPEGs are decoded at reduced size (draft), so only huge PNG, TIFF, WebP, ... come near it; a
+#: 12000 x 9000 RGB PNG takes 432 MB. Anything bigger is refused as too large, not decoded.
+MAX_DECODED_BYTES = 450_000_000
+#: Pixels converted at a time when a big photo is reduced strip by strip.
+_STRIP_PIXELS = 1_000_000
+#: Modes whose pixels Pillow keeps in fewer than 4 bytes.
+_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
+
+
+class ImageError(FaceSearchError):
+    """A file that cannot be read as a photo."""
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """A decoded photo: RGB pixels plus the factor from decoded to original pixel coordinates."""
+
+    pixels: np.ndarray  # (H, W, 3) uint8 RGB
+    scale: float        # original size / decoded size
+    original_size: tuple[int, int]  # (width, height) after EXIF rotation
+
+
+def load_image(path: str | os.PathLike, max_side: int = DEFAULTS.max_decode_side) -> DecodedImage:
+    """Decode a photo to RGB as displayed (EXIF orientation applied); the first frame of an
+    animation; reduced to at most `max_side`. Memory stays bounded whatever the file claims;
+    every failure is an ImageError with a one-line reason."""
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+        if stat.S_ISDIR(mode):
+            raise ImageError(f"{path}: is a folder, not an image")
+        if not stat.S_ISREG(mode):  # a FIFO or a device would block or never end
+            raise ImageError(f"{path}: not a regular file")
+        with warnings.catch_warnings():  # Pillow warns (multi-line) about odd metadata
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                return _decode(image, path, max_side)
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise ImageError(f"{path}: broken symbolic link (to {os.readlink(path)})") from None
+        raise ImageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a folder, not an image") from None
+    except PermissionError:
+        raise ImageError(f"{path}: permission denied") from None
+    except (UnidentifiedImageError, Image.DecompressionBombError):
+        raise ImageError(f"{path}: not an image (or an unsupported format)") from None
+    except MemoryError:
+        raise ImageError(f"{path}: too large to decode (out of memory)") from None
+    except Exception as error:  # noqa: BLE001 - hostile files make decoders raise anything
+        raise ImageError(f"{path}: unreadable image ({_first_line(error)})") from None
+
+
+def _decode(image: Image.Image, path: Path, max_side: int) -> DecodedImage:
+    image.seek(0)  # the first frame of an animation
+    orientation = _orientation(image)
+    width, height = image.size
+    if orientation in _TRANSPOSING_ORIENTATIONS:
+        width, height = height, width
+    if width < 1 or height < 1:
+        raise ImageError(f"{path}: empty image")
+    if max(width, height) > max_side:
+        image.draft("RGB", (max_side, max_side))  # JPEG: decoded at 1/2, 1/4 or 1/8 size
+    decoded_bytes = image.size[0] * image.size[1] * _BYTES_PER_PIXEL.get(image.mode, 4)
+    if decoded_bytes > MAX_DECODED_BYTES:
+        raise ImageError(f"{path}: too large to decode ({width} x {height} pixels, "
+                         f"{decoded_bytes / 1e6:.0f} MB decoded; at most {MAX_DECODED_BYTES / 1e6:.0f} MB)")
+    image.load()
+    rgb = _reduced_rgb(image, max_side)
+    if rgb is not image:
+        image.close()  # the full-size pixels go now, not when the file is closed
+    if max(rgb.size) > max_side:
+        rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    image = rgb
+    if orientation in _ORIENTATION_METHODS:
+        image = image.transpose(_ORIENTATION_METHODS[orientation])
+    pixels = np.asarray(image, dtype=np.uint8)
+    if pixels.ndim != 3 or pixels.shape[2] != 3 or min(pixels.shape[:2]) < 1:
+        raise ImageError(f"{path}: empty image")
+    return DecodedImage(pixels=pixels, scale=width / pixels.shape[1], original_size=(width, height))
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation (1 when absent, unknown or unreadable: bad metadata is not fatal)."""
+    try:
+        value = image.getexif().get(_EXIF_ORIENTATION, 1)
+        return value if isinstance(value, int) and 1 <= value <= 8 else 1
+    except Exception:  # noqa: BLE001 - corrupt EXIF blocks raise many kinds of errors
+        return 1
+
+
+def _reduced_rgb(image: Image.Image, max_side: int) -> Image.Image:
+    """The loaded `image` as RGB, box-reduced by the whole factor that keeps its longest side at
+    least `max_side`, made without a second full-size copy: a big image is converted and reduced
+    a strip of rows at a time."""
+    width, height = image.size
+    factor = max(width, height) // max_side
+    if factor < 2:
+        rgb = image if image.mode == "RGB" else _to_rgb(image)
+    else:
+        span = image.getextrema() if image.mode.startswith(("I", "F")) else None
+        rgb = Image.new("RGB", (-(-width // factor), -(-height // factor)))
+        rows = factor * max(1, _STRIP_PIXELS // (width * factor))
+        for top in range(0, height, rows):
+            strip = image.crop((0, top, width, min(height, top + rows)))
+            strip = strip if strip.mode == "RGB" else _to_rgb(strip, span)
+            rgb.paste(strip.reduce(factor), (0, top // factor))
+    return rgb
+
+
+def _to_rgb(image: Image.Image, span: tuple[float, float] | None = None) -> Image.Image:
+    """Grayscale, CMYK, palette and alpha images to RGB (alpha composited on white); 16-bit and
+    float images are stretched over `span` (their whole range by default)."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        array = np.asarray(image, dtype=np.float32)
+        low, high = span if span is not None else (array.min(), array.max())
+        scaled = (array - low) / max(float(high) - float(low), 1e-9) * 255
+        return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8)).convert("RGB")
+    return image.convert("RGB")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

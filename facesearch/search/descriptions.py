@@ -1,0 +1,197 @@
+"""The vocabulary of text queries: hand-written descriptions of every class (DESCRIPTIONS), of
+some classes' absence (OPPOSITES: "bearded" is NOT No_Beard), and the classes that exclude each
+other (EXCLUSIVE_GROUPS). Data only: search/text.py embeds and matches them."""
+from __future__ import annotations
+
+from facesearch.spec import AGE_GROUPS, ETHNICITIES, GENDERS
+
+#: Natural-language descriptions of every class (the class being present).
+DESCRIPTIONS: dict[str, tuple[str, ...]] = {
+    "5_o_Clock_Shadow": (
+        "five o'clock shadow", "stubble", "stubbly", "unshaven", "designer stubble",
+        "a few days of stubble", "scruffy stubble",
+    ),
+    "Arched_Eyebrows": (
+        "arched eyebrows", "arched brows", "high arched eyebrows", "curved eyebrows",
+        "raised arched brows",
+    ),
+    "Attractive": (
+        "attractive", "beautiful", "handsome", "good-looking", "pretty", "gorgeous", "cute",
+        "lovely face",
+    ),
+    "Bags_Under_Eyes": (
+        "bags under the eyes", "eye bags", "puffy eyes", "dark circles under the eyes",
+        "tired-looking eyes", "under-eye bags",
+    ),
+    "Bald": ("bald", "bald head", "hairless head", "shaved head", "hairless", "balding", "bald-headed"),
+    "Bangs": ("bangs", "a fringe", "fringe haircut", "hair covering the forehead", "with bangs"),
+    "Big_Lips": ("big lips", "full lips", "thick lips", "plump lips", "large lips", "fleshy lips"),
+    "Big_Nose": ("big nose", "large nose", "long nose", "prominent nose", "huge nose", "wide nose"),
+    "Black_Hair": (
+        "black hair", "dark hair", "dark-haired", "jet black hair", "raven hair", "black-haired",
+        "ebony hair", "dark locks",
+    ),
+    "Blond_Hair": (
+        "blond hair", "blonde hair", "blonde", "blond", "fair-haired", "golden hair",
+        "platinum blonde", "light blonde hair", "yellow hair", "golden locks", "towhead",
+    ),
+    "Blurry": (
+        "blurry", "blurred photo", "out of focus", "low quality image", "fuzzy picture",
+        "unfocused photo", "motion blur",
+    ),
+    "Brown_Hair": (
+        "brown hair", "brunette", "brown-haired", "chestnut hair", "auburn hair",
+        "light brown hair", "hazel hair",
+    ),
+    "Bushy_Eyebrows": (
+        "bushy eyebrows", "thick eyebrows", "heavy brows", "bushy brows", "dense eyebrows",
+        "unibrow",
+    ),
+    "Chubby": (
+        "chubby", "fat", "overweight", "plump", "chubby face", "round full cheeks", "heavy-set",
+    ),
+    "Double_Chin": (
+        "double chin", "a second chin", "saggy chin", "jowls", "fleshy neck under the chin",
+    ),
+    "Eyeglasses": (
+        "eyeglasses", "glasses", "specs", "spectacles", "wearing glasses", "wearing eyeglasses",
+        "bespectacled", "sunglasses", "reading glasses", "shades",
+    ),
+    "Goatee": (
+        "goatee", "goatee beard", "chin beard", "a small beard on the chin", "van dyke beard",
+    ),
+    "Gray_Hair": (
+        "gray hair", "grey hair", "white hair", "silver hair", "grey-haired", "gray-haired",
+        "salt-and-pepper hair", "graying hair", "silver-haired", "white-haired",
+    ),
+    "Heavy_Makeup": (
+        "heavy makeup", "lots of makeup", "made-up face", "thick makeup", "heavily made up",
+        "eyeshadow and foundation", "glamorous makeup", "eyeliner",
+    ),
+    "High_Cheekbones": (
+        "high cheekbones", "prominent cheekbones", "sharp cheekbones", "defined cheekbones",
+        "chiseled cheekbones",
+    ),
+    "Male": ("masculine", "masculine face", "manly", "male-looking face", "masculine features"),
+    "Mouth_Slightly_Open": (
+        "mouth slightly open", "open mouth", "parted lips", "lips apart", "mouth open",
+        "mouth ajar", "open-mouthed",
+    ),
+    "Mustache": (
+        "mustache", "moustache", "a mustache above the lip", "handlebar mustache", "mustached",
+    ),
+    "Narrow_Eyes": (
+        "narrow eyes", "squinting", "squinting eyes", "slit eyes", "small narrow eyes", "squint",
+    ),
+    "No_Beard": (
+        "no beard", "clean-shaven", "clean shaven", "beardless", "without a beard", "shaved face",
+        "smooth-shaven", "no facial hair",
+    ),
+    "Oval_Face": ("oval face", "oval-shaped face", "egg-shaped face", "elongated oval face"),
+    "Pale_Skin": (
+        "pale skin", "pale", "fair skin", "pale complexion", "pasty skin", "light skin",
+        "porcelain skin", "pale-skinned",
+    ),
+    "Pointy_Nose": (
+        "pointy nose", "pointed nose", "sharp nose", "narrow pointed nose", "beak-like nose",
+    ),
+    "Receding_Hairline": (
+        "receding hairline", "receding hair", "thinning hairline", "high forehead hairline",
+        "widow's peak", "hair loss at the temples",
+    ),
+    "Rosy_Cheeks": (
+        "rosy cheeks", "red cheeks", "flushed cheeks", "pink cheeks", "blushing", "rosy-cheeked",
+    ),
+    "Sideburns": ("sideburns", "long sideburns", "mutton chops", "side whiskers", "sideboards"),
+    "Smiling": (
+        "smiling", "smile", "a smile", "grinning", "grin", "smiling face", "happy face", "beaming",
+        "laughing", "cheerful", "smiley", "smirk", "happy expression", "toothy grin", "happy",
+        "smiles", "grins",
+    ),
+    "Straight_Hair": (
+        "straight hair", "sleek straight hair", "straight-haired", "flat straight hair",
+        "long straight hair",
+    ),
+    "Wavy_Hair": (
+        "wavy hair", "curly hair", "curls", "wavy locks", "curly-haired", "frizzy hair", "ringlets",
+    ),
+    "Wearing_Earrings": (
+        "earrings", "wearing earrings", "earring", "ear studs", "hoop earrings", "pierced ears",
+        "hoops", "hoops in the ears",
+    ),
+    "Wearing_Hat": (
+        "hat", "wearing a hat", "cap", "baseball cap", "beanie", "fedora", "cowboy hat", "headwear",
+    ),
+    "Wearing_Lipstick": (
+        "lipstick", "wearing lipstick", "red lipstick", "painted lips", "lip gloss", "colored lips",
+    ),
+    "Wearing_Necklace": (
+        "necklace", "wearing a necklace", "pendant necklace", "pearl necklace",
+        "chain around the neck",
+    ),
+    "Wearing_Necktie": ("necktie", "tie", "wearing a tie", "bow tie", "a suit and tie", "neck tie"),
+    "Young": ("young", "youthful", "young-looking", "young person", "youth"),
+    "male": (
+        "man", "male", "guy", "gentleman", "boy", "a man", "dude", "husband", "father", "he", "his",
+        "him",
+    ),
+    "female": ("woman", "female", "lady", "girl", "a woman", "wife", "mother", "she", "her", "gal"),
+    "age_0_2": ("baby", "infant", "newborn", "toddler", "a baby", "one-year-old"),
+    "age_3_9": (
+        "child", "kid", "little kid", "young child", "small child", "schoolchild", "schoolkid",
+        "kindergartner",
+    ),
+    "age_10_19": (
+        "teenager", "teen", "adolescent", "teenage", "high school student", "in their teens",
+    ),
+    "age_20_29": (
+        "in their twenties", "twenties", "twenty-something", "young adult", "college student",
+        "20s",
+    ),
+    "age_30_39": ("in their thirties", "thirties", "thirty-something", "30s", "early thirties"),
+    "age_40_49": ("in their forties", "forties", "forty-something", "40s", "early forties"),
+    "age_50_59": ("in their fifties", "fifties", "fifty-something", "middle-aged", "50s"),
+    "age_60_69": ("in their sixties", "sixties", "sixty-something", "older", "retiree", "60s"),
+    "age_70_plus": (
+        "elderly", "old", "senior", "aged", "very old", "grandparent", "in their seventies",
+        "octogenarian", "senior citizen",
+    ),
+    "white": (
+        "white", "caucasian", "european", "white person", "white skin", "fair-skinned caucasian",
+    ),
+    "black": (
+        "black", "african", "african american", "black person", "dark skin", "dark-skinned",
+        "nigerian", "jamaican",
+    ),
+    "asian": (
+        "asian", "east asian", "chinese", "japanese", "korean", "vietnamese", "asian person",
+        "filipino",
+    ),
+    "indian": ("indian", "south asian", "pakistani", "bangladeshi", "sri lankan", "indian person"),
+    "other": (
+        "hispanic", "latino", "latina", "middle eastern", "arab", "mixed race", "native american",
+        "mexican", "brazilian", "persian",
+    ),
+}
+
+#: Descriptions of a class being absent: a span matching one yields the class negated.
+OPPOSITES: dict[str, tuple[str, ...]] = {
+    "No_Beard": ("beard", "bearded", "full beard", "a thick beard", "facial hair", "with a beard"),
+    "Smiling": (
+        "frowning", "serious expression", "stern face", "neutral expression", "unsmiling",
+        "sad face",
+    ),
+    "Mouth_Slightly_Open": ("closed mouth", "mouth closed", "lips pressed together"),
+    "Narrow_Eyes": ("wide eyes", "wide-open eyes", "big round eyes"),
+    "Attractive": ("unattractive", "ugly", "homely"),
+    "Blurry": ("sharp photo", "in focus", "crisp clear image"),
+    "Bald": ("full head of hair", "a head full of hair"),
+    "Male": ("feminine", "feminine face", "womanly", "feminine features"),
+}
+
+#: Classes of which at most one is kept per clause (the best-scoring one).
+EXCLUSIVE_GROUPS: tuple[frozenset[str], ...] = (
+    frozenset(GENDERS),
+    frozenset(name for name, _, _ in AGE_GROUPS),
+    frozenset(ETHNICITIES),
+)

@@ -1,0 +1,307 @@
+"""What a search is restricted to: the `--where` filter language, compiled to SQL.
+
+Filters are a small expression language over the stored class probabilities and photo metadata:
+
+    male < 0.5 and smiling > 0.5
+    30 <= age < 40                      (age: estimated years)
+    (black_hair > 0.8 or blond_hair > 0.8) and not eyeglasses > 0.5
+    path ~ '*/2019/*'                   (glob: * any characters, ? one; case-sensitive)
+    date >= 2019-06-01                  (the photo file's modification time, local time)
+    indexed < 2026-11-22T18:00          (when the photo was indexed, local time)
+
+Names: every class of spec.CLASSES, case-insensitively (an exact-case spelling wins: `male` is
+the gender class, `Male` CelebA's, `MALE` is an error), `age`, `path`, `date` (or `mtime`) and
+`indexed` (or `indexed_at`). Operators: < <= > >= = == != (numbers, dates, paths), ~ and !~ (path
+globs), `and`, `or`, `not`, parentheses. Values: numbers, 'single' or "double" quoted strings,
+dates YYYY-MM-DD[THH:MM[:SS]]. A date names an interval (a day, a minute, a second): `date =
+2019-06-01` is that whole day, `date > 2019-06-01` is after it.
+
+Nothing is evaluated as Python (no eval): the text is tokenised and parsed by recursive descent
+into a tree of comparisons; names are checked against the known ones; values are bound as SQL
+parameters.
+
+Where filters run: in SQL, on the faces, photos and face_classes tables. Hits read class
+probabilities from the `faces.attributes` JSON column, but filtering JSON means parsing every
+row's JSON (about 0.8 s for 100k faces in SQLite), so the store also keeps each face's
+probabilities and age as plain FLOAT columns of `face_classes` (migration 0002), where the same
+filter is a column comparison (tens of ms for 100k faces) on SQLite and PostgreSQL alike. A class
+without a column (a future model's) falls back to the JSON (JSON_EXTRACT on SQLite, ->> on
+PostgreSQL). The search (`planner.search_filtered`) picks its strategy by the share of faces that match,
+estimated on a sample of rows: a common filter fetches k / share best faces and keeps the matching
+ones; a selective one (or one whose over-fetch fell short) reads every matching vector id from SQL
+and searches among those only (FAISS IDSelector, or exactly when they are few). Either way k hits
+come back whenever k faces match.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Union
+
+import sqlalchemy as sa
+
+from facesearch.spec import AGE_KEY, CLASSES
+from facesearch.errors import FaceSearchError
+
+if TYPE_CHECKING:
+    pass
+
+
+class FilterError(FaceSearchError):
+    """A --where filter that cannot be understood (one line, says where and why)."""
+
+
+# --- the filter language ------------------------------------------------------------------------
+_TOKENS = re.compile(r"""
+    (?P<space>\s+)
+  | (?P<date>\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2})?)?)
+  | (?P<number>[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?![A-Za-z_0-9]))
+  | (?P<string>'[^']*'|"[^"]*")
+  | (?P<op><=|>=|==|!=|!~|<|>|=|~)
+  | (?P<paren>[()])
+  | (?P<name>[A-Za-z0-9_]+)
+""", re.VERBOSE)
+_KEYWORDS = {"and", "or", "not"}
+_FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "=": "=", "==": "==", "!=": "!="}
+_METADATA = {"age": "age", "path": "path", "date": "date", "mtime": "date",
+             "indexed": "indexed", "indexed_at": "indexed"}
+_CLASS_KEYS: dict[str, list[str]] = {}
+for _name in CLASSES:
+    _CLASS_KEYS.setdefault(_name.lower(), []).append(_name)
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: str
+    text: str
+    at: int  # 1-based column
+
+
+@dataclass(frozen=True)
+class Field:
+    kind: str  # "class", "age", "path", "date", "indexed"
+    name: str  # the class name, or the kind
+
+
+@dataclass(frozen=True)
+class Compare:
+    field: Field
+    op: str
+    value: Union[float, str, tuple[datetime, datetime]]  # noqa: UP007 (dataclass field)
+
+
+@dataclass(frozen=True)
+class Logic:
+    op: str  # "and", "or", "not"
+    parts: tuple[Node, ...]
+
+
+Node = Union[Compare, Logic]  # noqa: UP007
+
+
+class Filter:
+    """A parsed --where expression; `clause(dialect)` is its SQL condition on faces ⋈ photos."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = _tokenise(text)
+        if not self.tokens:
+            raise FilterError("the filter is empty")
+        self._pos = 0
+        self.tree = self._or()
+        if self._pos < len(self.tokens):
+            self._fail(self.tokens[self._pos], "expected 'and', 'or' or the end")
+
+    def __repr__(self) -> str:
+        return f"Filter({self.text!r})"
+
+    # recursive descent: or := and ('or' and)*; and := not ('and' not)*; not := 'not' not | atom
+    def _peek(self) -> _Token | None:
+        return self.tokens[self._pos] if self._pos < len(self.tokens) else None
+
+    def _take(self) -> _Token:
+        token = self._peek()
+        if token is None:
+            raise FilterError(f"filter {self.text!r} ends too early")
+        self._pos += 1
+        return token
+
+    def _is_word(self, word: str) -> bool:
+        token = self._peek()
+        return token is not None and token.kind == "name" and token.text.lower() == word
+
+    def _or(self) -> Node:
+        return self._joined("or", self._and)
+
+    def _and(self) -> Node:
+        return self._joined("and", self._not)
+
+    def _joined(self, word: str, operand) -> Node:
+        """operand (word operand)*: one node, or a Logic of them all."""
+        parts = [operand()]
+        while self._is_word(word):
+            self._take()
+            parts.append(operand())
+        return parts[0] if len(parts) == 1 else Logic(word, tuple(parts))
+
+    def _not(self) -> Node:
+        if self._is_word("not"):
+            self._take()
+            return Logic("not", (self._not(),))
+        token = self._peek()
+        if token is not None and token.kind == "paren" and token.text == "(":
+            self._take()
+            inner = self._or()
+            closing = self._take()
+            if closing.text != ")":
+                self._fail(closing, "expected ')'")
+            return inner
+        return self._comparison()
+
+    def _comparison(self) -> Node:
+        """NAME OP VALUE, VALUE OP NAME, or VALUE OP NAME OP VALUE (a range)."""
+        first = self._operand()
+        op = self._take()
+        if op.kind != "op":
+            self._fail(op, "expected a comparison (< <= > >= = != ~ !~)")
+        second = self._operand()
+        if isinstance(first, Field) == isinstance(second, Field):
+            self._fail(op, "a comparison needs one name and one value")
+        if isinstance(first, Field):
+            return self._compare(first, op, second)
+        low = self._compare(second, _Token("op", _FLIPPED.get(op.text, op.text), op.at), first)
+        following = self._peek()
+        if following is not None and following.kind == "op":
+            self._take()
+            return Logic("and", (low, self._compare(second, following, self._operand())))
+        return low
+
+    def _operand(self) -> Field | _Token:
+        token = self._take()
+        if token.kind == "name" and token.text.lower() not in _KEYWORDS:
+            return self._field(token)
+        if token.kind in ("number", "string", "date"):
+            return token
+        self._fail(token, "expected a name or a value")
+
+    def _field(self, token: _Token) -> Field:
+        if token.text in CLASSES:
+            return Field("class", token.text)
+        key = token.text.lower()
+        if key in _METADATA:
+            return Field(_METADATA[key], _METADATA[key])
+        spelled = _CLASS_KEYS.get(key, [])
+        if len(spelled) == 1:
+            return Field("class", spelled[0])
+        if spelled:
+            self._fail(token, f"{token.text!r} is ambiguous: write {' or '.join(spelled)} exactly")
+        known = list(CLASSES) + list(_METADATA)
+        close = difflib.get_close_matches(key, [name.lower() for name in known], n=1, cutoff=0.7)
+        hint = f" (did you mean {next(n for n in known if n.lower() == close[0])}?)" if close else ""
+        self._fail(token, f"unknown name {token.text!r}{hint}; names are class names, age, path, "
+                          "date, indexed")
+
+    def _compare(self, field: Field, op: _Token, value: Field | _Token) -> Compare:
+        if isinstance(value, Field):
+            self._fail(op, "a comparison needs one name and one value")
+        if field.kind in ("class", "age"):
+            if op.text in ("~", "!~"):
+                self._fail(op, f"{op.text} matches paths only")
+            if value.kind != "number":
+                self._fail(value, f"{field.name} is compared with a number")
+            return Compare(field, op.text, float(value.text))
+        if field.kind == "path":
+            if op.text not in ("~", "!~", "=", "==", "!="):
+                self._fail(op, "path takes ~ or !~ (glob) or = / != (exact)")
+            if value.kind != "string":
+                self._fail(value, "a path is given in quotes, e.g. path ~ '*/2019/*'")
+            return Compare(field, op.text, value.text[1:-1])
+        if op.text in ("~", "!~"):
+            self._fail(op, f"{op.text} matches paths only")
+        text = value.text[1:-1] if value.kind == "string" else value.text
+        if value.kind == "number" or not re.fullmatch(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?)?", text):
+            self._fail(value, f"{field.name} is compared with a date like 2019-06-01 or 2019-06-01T12:30")
+        try:
+            return Compare(field, op.text, _interval(text))
+        except ValueError as error:
+            self._fail(value, str(error))
+
+    def _fail(self, token: _Token, problem: str):
+        raise FilterError(f"filter {self.text!r}, at column {token.at}: {problem}")
+
+    # --- SQL ------------------------------------------------------------------------------------
+    def clause(self, dialect: str) -> sa.ColumnElement[bool]:
+        """The condition on faces joined with photos, for a dialect ("sqlite", "postgresql")."""
+        return _sql(self.tree, dialect)
+
+
+def parse_filter(text: str) -> Filter:
+    """Parse a --where expression (FilterError, one line, if it cannot be understood)."""
+    return Filter(text)
+
+
+def _tokenise(text: str) -> list[_Token]:
+    tokens, pos = [], 0
+    while pos < len(text):
+        match = _TOKENS.match(text, pos)
+        if match is None:
+            raise FilterError(f"filter {text!r}, at column {pos + 1}: unexpected {text[pos]!r}")
+        if match.lastgroup != "space":
+            tokens.append(_Token(match.lastgroup, match.group(), pos + 1))
+        pos = match.end()
+    return tokens
+
+
+def _interval(text: str) -> tuple[datetime, datetime]:
+    """A local date/time as its [start, end) interval in UTC (a day, a minute or a second)."""
+    moment = datetime.fromisoformat(text.replace(" ", "T"))
+    step = (timedelta(days=1) if len(text) == 10 else
+            timedelta(minutes=1) if len(text) == 16 else timedelta(seconds=1))
+    start = moment.astimezone(UTC)  # naive = local time
+    return start, (moment + step).astimezone(UTC)
+
+
+def _glob_to_like(pattern: str) -> str:
+    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%").replace("?", "_")
+
+
+def _sql(node: Node, dialect: str) -> sa.ColumnElement[bool]:
+    from facesearch.index.store import CLASS_COLUMNS, FaceRow, FaceClasses, PhotoRow
+
+    if isinstance(node, Logic):
+        parts = [_sql(part, dialect) for part in node.parts]
+        if node.op == "not":
+            return sa.not_(parts[0])
+        return sa.and_(*parts) if node.op == "and" else sa.or_(*parts)
+    field, op, value = node.field, node.op, node.value
+    if field.kind in ("class", "age"):
+        key = AGE_KEY if field.kind == "age" else field.name
+        if key in CLASS_COLUMNS:  # a plain column: no JSON parsing row by row
+            return _compare(FaceClasses.__table__.c[CLASS_COLUMNS[key]], op, value)
+        return _compare(FaceRow.attributes[key].as_float(), op, value)
+    if field.kind == "path":
+        if op in ("=", "==", "!="):
+            return _compare(PhotoRow.path, op, value)
+        if dialect == "sqlite":  # GLOB is case-sensitive like the files; '[' taken literally
+            matched = PhotoRow.path.op("GLOB")(value.replace("[", "[[]"))
+        else:
+            matched = PhotoRow.path.like(_glob_to_like(value), escape="\\")
+        return matched if op == "~" else sa.not_(matched)
+    start, end = value
+    if field.kind == "date":
+        column, start, end = PhotoRow.mtime, start.timestamp(), end.timestamp()
+    else:
+        column = PhotoRow.indexed_at
+    if op in ("=", "=="):
+        return sa.and_(column >= start, column < end)
+    return {"!=": sa.or_(column < start, column >= end), "<": column < start,
+            "<=": column < end, ">": column >= end, ">=": column >= start}[op]
+
+
+def _compare(column, op: str, value):
+    return {"<": column < value, "<=": column <= value, ">": column > value,
+            ">=": column >= value, "=": column == value, "==": column == value,
+            "!=": column != value}[op]

@@ -1,0 +1,39 @@
+"""What a query hands back: `Hit`s, best first, in a `Hits` list that remembers what a text
+query was understood as."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from facesearch.search.terms import TextQuery
+
+
+@dataclass
+class Hit:
+    """One search result: a stored face, its total score and the per-region similarities."""
+
+    rank: int
+    score: float
+    path: str
+    face_id: int
+    bbox: list[float]            # [x0, y0, x1, y1] in pixels of the original photo
+    regions: dict[str, float]    # region -> cosine similarity with the query's block
+    attributes: dict[str, float]  # class -> stored probability, and "age" in years
+
+    def to_dict(self) -> dict:
+        """JSON-ready fields."""
+        return dict(vars(self))
+
+
+class Hits(list):
+    """Search hits, best first, plus what a text query was understood as (`understood`)."""
+
+    understood: TextQuery | None = None
+
+    def to_dicts(self) -> list[dict]:
+        """JSON-ready hits; for a text or mixed query each also says what the text was
+        understood as (`query`) and how well this face fits each understood class (`fits`)."""
+        if self.understood is None:
+            return [hit.to_dict() for hit in self]
+        query = self.understood.as_dict()
+        return [hit.to_dict() | {"query": query, "fits": self.understood.explain(hit.attributes)}
+                for hit in self]

@@ -1,0 +1,453 @@
+"""How well text queries find the faces they describe, on faces of validation identities only.
+
+    python -m facesearch.training.text_eval [--json] [--no-steps] [--limit N]
+
+Gallery: the CelebA faces of the identity-disjoint validation split (`train.load_data`, from the
+preprocessed cache; no validation identity was trained on), described by the shipped model.
+Ranking: `search.planner.rank`, the function `FaceSearch.query` calls, with the gallery as
+its vector space (exact inner products, as FAISS Flat) and its catalog (class probabilities).
+
+1. Query set (QUERIES): 46 descriptions, 24 of them paraphrases that use no word of CelebA's
+   attribute names ("a grinning blonde", "clean-shaven guy with specs"), each with a
+   ground-truth rule over labels.csv attributes. Per query and on average: precision@10 of the
+   k=10 hits, AP@100 of the k=100 hits, beside the prevalence baseline (the share of gallery
+   faces that satisfy the rule: the expected precision of a random ranking).
+2. Captions (celeba/captions.csv): each caption of a captioned validation photo queries the
+   captioned validation photos (one face per file); recall@1/5/10 of its own photo beside
+   random (k/N).
+3. Mixed queries: validation faces with black or brown hair and no blond hair query with and
+   without "blond hair"; share of blond-labelled faces in the top 10 (the query's own identity
+   left out) and the mean similarity of the non-hair blocks to the query face.
+4. Steps: the same figures with each step of the ranking switched off or varied.
+
+Figures (shipped model fs-mnv2-20261123-e30-s0-dlibkd-d3ca8b; 1,400 gallery faces, 270 captioned photos):
+    query set (46)           P@10   AP@100  prevalence | captions (270)  R@1    R@5    R@10
+    all                      0.972  0.852   0.163      | facesearch     0.226  0.526  0.700
+    literal (22)             0.973  0.845   0.188      | random         0.004  0.019  0.037
+    paraphrase (24)          0.971  0.858   0.141      |  (R@10 = 19x random)
+    previous models: fs-mnv2-20261123-e30-s0-dlibkd-944f0e (stage 1 without identity pairs):
+    P@10 0.961, AP@100 0.840, caption R@1/5/10 0.237/0.552/0.685; fs-mnv2-20261123-e30-s0-dlibkd
+    (region networks of stage 1): P@10 0.961, AP@100 0.839, R@10 0.674; fs-mnv2-20261122-e30-s0
+    (classifier on the master vector): P@10 0.926, AP@100 0.766; before the re-ranking work
+    (HEAD 93a70e0): P@10 0.876, AP@100 0.726.
+
+    mixed (100 dark-haired faces + "blond hair")       blond@10  non-hair similarity
+    image only                                         0.177     0.647
+    image + text (default: re-rank, fit weight 1)      0.952     0.524
+    (random pairs 0.282; the 10 most similar blond-labelled faces, an oracle: 0.562)
+    previous model (…-944f0e): blond@10 0.952 at non-hair similarity 0.450 (oracle 0.489)
+
+    step (each row changes one thing from the default)  P@10   AP@100  caption R@10
+    vector only, off-region 0.25, raw shifts (HEAD)     0.800  0.547   0.233
+    vector only, off-region 0.0                         0.813  0.554   0.241
+    vector only, off-region 0.1                         0.809  0.581   0.211
+    vector only, off-region 0.25                        0.815  0.583   0.181
+    vector only, off-region 0.5 (default)               0.813  0.564   0.156
+    vector only, off-region 1.0                         0.791  0.526   0.133
+    + re-rank, pool 2 per hit                           0.926  0.782   0.256
+    + re-rank, pool 5 per hit                           0.965  0.838   0.430
+    + re-rank, pool 20 per hit, min 200 (default)       0.972  0.852   0.700
+    + re-rank, pool = every face                        0.974  0.852   0.693
+    + re-rank, vector weight 0 / 0.05 (default) / 0.2 / 1.0:
+                                           P@10   0.974 / 0.972 / 0.970 / 0.935
+                                           AP@100 0.854 / 0.852 / 0.845 / 0.802
+    mixed fit weight 0.3 / 1 (default) / 3: blond@10 0.866 / 0.952 / 0.965,
+                                            non-hair similarity 0.560 / 0.524 / 0.510
+    The re-ranking reads the class probabilities, which the attribute classifier on the backbone
+    features made better; the vector-only rows read the master vector (P@10 0.763 with the
+    stage-1 region networks of fs-mnv2-20261123-e30-s0-dlibkd, 0.811 with the model before it).
+
+Read with care: the gallery is 1,400 faces, so a pool of 200 is 14% of it (at 100k faces it is
+0.2%; the "pool 2/5 per hit" rows show how quality falls as the pool narrows). The differences
+between neighbouring settings (0.002 = one hit in 460) are within noise; the query set was
+written before tuning, but the parser gained a few synonyms ("happy", "hoops") after its misses
+were seen. Run time: under a minute on 2 CPU cores, the steps included.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from facesearch.search.planner import Request, rank
+from facesearch.search.ranking import DEFAULT, RankingSettings
+from facesearch.spec import CELEBA_ATTRIBUTES, REGION_DIM, REGIONS
+from facesearch.search.text import parse
+
+#: Hits scored by precision, and the depth of average precision.
+P_AT, AP_AT = 10, 100
+#: Caption recall depths.
+RECALL_AT = (1, 5, 10)
+
+
+@dataclass(frozen=True)
+class TextCase:
+    """A query and the labels a correct hit has: "Male !Smiling" is Male==1 and Smiling==0."""
+
+    text: str
+    rule: str
+    paraphrase: bool
+
+
+def _case(text: str, rule: str, paraphrase: bool = False) -> TextCase:
+    return TextCase(text, rule, paraphrase)
+
+
+#: Written before the parser or the ranking were tuned on them (kid -> person in the last one:
+#: the gallery holds no children, so the rule could not say what "kid" asks for).
+QUERIES: tuple[TextCase, ...] = (
+    _case("black hair", "Black_Hair"),
+    _case("blond hair", "Blond_Hair"),
+    _case("brown hair", "Brown_Hair"),
+    _case("gray hair", "Gray_Hair"),
+    _case("eyeglasses", "Eyeglasses"),
+    _case("smiling", "Smiling"),
+    _case("wearing hat", "Wearing_Hat"),
+    _case("bald", "Bald"),
+    _case("bangs", "Bangs"),
+    _case("mustache", "Mustache"),
+    _case("wearing lipstick", "Wearing_Lipstick"),
+    _case("heavy makeup", "Heavy_Makeup"),
+    _case("wavy hair", "Wavy_Hair"),
+    _case("goatee", "Goatee"),
+    _case("wearing necktie", "Wearing_Necktie"),
+    _case("mouth slightly open", "Mouth_Slightly_Open"),
+    _case("black hair, smiling", "Black_Hair Smiling"),
+    _case("blond hair, no eyeglasses", "Blond_Hair !Eyeglasses"),
+    _case("male, eyeglasses", "Male Eyeglasses"),
+    _case("male, not smiling", "Male !Smiling"),
+    _case("young, blond hair, smiling", "Young Blond_Hair Smiling"),
+    _case("male, no beard, black hair", "Male No_Beard Black_Hair"),
+    _case("a grinning blonde", "Blond_Hair Smiling", True),
+    _case("clean-shaven guy with specs", "Male No_Beard Eyeglasses", True),
+    _case("a bearded man", "Male !No_Beard", True),
+    _case("dark-haired woman", "!Male Black_Hair", True),
+    _case("a lady with a fringe", "!Male Bangs", True),
+    _case("bespectacled gentleman", "Male Eyeglasses", True),
+    _case("silver-haired man", "Male Gray_Hair", True),
+    _case("a brunette girl who is laughing", "!Male Brown_Hair Smiling", True),
+    _case("a guy in a cap", "Male Wearing_Hat", True),
+    _case("a woman with painted lips", "!Male Wearing_Lipstick", True),
+    _case("a stern-faced man", "Male !Smiling", True),
+    _case("an unshaven guy", "Male 5_o_Clock_Shadow", True),
+    _case("an old man", "Male !Young", True),
+    _case("a youthful woman with curls", "!Male Young Wavy_Hair", True),
+    _case("a man with a shaved head", "Male Bald", True),
+    _case("a heavily made-up woman", "!Male Heavy_Makeup", True),
+    _case("a happy platinum-haired lady", "!Male Blond_Hair Smiling", True),
+    _case("an elderly gentleman with white hair", "Male Gray_Hair", True),
+    _case("a dude in a suit and tie", "Male Wearing_Necktie", True),
+    _case("a woman with her lips parted", "!Male Mouth_Slightly_Open", True),
+    _case("a girl with hoops in her ears", "!Male Wearing_Earrings", True),
+    _case("a beaming guy", "Male Smiling", True),
+    _case("a woman with sunglasses", "!Male Eyeglasses", True),
+    _case("a fair-haired person without a smile", "Blond_Hair !Smiling", True),
+)
+
+#: Words of CelebA's attribute names that a paraphrase may still use (body parts, generic words).
+_GENERIC_WORDS = frozenset(["hair", "eyes", "eye", "nose", "face", "skin", "lips", "cheeks", "chin", "mouth", "open", "under", "big", "high", "wearing", "no", "o"])
+
+
+def attribute_words() -> frozenset[str]:
+    """The words of CelebA's attribute names that a paraphrase must not use."""
+    words = {w for name in CELEBA_ATTRIBUTES for w in re.findall(r"[a-z]+", name.lower())}
+    return frozenset(words - _GENERIC_WORDS)
+
+
+def rule_mask(rule: str, celeba: np.ndarray) -> np.ndarray:
+    """(n,) bool: the faces (rows of 40 CelebA labels, 0/1) that satisfy a rule."""
+    mask = np.ones(len(celeba), dtype=bool)
+    for token in rule.split():
+        name = token.lstrip("!")
+        mask &= celeba[:, CELEBA_ATTRIBUTES.index(name)] == (0 if token.startswith("!") else 1)
+    return mask
+
+
+# --- the gallery -----------------------------------------------------------------------------
+@dataclass
+class Gallery:
+    """Described, labelled faces searched by exact inner product (FAISS's Flat/IP, in numpy)."""
+
+    vectors: np.ndarray        # (n, 364) float32
+    probabilities: np.ndarray  # (n, len(query.COLUMNS)): classes, then age in years
+    celeba: np.ndarray         # (n, 40) 0/1 labels
+    files: np.ndarray          # (n,) file names (captions are keyed by them)
+    identity: np.ndarray       # (n,) CelebA identity
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def subset(self, index: np.ndarray) -> Gallery:
+        return Gallery(**{name: value[index] for name, value in vars(self).items()})
+
+    # The gallery is both the vector space (exact inner products, as FAISS Flat) and the catalog
+    # (class probabilities by id) of search.planner.rank, the query path FaceSearch.query runs.
+    def search(self, queries: np.ndarray, k: int, restrict: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids) of the k best gallery faces for each query row, as Space.search."""
+        scores = np.asarray(queries, np.float32).reshape(-1, self.vectors.shape[1]) @ self.vectors.T
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(scores, order, axis=1), order
+
+    def rank(self, terms, k: int, settings: RankingSettings = DEFAULT,
+             face: np.ndarray | None = None) -> np.ndarray:
+        """Indices of the k best faces, ranked by search.planner.rank as `FaceSearch.query` ranks."""
+        request = Request(k=k, face=face, terms=terms, ranking=settings)
+        ranked = rank(request, self.centres, self, _GalleryCatalog(self))
+        return np.array([i for _, i in ranked.candidates], dtype=np.int64)
+
+    @property
+    def centres(self) -> np.ndarray:
+        from facesearch.models.descriptor import shipped_model
+
+        return shipped_model().centres
+
+
+class _GalleryCatalog:
+    """A gallery as the planner's Catalog: every id has a row, probabilities read from arrays."""
+
+    def __init__(self, gallery: Gallery):
+        self.gallery = gallery
+
+    def count(self) -> int:
+        return len(self.gallery)
+
+    def probabilities(self, ids: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        return np.ones(len(ids), dtype=bool), self.gallery.probabilities[ids]
+
+
+def describe_gallery(crops: np.ndarray, masks: np.ndarray, celeba: np.ndarray, files: np.ndarray,
+                     identity: np.ndarray) -> Gallery:
+    """Describe aligned crops and grid masks with the shipped model."""
+    from facesearch.models.descriptor import embed_faces, shipped_model
+
+    described = embed_faces(shipped_model().network, crops, masks)
+    probabilities = np.concatenate([described.probabilities, described.ages[:, None]], axis=1)
+    return Gallery(described.vectors, probabilities.astype(np.float32), celeba.astype(np.int8),
+                   np.asarray(files), np.asarray(identity))
+
+
+def validation_gallery(limit: int | None = None, root: Path | None = None) -> Gallery:
+    """The CelebA faces of the validation identities (at most `limit`), described."""
+    from facesearch.training.data import UNKNOWN
+    from facesearch.training.train import TrainSettings, load_data
+
+    _, validation, _ = load_data(TrainSettings(), root)
+    labelled = np.flatnonzero(validation.celeba[:, 0] != UNKNOWN)[:limit]
+    part = validation.subset(labelled)
+    return describe_gallery(part.crops, part.masks, part.celeba, part.files, part.identity)
+
+
+def read_captions(root: Path | None = None) -> dict[str, str]:
+    """celeba/captions.csv: file name -> caption."""
+    from facesearch.training.data import data_dir
+
+    with open((root or data_dir()) / "celeba" / "captions.csv", newline="") as handle:
+        return {row["file"]: row["caption"] for row in csv.DictReader(handle)}
+
+
+# --- the measures ----------------------------------------------------------------------------
+def average_precision(relevant_in_order: np.ndarray, n_relevant: int, depth: int = AP_AT) -> float:
+    """AP@depth: mean precision at each relevant hit, over min(relevant, depth)."""
+    hits = np.asarray(relevant_in_order[:depth], dtype=bool)
+    if n_relevant == 0:
+        return float("nan")
+    precision = np.cumsum(hits)[hits] / (np.flatnonzero(hits) + 1)
+    return float(precision.sum() / min(n_relevant, depth))
+
+
+def query_set_report(gallery: Gallery, cases: Sequence[TextCase] = QUERIES,
+                     settings: RankingSettings = DEFAULT) -> dict:
+    """P@10 and AP@100 per query and on average (all, literal, paraphrase), beside prevalence."""
+    rows = []
+    for case in cases:
+        understood = parse(case.text)
+        relevant = rule_mask(case.rule, gallery.celeba)
+        row = {"text": case.text, "rule": case.rule, "paraphrase": case.paraphrase,
+               "understood": understood.summary(), "relevant": int(relevant.sum()),
+               "prevalence": float(relevant.mean()) if len(gallery) else float("nan")}
+        if understood.terms and relevant.any():
+            top = gallery.rank(understood.terms, P_AT, settings)
+            deep = gallery.rank(understood.terms, AP_AT, settings)
+            row |= {f"P@{P_AT}": float(relevant[top].sum() / P_AT),
+                    f"AP@{AP_AT}": average_precision(relevant[deep], int(relevant.sum()))}
+        else:  # nothing understood (or nothing to find): the query scores as a miss
+            row |= {f"P@{P_AT}": 0.0, f"AP@{AP_AT}": 0.0}
+        rows.append(row)
+
+    def mean(key: str, keep) -> float:
+        values = [row[key] for row in rows if keep(row)]
+        return float(np.mean(values)) if values else float("nan")
+
+    summary = {}
+    for part, keep in (("all", lambda r: True), ("literal", lambda r: not r["paraphrase"]),
+                       ("paraphrase", lambda r: r["paraphrase"])):
+        summary[part] = {key: mean(key, keep) for key in (f"P@{P_AT}", f"AP@{AP_AT}", "prevalence")}
+        summary[part]["queries"] = sum(1 for r in rows if keep(r))
+    return {"queries": rows, "mean": summary}
+
+
+def caption_gallery(gallery: Gallery, captions: dict[str, str]) -> Gallery:
+    """The captioned faces of a gallery, one per file name (the first)."""
+    _, first = np.unique(gallery.files, return_index=True)
+    keep = np.array(sorted(i for i in first if gallery.files[i] in captions), dtype=np.int64)
+    return gallery.subset(keep)
+
+
+def caption_report(gallery: Gallery, captions: dict[str, str],
+                   settings: RankingSettings = DEFAULT) -> dict:
+    """Each caption of a gallery photo queries the captioned gallery: recall@k of its photo."""
+    gallery = caption_gallery(gallery, captions)
+    n, depth = len(gallery), max(RECALL_AT)
+    found = {k: 0 for k in RECALL_AT}
+    not_understood = 0
+    for i, file in enumerate(gallery.files):
+        terms = parse(captions[file]).terms
+        if not terms:
+            not_understood += 1
+            continue
+        top = gallery.rank(terms, depth, settings).tolist()
+        for k in RECALL_AT:
+            found[k] += i in top[:k]
+    report = {"photos": n, "not_understood": not_understood}
+    for k in RECALL_AT:
+        report[f"R@{k}"] = found[k] / n if n else float("nan")
+        report[f"random R@{k}"] = min(k / n, 1.0) if n else float("nan")
+    return report
+
+
+def mixed_report(gallery: Gallery, text: str = "blond hair", queries_at_most: int = 100,
+                 settings: RankingSettings = DEFAULT) -> dict:
+    """Faces with black or brown hair and no blond hair query alone and with `text`: share of
+    blond-labelled hits in the top 10 (own identity left out) and the mean cosine of the hits'
+    non-hair blocks to the query face's."""
+    blond = gallery.celeba[:, CELEBA_ATTRIBUTES.index("Blond_Hair")] == 1
+    dark = ((gallery.celeba[:, CELEBA_ATTRIBUTES.index("Black_Hair")] == 1)
+            | (gallery.celeba[:, CELEBA_ATTRIBUTES.index("Brown_Hair")] == 1)) & ~blond
+    chosen = np.flatnonzero(dark)[:queries_at_most]
+    terms = parse(text).terms
+    keep_blocks = [b for b, region in enumerate(REGIONS) if region not in ("hair", "background")]
+    blocks = gallery.vectors.reshape(len(gallery), len(REGIONS), REGION_DIM)[:, keep_blocks]
+    report = {"text": text, "queries": len(chosen)}
+    for name, query_terms in (("image only", []), ("image + text", terms)):
+        blond_share, similarity = [], []
+        for i in chosen:
+            others = gallery.identity != gallery.identity[i]
+            ranked = gallery.rank(query_terms, P_AT + int((~others).sum()), settings,
+                                  face=gallery.vectors[i])
+            top = [j for j in ranked if others[j]][:P_AT]
+            blond_share.append(blond[top].mean())
+            similarity.append(np.einsum("rd,nrd->nr", blocks[i], blocks[top]).mean())
+        report[name] = {"blond@10": float(np.mean(blond_share)),
+                        "face similarity (non-hair blocks)": float(np.mean(similarity))}
+    report["prevalence"] = float(blond.mean())
+    random_similarity, best_blond = [], []
+    for i in chosen:
+        others = gallery.identity != gallery.identity[i]
+        similarity = np.einsum("rd,nrd->n", blocks[i], blocks) / len(keep_blocks)
+        random_similarity.append(similarity[others].mean())
+        best_blond.append(np.sort(similarity[others & blond])[-P_AT:].mean())
+    report["random face similarity"] = float(np.mean(random_similarity))
+    report["oracle: 10 most similar blond-labelled"] = float(np.mean(best_blond))
+    return report
+
+
+#: The ranking steps measured: (name, settings).
+STEPS: tuple[tuple[str, RankingSettings], ...] = (
+    ("vector only, off-region 0.25, raw shifts",
+     replace(DEFAULT, rerank=False, off_region_weight=0.25, unit_terms=False)),
+    *((f"vector only, off-region {w}", replace(DEFAULT, rerank=False, off_region_weight=w))
+      for w in (0.0, 0.1, 0.25, 0.5, 1.0)),
+    *((f"+ re-rank, pool {p}/hit (min {m})", replace(DEFAULT, pool_per_hit=p, min_pool=m))
+      for p, m in ((2, 0), (5, 0), (20, 0), (20, 200))),
+    ("+ re-rank, pool: every face", replace(DEFAULT, min_pool=10**9)),
+    *((f"+ re-rank, vector weight {w}", replace(DEFAULT, vector_weight=w))
+      for w in (0.0, 0.2, 1.0)),
+    *((f"+ re-rank, mixed fit weight {w}", replace(DEFAULT, mixed_fit_weight=w))
+      for w in (0.3, 3.0)),
+)
+
+
+def step_report(gallery: Gallery, captions: dict[str, str] | None) -> list[dict]:
+    """Mean P@10, AP@100, caption R@10 and the mixed-query figures under each of STEPS."""
+    rows = []
+    for name, settings in STEPS:
+        summary = query_set_report(gallery, settings=settings)["mean"]["all"]
+        row = {"step": name, f"P@{P_AT}": summary[f"P@{P_AT}"], f"AP@{AP_AT}": summary[f"AP@{AP_AT}"]}
+        if captions:
+            row["caption R@10"] = caption_report(gallery, captions, settings)["R@10"]
+        mixed = mixed_report(gallery, settings=settings)["image + text"]
+        row["mixed blond@10"] = mixed["blond@10"]
+        row["mixed similarity"] = mixed["face similarity (non-hair blocks)"]
+        rows.append(row)
+    return rows
+
+
+def evaluate(gallery: Gallery | None = None, captions: dict[str, str] | None = None,
+             steps: bool = True, limit: int | None = None) -> dict:
+    """The whole report (see the module docstring)."""
+    gallery = gallery if gallery is not None else validation_gallery(limit)
+    captions = captions if captions is not None else read_captions()
+    report = {"gallery_faces": len(gallery),
+              "settings": asdict(DEFAULT),
+              "query_set": query_set_report(gallery),
+              "captions": caption_report(gallery, captions),
+              "mixed": mixed_report(gallery)}
+    if steps:
+        report["steps"] = step_report(gallery, captions)
+    return report
+
+
+def format_report(report: dict) -> str:
+    """The report as plain-text tables."""
+    lines = [f"gallery: {report['gallery_faces']} CelebA faces of validation identities", "",
+             f"{'query':42} {'rule':28} {'prev':>5} {'P@10':>5} {'AP@100':>6}  understood"]
+    for row in report["query_set"]["queries"]:
+        lines.append(f"{row['text'][:42]:42} {row['rule'][:28]:28} {row['prevalence']:5.3f} "
+                     f"{row['P@10']:5.2f} {row['AP@100']:6.3f}  {row['understood']}")
+    lines.append("")
+    for part, values in report["query_set"]["mean"].items():
+        lines.append(f"mean {part:10} ({values['queries']:2} queries): P@10 {values['P@10']:.3f}  "
+                     f"AP@100 {values['AP@100']:.3f}  prevalence {values['prevalence']:.3f}")
+    c = report["captions"]
+    lines += ["", f"captions ({c['photos']} photos, {c['not_understood']} not understood): "
+              + "  ".join(f"R@{k} {c[f'R@{k}']:.3f} (random {c[f'random R@{k}']:.3f})"
+                          for k in RECALL_AT)]
+    m = report["mixed"]
+    lines += ["", (f"mixed: {m['queries']} dark-haired faces + {m['text']!r} "
+                   f"(blond prevalence {m['prevalence']:.3f})")]
+    for name in ("image only", "image + text"):
+        lines.append(f"  {name:13} blond@10 {m[name]['blond@10']:.3f}  face similarity "
+                     f"{m[name]['face similarity (non-hair blocks)']:.3f}")
+    lines.append(f"  (face similarity of random pairs {m['random face similarity']:.3f}; of the 10 most "
+                 f"similar blond-labelled faces {m['oracle: 10 most similar blond-labelled']:.3f})")
+    if "steps" in report:
+        lines += ["", (f"{'step':44} {'P@10':>6} {'AP@100':>7} {'cap R@10':>9} "
+                       f"{'mix blond':>9} {'mix sim':>7}")]
+        for row in report["steps"]:
+            lines.append(f"{row['step']:44} {row['P@10']:6.3f} {row['AP@100']:7.3f} "
+                         f"{row.get('caption R@10', float('nan')):9.3f} "
+                         f"{row['mixed blond@10']:9.3f} {row['mixed similarity']:7.3f}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--no-steps", action="store_true", help="skip the per-step comparison")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="at most N gallery faces (a quick check: rare rules then have fewer "
+                             "than 10 matching faces, so P@10 is lower)")
+    args = parser.parse_args(argv)
+    report = evaluate(steps=not args.no_steps, limit=args.limit)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+
+
+if __name__ == "__main__":
+    main()
