@@ -15,7 +15,8 @@ Printed beside it, in the same run:
 - baseline: brute-force numpy scoring of all faces (vectors @ q, top 10), no SQL;
 - an alternative: the same re-ranking with the pool's probabilities read from an in-memory
   (faces x classes) matrix instead of SQL rows, and class fit computed over every face;
-- how often the top 10 from the (IVF) index's pool equals the top 10 from an exact pool.
+- how often the top 10 from the (IVF) index equals the top 10 from an exact search, both ranked
+  by `search.planner.rank` (the query path `FaceSearch.query` runs).
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ import sqlalchemy as sa
 from facesearch import FaceSearch
 from facesearch.search import text
 from facesearch.search import ranking as queries
+from facesearch.search.planner import Request, rank
+from facesearch.search.terms import COLUMNS, class_fit
 from facesearch.spec import (AGE_GROUPS, CELEBA_ATTRIBUTES, CLASSES, ETHNICITIES, GENDERS, REGION_DIM, REGIONS, VECTOR_DIM)
 from facesearch.index.spaces import FAISS_FILENAME
 from facesearch.models.descriptor import shipped_model
@@ -95,7 +98,7 @@ def build_index(folder: Path, vectors: np.ndarray, probabilities: np.ndarray) ->
             session.execute(sa.insert(FaceRow), [
                 {"id": i + 1, "photo_id": i + 1, "face_index": 0, "x0": 100.0, "y0": 80.0,
                  "x1": 300.0, "y1": 320.0, "landmarks": [[0.0, 0.0]] * 5, "det_score": 0.99,
-                 "attributes": dict(zip(queries.COLUMNS, np.round(probabilities[i], 4).tolist())),
+                 "attributes": dict(zip(COLUMNS, np.round(probabilities[i], 4).tolist())),
                  "vector_id": i}
                 for i in range(start, stop)])
     store.set_meta("model_version", model)
@@ -155,11 +158,39 @@ def stage_times(fs: FaceSearch, probabilities: np.ndarray, repeats: int) -> dict
     return stages
 
 
+class _ExactSpace:
+    """Exact inner products over every vector (numpy), as the planner's Space."""
+
+    def __init__(self, vectors: np.ndarray):
+        self.vectors = vectors
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def search(self, queries: np.ndarray, k: int, restrict=None) -> tuple[np.ndarray, np.ndarray]:
+        scores = queries @ self.vectors.T
+        order = np.argsort(-scores, axis=1)[:, :k]
+        return np.take_along_axis(scores, order, axis=1), order
+
+
+class _MatrixCatalog:
+    """Class probabilities of every face in a (faces x COLUMNS) matrix, as the planner's Catalog."""
+
+    def __init__(self, probabilities: np.ndarray):
+        self.matrix = probabilities
+
+    def count(self) -> int:
+        return len(self.matrix)
+
+    def probabilities(self, ids: np.ndarray, names) -> tuple[np.ndarray, np.ndarray]:
+        return np.ones(len(ids), dtype=bool), self.matrix[ids]
+
+
 def baselines(fs: FaceSearch, vectors: np.ndarray, probabilities: np.ndarray,
               repeats: int) -> tuple[dict[str, list[float]], float]:
     """Brute-force numpy scoring, class fit of every face, and how far the index's pool gives
     the same top 10 as an exact pool."""
-    centres, pool = fs._model.centres, queries.pool_size(10)
+    centres = fs._model.centres
     times: dict[str, list[float]] = {}
     agree = []
     for q in QUERIES:
@@ -168,15 +199,14 @@ def baselines(fs: FaceSearch, vectors: np.ndarray, probabilities: np.ndarray,
         for _ in range(repeats):
             ms, _ = clock(lambda v: np.argpartition(-(vectors @ v), 10)[:10], vector)
             times.setdefault(f"brute-force numpy: all {len(vectors)} vectors @ q, top 10", []).append(ms)
-            ms, _ = clock(lambda t: np.argpartition(-queries.class_fit(t, probabilities), 10)[:10],
+            ms, _ = clock(lambda t: np.argpartition(-class_fit(t, probabilities), 10)[:10],
                           terms)
             times.setdefault(f"class fit of all {len(vectors)} faces (matrix), top 10", []).append(ms)
-        exact = np.argsort(-(vectors @ vector))[:pool]
-        top_exact = queries.rerank(terms, list(zip((vectors[exact] @ vector).tolist(),
-                                                   exact.tolist())), probabilities[exact])[:10]
-        scores, ids = fs.vectors.search(vector[None], pool)
-        top_index = queries.rerank(terms, list(zip(scores[0].tolist(), ids[0].tolist())),
-                                   probabilities[ids[0]])[:10]
+        # the query path (search.planner.rank) over an exact in-memory space and over the index
+        request = Request(k=10, terms=terms)
+        catalog = _MatrixCatalog(probabilities)
+        top_exact = rank(request, centres, _ExactSpace(vectors), catalog).candidates
+        top_index = rank(request, centres, fs.vectors, catalog).candidates
         agree.append(len({i for _, i in top_exact} & {i for _, i in top_index}) / 10)
     return times, float(np.mean(agree))
 

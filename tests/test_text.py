@@ -6,7 +6,9 @@ import json
 import pytest
 
 from facesearch.spec import CLASSES
-from facesearch.search.text import DESCRIPTIONS, OPPOSITES, ClassTerm, TextQuery, parse
+from facesearch.search.descriptions import DESCRIPTIONS, OPPOSITES
+from facesearch.search.terms import ClassTerm, TextQuery
+from facesearch.search.text import parse
 
 
 def understood(text: str) -> set[tuple[str, bool]]:

@@ -15,9 +15,10 @@ import pytest
 
 from facesearch import FaceSearchError
 from facesearch.training import text_eval
-from facesearch.search import ranking as queries
+from facesearch.search import ranking
 from facesearch.spec import CELEBA_ATTRIBUTES, CLASSES
-from facesearch.search.text import ClassTerm
+from facesearch.search import terms as terms_
+from facesearch.search.terms import ClassTerm
 
 
 def mean_probability(hits, name: str, top: int = 3) -> float:
@@ -86,24 +87,24 @@ def test_hits_explain_the_classes_and_serialise(built_index) -> None:
 # --- the ranking code ----------------------------------------------------------------------------
 def test_rerank_follows_class_fit() -> None:
     terms = [ClassTerm("Smiling", 1.0, False, "smiling"), ClassTerm("Eyeglasses", 1.0, True, "no glasses")]
-    probabilities = np.full((3, len(queries.COLUMNS)), 0.5, np.float32)
+    probabilities = np.full((3, len(terms_.COLUMNS)), 0.5, np.float32)
     probabilities[:, CLASSES.index("Smiling")] = [0.9, 0.9, 0.1]
     probabilities[:, CLASSES.index("Eyeglasses")] = [0.9, 0.1, 0.1]
     candidates = [(0.3, 10), (0.2, 11), (0.1, 12)]
-    ranked = queries.rerank(terms, candidates, probabilities)
+    ranked = ranking.rerank(terms, candidates, probabilities)
     # fits 0.3, 0.9, 0.3: smiling without glasses first, then the vector score breaks the tie
     assert [i for _, i in ranked] == [11, 10, 12]
-    fit = queries.class_fit(terms, probabilities)
+    fit = terms_.class_fit(terms, probabilities)
     assert fit[1] == pytest.approx(0.9)  # geometric mean of 0.9 and 1 - 0.1
-    assert queries.rerank(terms, candidates, probabilities,
-                          settings=replace(queries.DEFAULT, rerank=False)) == candidates
+    assert ranking.rerank(terms, candidates, probabilities,
+                          settings=replace(ranking.DEFAULT, rerank=False)) == candidates
 
 
 def test_age_terms_use_the_estimate_too() -> None:
     old = ClassTerm("age_70_plus", 1.0, False, "elderly")
     attributes = {name: 0.0 for name in CLASSES} | {"age": 78.0}
-    assert queries.explain([old], attributes)["age_70_plus"] > 0.4
-    assert queries.explain([old], attributes | {"age": 25.0})["age_70_plus"] < 0.01
+    assert terms_.explain([old], attributes)["age_70_plus"] > 0.4
+    assert terms_.explain([old], attributes | {"age": 25.0})["age_70_plus"] < 0.01
 
 
 # --- the eval, on tiny inputs --------------------------------------------------------------------
@@ -137,7 +138,7 @@ def tiny_gallery(describer, data_dir: Path) -> text_eval.Gallery:
     faces = [describer.describe(folder / row["file"])[0] for row in rows]
     return text_eval.Gallery(
         vectors=np.stack([face.vector for face in faces]),
-        probabilities=queries.probability_matrix([face.attributes for face in faces]),
+        probabilities=terms_.probability_matrix([face.attributes for face in faces]),
         celeba=np.array([[int(row[name]) for name in CELEBA_ATTRIBUTES] for row in rows], np.int8),
         files=np.array([row["file"] for row in rows]),
         identity=np.array([int(row["identity"]) for row in rows]))

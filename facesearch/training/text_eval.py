@@ -175,7 +175,7 @@ class Gallery:
     """Described, labelled faces searched by exact inner product (FAISS's Flat/IP, in numpy)."""
 
     vectors: np.ndarray        # (n, 364) float32
-    probabilities: np.ndarray  # (n, len(query.COLUMNS)): classes, then age in years
+    probabilities: np.ndarray  # (n, len(terms.COLUMNS)): classes, then age in years
     celeba: np.ndarray         # (n, 40) 0/1 labels
     files: np.ndarray          # (n,) file names (captions are keyed by them)
     identity: np.ndarray       # (n,) CelebA identity

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from facesearch.spec import AGE_GROUPS, AGE_SCALE, CELEBA_ATTRIBUTES, CLASSES, GENDERS, VECTOR_DIM
+from facesearch.training import metrics
 from facesearch.training.data import SOURCES, UNKNOWN, age_group, build_cache, decode_crops
 from facesearch.training.dlib_anchor import DLIB_DIM as TEACHER_DIM
 from facesearch.errors import FaceSearchError
@@ -564,12 +565,11 @@ def class_centres(vectors: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def evaluate_split(model: DescriptorNet, split: Split) -> dict:
     """The model's figures on a split: attributes, identity retrieval, look-alikes."""
-    from facesearch.training import evaluate
 
     described = embed_faces(model, split.crops, split.masks)
-    report = evaluate.attribute_accuracy(described.probabilities, described.ages, split.celeba,
+    report = metrics.attribute_accuracy(described.probabilities, described.ages, split.celeba,
                                          split.gender, split.age, split.ethnicity)
-    report |= evaluate.identity_report(described.vectors, split.identity, split.celeba)
+    report |= metrics.identity_report(described.vectors, split.identity, split.celeba)
     report["faces"] = len(split)
     return report
 
