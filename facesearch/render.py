@@ -13,13 +13,25 @@ from PIL import Image, ImageDraw, ImageFont
 from facesearch.spec import CLASSES, REGIONS
 from facesearch.errors import FaceSearchError
 from facesearch.pipeline.images import load_image
-from facesearch.pipeline.parse.mesh import REGION_COLORS, overlay
 from facesearch.pipeline.faces import Face
 from facesearch.search.hits import Hit
 
 #: Attributes shown per row of a table: the most confident ones.
 SHOWN_ATTRIBUTES = 4
 THUMB = 160  # contact-sheet tile side in pixels
+#: The colour (RGB) each region is drawn in.
+REGION_COLORS: dict[str, tuple[int, int, int]] = {
+    "background": (40, 40, 40), "hair": (150, 75, 20), "face_skin": (240, 190, 150),
+    "eyes": (40, 120, 255), "eyebrows": (120, 40, 160), "lips": (230, 30, 60),
+    "nose": (40, 200, 90),
+}
+
+
+def overlay(crop: np.ndarray, masks: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """An (H, W, 3) uint8 crop with each region of its (7, H, W) masks tinted in its colour."""
+    colors = np.array([REGION_COLORS[name] for name in REGIONS], dtype=np.float32)
+    tint = np.tensordot(masks.transpose(1, 2, 0), colors, axes=1)
+    return (crop * (1 - alpha) + tint * alpha).clip(0, 255).astype(np.uint8)
 
 
 def top_attributes(attributes: dict[str, float], n: int = SHOWN_ATTRIBUTES) -> str:

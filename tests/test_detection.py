@@ -10,7 +10,8 @@ import pytest
 from conftest import MULTI_FACE_PHOTOS, sample
 from facesearch.pipeline import alignment
 from facesearch.spec import ALIGN_TEMPLATE, INPUT_SIZE
-from facesearch.pipeline.detect.mediapipe import DetectedFace, FaceDetector, landmarks_from_mesh
+from facesearch.pipeline.detect import Detection
+from facesearch.pipeline.detect.mediapipe import MediapipeDetector, landmarks_from_mesh
 from facesearch.pipeline.images import load_image
 from facesearch.pipeline.prepare import FacePreparer
 
@@ -18,8 +19,8 @@ TEMPLATE = np.asarray(ALIGN_TEMPLATE)
 
 
 @pytest.fixture(scope="module")
-def detector() -> FaceDetector:
-    return FaceDetector()
+def detector() -> MediapipeDetector:
+    return MediapipeDetector()
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +28,12 @@ def preprocessor() -> FacePreparer:
     return FacePreparer()
 
 
-def _detect(detector: FaceDetector, path: Path) -> tuple[list[DetectedFace], tuple[int, int]]:
+def _detect(detector: MediapipeDetector, path: Path) -> tuple[list[Detection], tuple[int, int]]:
     pixels = load_image(path).pixels
     return detector.detect(pixels), pixels.shape[:2]
 
 
-def _check_geometry(face: DetectedFace, shape: tuple[int, int]) -> None:
+def _check_geometry(face: Detection, shape: tuple[int, int]) -> None:
     height, width = shape
     x0, y0, x1, y1 = face.bbox
     assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height, (face.bbox, shape)
@@ -51,7 +52,7 @@ def _check_geometry(face: DetectedFace, shape: tuple[int, int]) -> None:
 
 
 @pytest.mark.parametrize("folder", ["celeba/aligned", "celeba/aligned_small", "utkface"])
-def test_faces_are_found_on_aligned_crops(detector: FaceDetector, data_dir: Path, folder: str) -> None:
+def test_faces_are_found_on_aligned_crops(detector: MediapipeDetector, data_dir: Path, folder: str) -> None:
     photos = sample(data_dir / folder, 20)
     found = 0
     for path in photos:
@@ -63,7 +64,7 @@ def test_faces_are_found_on_aligned_crops(detector: FaceDetector, data_dir: Path
     assert found >= 0.95 * len(photos), f"faces found in only {found} of {len(photos)} {folder} photos"
 
 
-def test_faces_are_found_in_whole_scenes(detector: FaceDetector, data_dir: Path) -> None:
+def test_faces_are_found_in_whole_scenes(detector: MediapipeDetector, data_dir: Path) -> None:
     photos = sorted((data_dir / "celeba" / "wild").glob("*.jpg"))[:10]
     for path in photos:
         faces, shape = _detect(detector, path)
@@ -85,7 +86,7 @@ def _overlap_of_smaller(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("name", MULTI_FACE_PHOTOS)
-def test_several_people_in_one_scene(detector: FaceDetector, data_dir: Path, name: str) -> None:
+def test_several_people_in_one_scene(detector: MediapipeDetector, data_dir: Path, name: str) -> None:
     faces, shape = _detect(detector, data_dir / "celeba" / "wild" / name)
     assert len(faces) >= 2, f"{name} shows two people, found {len(faces)} face(s)"
     for face in faces[:2]:
@@ -103,20 +104,20 @@ ONE_PERSON_PHOTOS = ("011414.jpg", "070209.jpg", "030311.jpg")
 
 
 @pytest.mark.parametrize("name", ONE_PERSON_PHOTOS)
-def test_one_person_gives_one_face(detector: FaceDetector, data_dir: Path, name: str) -> None:
+def test_one_person_gives_one_face(detector: MediapipeDetector, data_dir: Path, name: str) -> None:
     faces, _ = _detect(detector, data_dir / "celeba" / "wild" / name)
     assert len(faces) == 1, [(face.bbox.round().tolist(), round(face.score, 2), face.mesh is not None)
                              for face in faces]
 
 
-def test_no_face_in_a_blank_picture(detector: FaceDetector) -> None:
+def test_no_face_in_a_blank_picture(detector: MediapipeDetector) -> None:
     assert detector.detect(np.full((200, 160, 3), 128, np.uint8)) == []
 
 
 def test_alignment_puts_landmarks_on_the_template(preprocessor: FacePreparer, data_dir: Path) -> None:
     photos = (sorted((data_dir / "celeba" / "wild").glob("*.jpg"))[:4]
               + sample(data_dir / "celeba" / "aligned", 2))
-    redetector = FaceDetector()
+    redetector = MediapipeDetector()
     for path in photos:
         photo = load_image(path)
         face = preprocessor.prepare(photo.pixels, photo.scale)[0]

@@ -10,7 +10,7 @@ import pytest
 from conftest import sample
 from facesearch import FaceSearch
 from facesearch.spec import FEATURE_GRID, INPUT_SIZE, REGIONS
-from facesearch.pipeline.parse.mesh import coarse_masks
+from facesearch.pipeline.parse import coarse_masks
 
 FACE_PARTS = ("face_skin", "eyes", "eyebrows", "lips", "nose")
 SMALL_PARTS = ("eyes", "eyebrows", "lips", "nose")
@@ -79,6 +79,7 @@ def test_describe_overlay_is_written(data_dir: Path, tmp_path: Path, facesearch_
     done = subprocess.run([*facesearch_command, "describe", str(photo), "--out", str(out)],
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
+    assert done.stderr == "", "mediapipe's C++ logging reached stderr"
     assert "face 0" in done.stdout and "face 1" in done.stdout
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     from PIL import Image

@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from facesearch.spec import AGE_KEY, CLASSES, MIRROR_AVERAGING, REGION_DIM, REGIONS, VECTOR_DIM
 from facesearch.errors import FaceSearchError
+from facesearch.models.base import Embedder, Embeddings
 from facesearch.models.network import DescriptorNet, class_probabilities, to_images
 
 #: The shipped weights and their model card, inside the package (nothing is downloaded).
@@ -25,12 +26,12 @@ MEAN_MESH_KEY = "mean_mesh"
 
 
 @dataclass
-class Embeddings:
-    """Network outputs for a batch of faces."""
+class MasterEmbeddings(Embeddings):
+    """Descriptor network outputs for a batch of N faces: master vectors and attributes."""
 
-    vectors: np.ndarray        # (N, 364) float32, 7 unit-norm blocks
-    probabilities: np.ndarray  # (N, len(CLASSES))
-    ages: np.ndarray           # (N,) years
+    # vectors: (N, 364) float32, 7 unit-norm blocks in spec.REGIONS order
+    probabilities: np.ndarray  # (N, len(CLASSES)) float32
+    ages: np.ndarray           # (N,) float32 years
 
     def attributes(self, i: int) -> dict[str, float]:
         """Face i's class probabilities by class name, plus the age estimate."""
@@ -39,8 +40,13 @@ class Embeddings:
         return values
 
 
-class DescriptorModel:
-    """The trained network plus its class centres (the mean master vector of each class)."""
+class DescriptorModel(Embedder):
+    """The trained network plus its class centres (the mean master vector of each class): the
+    "master" embedder, 364 dims. Raises FaceSearchError when the weights are missing."""
+
+    name = "master"
+    dim = VECTOR_DIM
+    uses_masks = True
 
     def __init__(self, weights: Path = WEIGHTS_FILE):
         if not weights.exists():
@@ -56,15 +62,17 @@ class DescriptorModel:
         self.metadata: dict[str, str] = header.get("__metadata__", {})
         self.version = self.metadata.get("version", "unknown")
 
-    def embed(self, crops: np.ndarray, grid_masks: np.ndarray) -> Embeddings:
+    def embed(self, crops: np.ndarray, grid_masks: np.ndarray | None = None) -> MasterEmbeddings:
         """Aligned crops (N, 112, 96, 3) uint8 and grid masks (N, 7, 7, 6) -> master vectors
-        (N, 364) and class probabilities."""
+        (N, 364) float32, class probabilities and ages. FaceSearchError without grid masks."""
+        if grid_masks is None:
+            raise FaceSearchError("the master descriptor needs the faces' region masks (grid_masks)")
         return embed_faces(self.network, crops, grid_masks)
 
 
 @torch.no_grad()
 def embed_faces(network: DescriptorNet, crops: np.ndarray, grid_masks: np.ndarray,
-                   batch_size: int = 128, mirror: bool = MIRROR_AVERAGING) -> Embeddings:
+                   batch_size: int = 128, mirror: bool = MIRROR_AVERAGING) -> MasterEmbeddings:
     """Run a descriptor network (in eval mode) over aligned crops and their grid masks; with
     `mirror`, over each face and its mirror image, averaged (config.MIRROR_AVERAGING)."""
     network.eval()
@@ -84,9 +92,9 @@ def embed_faces(network: DescriptorNet, crops: np.ndarray, grid_masks: np.ndarra
         probabilities.append(p.cpu().numpy())
         ages.append(a.cpu().numpy())
     if not vectors:
-        return Embeddings(np.zeros((0, VECTOR_DIM), np.float32),
-                            np.zeros((0, len(CLASSES)), np.float32), np.zeros(0, np.float32))
-    return Embeddings(np.concatenate(vectors), np.concatenate(probabilities), np.concatenate(ages))
+        return MasterEmbeddings(np.zeros((0, VECTOR_DIM), np.float32),
+                                np.zeros((0, len(CLASSES)), np.float32), np.zeros(0, np.float32))
+    return MasterEmbeddings(np.concatenate(vectors), np.concatenate(probabilities), np.concatenate(ages))
 
 
 @lru_cache(maxsize=1)

@@ -1,7 +1,12 @@
-"""The mediapipe 0.10.21 models facesearch uses (they ship inside its wheel), run quietly.
+"""The mediapipe 0.10.21 models facesearch uses (they ship inside its wheel), loaded quietly.
 
-mediapipe's C++ side logs start-up chatter straight to file descriptor 2; users should see
-only facesearch's own lines, so model creation and calls run with that descriptor muted.
+mediapipe's C++ side (glog, TensorFlow Lite) logs start-up chatter straight to file descriptor 2;
+users should see only facesearch's own lines. That chatter comes when mediapipe is imported and
+when a graph is created and runs its first inference, so each loader below does all three with
+the descriptor muted (a process-wide redirection, held only while loading); `run`, the call on
+the query path, touches no process-wide state. One exception: the face mesh warns once per
+process the first time it projects a face's landmarks (no blank warm-up image has a face), so
+face-mesh calls stay muted until the first face mesh is found in the process, and never after.
 """
 from __future__ import annotations
 
@@ -12,9 +17,6 @@ import threading
 from collections.abc import Iterator
 
 import numpy as np
-
-os.environ.setdefault("GLOG_minloglevel", "2")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 _mute_lock = threading.Lock()
@@ -48,9 +50,20 @@ def muted_stderr() -> Iterator[None]:
 
 
 def _solutions():
+    """mediapipe.solutions, importing mediapipe (muted, its C++ logging at warnings and up:
+    GLOG_minloglevel and TF_CPP_MIN_LOG_LEVEL, unless the user set them) the first time."""
+    if "mediapipe" not in sys.modules:
+        os.environ.setdefault("GLOG_minloglevel", "2")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with muted_stderr():
         import mediapipe as mp
     return mp.solutions
+
+
+def _warmed_up(model, image: np.ndarray):
+    """`model` after one inference on `image` (called muted: first inferences log once)."""
+    model.process(image)
+    return model
 
 
 def face_detectors(min_score: float) -> list:
@@ -60,21 +73,43 @@ def face_detectors(min_score: float) -> list:
         detectors = [detection.FaceDetection(model_selection=selection, min_detection_confidence=min_score)
                      for selection in (0, 1)]
         for detector in detectors:  # first inferences log once: here, muted and one at a time
-            detector.process(np.zeros((64, 64, 3), np.uint8))
+            _warmed_up(detector, np.zeros((64, 64, 3), np.uint8))
     return detectors
 
 
-def face_mesh():
-    """The 468-point face mesh, one face per (cropped) image."""
+#: Set once a face mesh was found in this process: mediapipe's one-time warning is then out.
+_mesh_warned = threading.Event()
+
+
+class _FaceMesh:
+    """mediapipe's FaceMesh, muted until the process's first found mesh (see the module's note)."""
+
+    def __init__(self, model):
+        self._model = model
+
+    def process(self, image: np.ndarray):
+        if _mesh_warned.is_set():
+            return self._model.process(image)
+        with muted_stderr():
+            result = self._model.process(image)
+        if result.multi_face_landmarks:
+            _mesh_warned.set()
+        return result
+
+
+def face_mesh() -> _FaceMesh:
+    """The 468-point face mesh, one face per (cropped) image (`.process(image)` as mediapipe's)."""
     with muted_stderr():
-        return _solutions().face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
-                                                refine_landmarks=False, min_detection_confidence=0.3)
+        return _FaceMesh(_warmed_up(_solutions().face_mesh.FaceMesh(
+            static_image_mode=True, max_num_faces=1, refine_landmarks=False,
+            min_detection_confidence=0.3), np.zeros((64, 64, 3), np.uint8)))
 
 
 def person_segmenter():
     """Selfie segmentation: a person-vs-background probability per pixel."""
     with muted_stderr():
-        return _solutions().selfie_segmentation.SelfieSegmentation(model_selection=0)
+        return _warmed_up(_solutions().selfie_segmentation.SelfieSegmentation(model_selection=0),
+                          np.zeros((64, 64, 3), np.uint8))
 
 
 def mesh_connections() -> dict[str, frozenset]:
@@ -85,6 +120,6 @@ def mesh_connections() -> dict[str, frozenset]:
 
 
 def run(model, image: np.ndarray):
-    """model.process(image) with the C++ chatter muted."""
-    with muted_stderr():
-        return model.process(np.ascontiguousarray(image))
+    """model.process(image) on an (H, W, 3) uint8 RGB image (made contiguous); the model's
+    loader already took its start-up chatter, so nothing process-wide is touched here."""
+    return model.process(np.ascontiguousarray(image))

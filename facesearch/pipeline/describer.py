@@ -1,6 +1,7 @@
-"""Photos -> faces with master vectors, fast: photos are decoded and prepared (detection,
-alignment, region masks) on `Settings.describe_threads` threads while the descriptor network
-describes the faces of `Settings.describe_batch` photos at a time.
+"""Photos -> faces with master vectors, fast: photos are read through their media source
+(sources.media_source: decoding) and prepared (detection, alignment, region masks) on
+`Settings.describe_threads` threads while the embedder (the descriptor network unless another is
+given) describes the faces of `Settings.describe_batch` photos at a time.
 
     describer = Describer(settings)
     for outcome in describer.stream(["a.jpg", "b.jpg"]):   # in order
@@ -18,11 +19,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from facesearch.pipeline.faces import Face
-from facesearch.pipeline.images import load_image
+from facesearch.pipeline.sources import media_source
 from facesearch.settings import DEFAULTS, Settings
 
 if TYPE_CHECKING:
-    from facesearch.models.descriptor import DescriptorModel
+    from facesearch.models.base import Embedder
     from facesearch.pipeline.prepare import PreparedFace
 
 #: One photo's outcome: (original size (w, h), or None for an array; its faces, largest first).
@@ -30,17 +31,18 @@ Described = tuple[tuple[int, int] | None, list[Face]]
 
 
 class Describer:
-    """Describes photos (paths or RGB arrays) with the shipped descriptor model; create once and
-    reuse (models load on first use, one preparer per thread). Thread-safe to call from one
-    thread at a time; `close()` lets the threads go."""
+    """Describes photos (paths or RGB arrays) with an embedder (the shipped descriptor model
+    unless another is given); create once and reuse (models load on first use, one preparer,
+    with the backends Settings.detector and Settings.parser name, per thread). Thread-safe to
+    call from one thread at a time; `close()` lets the threads go."""
 
-    def __init__(self, settings: Settings = DEFAULTS, model: DescriptorModel | None = None):
+    def __init__(self, settings: Settings = DEFAULTS, model: Embedder | None = None):
         self.settings = settings
         self._given_model = model
 
     @cached_property
-    def model(self) -> DescriptorModel:
-        """The descriptor model (the shipped one unless another was given)."""
+    def model(self) -> Embedder:
+        """The embedder (the shipped descriptor model unless another was given)."""
         if self._given_model is not None:
             return self._given_model
         from facesearch.models.descriptor import shipped_model
@@ -57,7 +59,9 @@ class Describer:
         return threading.local()
 
     def prepare_one(self, image) -> tuple[tuple[int, int] | None, list[PreparedFace]] | Exception:
-        """(original size, prepared faces) of one photo on a preparing thread, or its error."""
+        """(original size (w, h), prepared faces) of one photo (a path, read through its media
+        source, or an (H, W, 3) uint8 RGB array: size None) on a preparing thread, or its
+        error."""
         try:
             preparer = getattr(self._thread_state, "preparer", None)
             if preparer is None:  # mediapipe graphs are not shared between threads
@@ -65,8 +69,8 @@ class Describer:
                 preparer = self._thread_state.preparer = FacePreparer(self.settings)
             if isinstance(image, np.ndarray):
                 return None, preparer.prepare(image, 1.0)
-            photo = load_image(image, self.settings.max_decode_side)
-            return photo.original_size, preparer.prepare(photo.pixels, photo.scale)
+            item = next(iter(media_source(image, self.settings)))  # a photo: its one item
+            return item.original_size, preparer.prepare(item.pixels, item.scale)
         except Exception as error:  # noqa: BLE001 - handed to the caller, photo by photo
             return error
 
@@ -97,12 +101,12 @@ class Describer:
             yield from finish(min(batch, len(pending)))
 
     def describe_prepared(self, photos: list[list[PreparedFace]]) -> list[list[Face]]:
-        """The network over the prepared faces of several photos in one batch; faces per photo."""
+        """The embedder over the prepared faces of several photos in one batch; faces per photo."""
         prepared = [face for faces in photos for face in faces]
         if not prepared:
             return [[] for _ in photos]
-        embedded = self.model.embed(np.stack([p.crop for p in prepared]),
-                                    np.stack([p.grid_masks for p in prepared]))
+        grid_masks = np.stack([p.grid_masks for p in prepared]) if self.model.uses_masks else None
+        embedded = self.model.embed(np.stack([p.crop for p in prepared]), grid_masks)
         faces = [Face(vector=embedded.vectors[i], bbox=[round(float(v), 1) for v in p.bbox],
                       landmarks=[[round(float(x), 1), round(float(y), 1)] for x, y in p.landmarks],
                       attributes=embedded.attributes(i), score=round(p.score, 4),

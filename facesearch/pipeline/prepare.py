@@ -1,15 +1,21 @@
-"""From a photo to network inputs: detect every face, align it, cut its 7 region masks."""
+"""From a photo to network inputs: detect every face, align it, cut its 7 region masks.
+
+    preparer = FacePreparer(settings)   # detect.detector(settings.detector) -> alignment
+                                        # -> parse.parser(settings.parser)
+    faces = preparer.prepare(pixels, scale)   # list[PreparedFace], largest first
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from facesearch.pipeline import alignment
-from facesearch.pipeline.detect.mediapipe import FaceDetector
+from facesearch.pipeline.detect import Detector
+from facesearch.pipeline.detect import detector as make_detector
+from facesearch.pipeline.parse import Parser, coarse_masks
+from facesearch.pipeline.parse import parser as make_parser
 from facesearch.settings import DEFAULTS, Settings
-from facesearch.pipeline.parse.mesh import RegionSegmenter, coarse_masks
 
 
 @dataclass
@@ -20,43 +26,49 @@ class PreparedFace:
     landmarks: np.ndarray   # (5, 2) in pixels of the original photo
     score: float            # detector confidence
     crop: np.ndarray        # (112, 96, 3) uint8 aligned face
-    masks: np.ndarray       # (7, 112, 96) one-hot region masks of the crop
-    mesh: np.ndarray        # (468, 2) face mesh in crop pixels
-    mesh_found: bool        # False: `mesh` is the mean mesh
+    masks: np.ndarray       # (7, 112, 96) float32 one-hot region masks of the crop
+    #: The detector's extra point sets (Detection.points) in crop pixels, e.g. "mesh" (468, 2).
+    points: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def mesh(self) -> np.ndarray | None:
+        """(468, 2) face mesh in crop pixels when the detector found one, else None."""
+        return self.points.get("mesh")
+
+    @property
+    def mesh_found(self) -> bool:
+        """Whether the detector found this face's mesh (the mesh parser used the mean otherwise)."""
+        return "mesh" in self.points
 
     @property
     def grid_masks(self) -> np.ndarray:
-        """The masks at the feature-map grid, as the network takes them."""
+        """The masks at the feature-map grid (7, 7, 6) float32, as the network takes them."""
         return coarse_masks(self.masks)
 
 
 class FacePreparer:
-    """Detection -> alignment -> region masks. Create once; models load on first use."""
+    """Detection -> alignment -> region masks, with the backends `settings` names (or the ones
+    given). Create once per thread; models load on first use. Raises FaceSearchError for an
+    unknown backend name."""
 
-    def __init__(self, settings: Settings = DEFAULTS, detector: FaceDetector | None = None):
-        self.detector = detector or FaceDetector(min_score=settings.min_detection_score)
-        self.segmenter = RegionSegmenter()
-
-    @cached_property
-    def mean_mesh(self) -> np.ndarray | None:
-        from facesearch.models.descriptor import mean_mesh
-
-        return mean_mesh()
+    def __init__(self, settings: Settings = DEFAULTS, detector: Detector | None = None,
+                 parser: Parser | None = None):
+        self.detector = detector or make_detector(settings.detector, settings)
+        self.parser = parser or make_parser(settings.parser, settings)
 
     def prepare(self, pixels: np.ndarray, scale: float = 1.0) -> list[PreparedFace]:
-        """Every face of an RGB photo, largest first; `scale` maps pixels to original pixels."""
+        """Every face of an (H, W, 3) uint8 RGB image, largest first; `scale` maps its pixels to
+        the original photo's (original size / decoded size). Faces the parser cannot parse are
+        left out."""
         faces = []
         for face in self.detector.detect(pixels):
             matrix = alignment.template_transform(face.landmarks)
             crop = alignment.warp(pixels, matrix)
-            if face.mesh is not None:
-                mesh = alignment.transform_points(face.mesh, matrix)
-            elif self.mean_mesh is not None:
-                mesh = self.mean_mesh
-            else:
+            in_crop = face.transformed(matrix)
+            masks = self.parser.masks(crop, in_crop)
+            if masks is None:
                 continue
             faces.append(PreparedFace(bbox=face.bbox * scale, landmarks=face.landmarks * scale,
-                                      score=face.score, crop=crop,
-                                      masks=self.segmenter.masks(crop, mesh), mesh=mesh,
-                                      mesh_found=face.mesh is not None))
+                                      score=face.score, crop=crop, masks=masks,
+                                      points=in_crop.points))
         return faces

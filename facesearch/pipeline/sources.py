@@ -2,16 +2,26 @@
 
 The unit of work is a media item: a source yields (key, frame index, timestamp, pixels). A photo
 yields one item (frame 0, no timestamp); a video will yield its frames. `find_images` lists the
-photo files under the folders a user gives, `photo_key` is how the index stores a file's path.
+photo files under the folders a user gives, `photo_key` is how the index stores a file's path,
+`media_source` picks the source that reads a file.
+
+    for item in media_source(path, settings):     # a PhotoSource: one MediaItem
+        faces = preparer.prepare(item.pixels, item.scale)
 """
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from facesearch.errors import FaceSearchError
+from facesearch.pipeline.images import load_image
+from facesearch.settings import DEFAULTS, Settings
 
 #: File extensions facesearch reads as photos.
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
@@ -88,3 +98,48 @@ def photo_key(path: Path) -> str | None:
         return printable(str(path.resolve()))
     except (RuntimeError, OSError):
         return None
+
+
+@dataclass(frozen=True)
+class MediaItem:
+    """One picture to find faces in: a photo, or one frame of a video."""
+
+    key: str                        # the media file's path as stored (printable)
+    frame: int                      # frame index within the media, 0 for a photo
+    timestamp: float | None         # seconds from the media's start; None for a photo
+    pixels: np.ndarray              # (H, W, 3) uint8 RGB, decoded (possibly reduced)
+    scale: float                    # original pixels per decoded pixel (>= 1)
+    original_size: tuple[int, int]  # (width, height) of the original picture, as displayed
+
+
+class MediaSource(ABC):
+    """The media items of one media file, in order. Iterating may raise FaceSearchError (e.g.
+    images.ImageError) for a file that cannot be read; iterate once."""
+
+    def __init__(self, path: str | os.PathLike, settings: Settings = DEFAULTS):
+        self.path = Path(path)
+        self.settings = settings
+
+    @property
+    def key(self) -> str:
+        """The file's path as stored: what its items carry as `key`."""
+        return printable(self.path)
+
+    @abstractmethod
+    def __iter__(self) -> Iterator[MediaItem]:
+        """The items, in frame order."""
+
+
+class PhotoSource(MediaSource):
+    """A photo: one item (frame 0, no timestamp), decoded by images.load_image at most
+    Settings.max_decode_side on its longest side. Raises images.ImageError when unreadable."""
+
+    def __iter__(self) -> Iterator[MediaItem]:
+        photo = load_image(self.path, self.settings.max_decode_side)
+        yield MediaItem(key=self.key, frame=0, timestamp=None, pixels=photo.pixels,
+                        scale=photo.scale, original_size=photo.original_size)
+
+
+def media_source(path: str | os.PathLike, settings: Settings = DEFAULTS) -> MediaSource:
+    """The source that reads a media file: a PhotoSource (every file is read as a photo)."""
+    return PhotoSource(path, settings)

@@ -222,14 +222,15 @@ class _GalleryCatalog:
         return np.ones(len(ids), dtype=bool), self.gallery.probabilities[ids]
 
 
-def describe_gallery(crops: np.ndarray, masks: np.ndarray, celeba: np.ndarray, files: np.ndarray,
-                     identity: np.ndarray) -> Gallery:
-    """Describe aligned crops and grid masks with the shipped model."""
+def embed_gallery(crops: np.ndarray, masks: np.ndarray, celeba: np.ndarray, files: np.ndarray,
+                  identity: np.ndarray) -> Gallery:
+    """A gallery of aligned crops (n, 112, 96, 3) and grid masks (n, 7, 7, 6), embedded by the
+    shipped model."""
     from facesearch.models.descriptor import embed_faces, shipped_model
 
-    described = embed_faces(shipped_model().network, crops, masks)
-    probabilities = np.concatenate([described.probabilities, described.ages[:, None]], axis=1)
-    return Gallery(described.vectors, probabilities.astype(np.float32), celeba.astype(np.int8),
+    embedded = embed_faces(shipped_model().network, crops, masks)
+    probabilities = np.concatenate([embedded.probabilities, embedded.ages[:, None]], axis=1)
+    return Gallery(embedded.vectors, probabilities.astype(np.float32), celeba.astype(np.int8),
                    np.asarray(files), np.asarray(identity))
 
 
@@ -241,7 +242,7 @@ def validation_gallery(limit: int | None = None, root: Path | None = None) -> Ga
     _, validation, _ = load_data(TrainSettings(), root)
     labelled = np.flatnonzero(validation.celeba[:, 0] != UNKNOWN)[:limit]
     part = validation.subset(labelled)
-    return describe_gallery(part.crops, part.masks, part.celeba, part.files, part.identity)
+    return embed_gallery(part.crops, part.masks, part.celeba, part.files, part.identity)
 
 
 def read_captions(root: Path | None = None) -> dict[str, str]:

@@ -1,20 +1,21 @@
-"""Face detection and landmarks with the models that ship inside mediapipe 0.10.21 (offline).
+"""The "mediapipe" detector backend: the models that ship inside mediapipe 0.10.21 (offline).
 
 Two detectors (short range for close-ups and crops, full range for faces further away) are
 merged, then every face is cut out roughly by its 6 detector keypoints and the 468-point face
-mesh refines its landmarks. Landmarks come back in pixels of the image given.
+mesh refines its landmarks. Landmarks come back in pixels of the image given; the mesh, when
+found, as `Detection.points["mesh"]` (468, 2), which the "mesh" parser draws regions from.
 """
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
-from facesearch.pipeline import alignment
 from facesearch.models import mediapipe as mediapipe_models
-from facesearch.settings import DEFAULTS
+from facesearch.pipeline import alignment
+from facesearch.pipeline.detect.base import Detection, Detector, box_area
+from facesearch.settings import DEFAULTS, Settings
 
 #: Mesh points used for the 5 alignment landmarks.
 MESH_LEFT_EYE = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
@@ -36,25 +37,18 @@ MESHLESS_MIN_SCORE = 0.8
 MIN_FACE_SIDE = 12
 
 
-@dataclass
-class DetectedFace:
-    """One face: box, detector score, 5 alignment landmarks, and the dense mesh when found."""
+class MediapipeDetector(Detector):
+    """mediapipe's two face detectors, merged, refined by its face mesh. Create once and reuse
+    (the graphs load on first use); one instance per thread (mediapipe graphs are not shared)."""
 
-    bbox: np.ndarray        # (4,) x0, y0, x1, y1 in pixels
-    score: float
-    landmarks: np.ndarray   # (5, 2): left eye, right eye, nose tip, mouth left, mouth right
-    mesh: np.ndarray | None  # (468, 2) face-mesh points, None when the mesh failed
-
-    @property
-    def area(self) -> float:
-        return _area(self.bbox)
-
-
-class FaceDetector:
-    """Finds every face in an RGB image. Create once and reuse: the models load on first use."""
+    name = "mediapipe"
 
     def __init__(self, min_score: float = DEFAULTS.min_detection_score):
         self.min_score = min_score
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MediapipeDetector:
+        return cls(min_score=settings.min_detection_score)
 
     @cached_property
     def _detectors(self) -> list:
@@ -68,8 +62,8 @@ class FaceDetector:
     def _mesh(self):
         return mediapipe_models.face_mesh()
 
-    def detect(self, image: np.ndarray) -> list[DetectedFace]:
-        """All faces in an RGB uint8 image, largest first."""
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """All faces of an (H, W, 3) uint8 RGB image, largest first, in its pixels."""
         image = np.ascontiguousarray(image)
         height, width = image.shape[:2]
         boxes, scores, keypoints = [], [], []
@@ -93,8 +87,8 @@ class FaceDetector:
             rough = _landmarks_from_keypoints(np.asarray(keypoints[i]))
             mesh = self._refine(image, rough)
             landmarks = landmarks_from_mesh(mesh) if mesh is not None else rough
-            faces.append(DetectedFace(bbox=box, score=float(scores[i]), landmarks=landmarks,
-                                      mesh=mesh))
+            faces.append(Detection(bbox=box, score=float(scores[i]), landmarks=landmarks,
+                                   points={} if mesh is None else {"mesh": mesh}))
         meshed = [face.bbox for face in faces if face.mesh is not None]
         faces = [face for face in faces if face.mesh is not None or (
             face.score >= MESHLESS_MIN_SCORE and not any(_overlap(face.bbox, box) > 0 for box in meshed))]
@@ -145,10 +139,6 @@ def _non_max_suppression(boxes: np.ndarray, scores: np.ndarray) -> list[int]:
     return keep
 
 
-def _area(box: np.ndarray) -> float:
-    return float((box[2] - box[0]) * (box[3] - box[1]))
-
-
 def _overlap(a: np.ndarray, b: np.ndarray) -> float:
     """Area of the intersection of two boxes."""
     width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
@@ -159,6 +149,6 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> float:
 def _same_face(a: np.ndarray, b: np.ndarray) -> bool:
     """Whether two boxes overlap enough (IoU, or one inside the other) to be one face."""
     inter = _overlap(a, b)
-    union = _area(a) + _area(b) - inter
-    smaller = min(_area(a), _area(b))
+    union = box_area(a) + box_area(b) - inter
+    smaller = min(box_area(a), box_area(b))
     return (union > 0 and inter / union > NMS_IOU) or (smaller > 0 and inter / smaller > NMS_CONTAINED)

@@ -1,36 +1,49 @@
-"""Region masks: the 7 facial regions of an aligned face, from face-mesh polygons and a person mask.
+"""The "mesh" parser backend: the 7 regions of an aligned face from face-mesh polygons and a
+person mask (mediapipe's selfie segmentation).
 
 Eyes, eyebrows, lips and nose are the convex hulls of their face-mesh points; face skin is the
 face oval less those; hair is the person (mediapipe's selfie segmentation) outside the face oval
-and above the chin; the rest is background. Each pixel belongs to exactly one region.
+and above the chin; the rest is background. Each pixel belongs to exactly one region. The mesh is
+the detection's `points["mesh"]` (the "mediapipe" detector gives one); a face without one is
+drawn from the mean mesh stored with the descriptor's weights.
 """
 from __future__ import annotations
 
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from facesearch.models import mediapipe as mediapipe_models
-from facesearch.spec import FEATURE_GRID, REGIONS
+from facesearch.pipeline.parse.base import Parser
+from facesearch.spec import REGIONS
+
+if TYPE_CHECKING:
+    from facesearch.pipeline.detect.base import Detection
 
 #: Zoom of the crop the person segmenter sees (it works at 256 px; 112 px is too small).
 SEGMENTER_ZOOM = 2
 #: Person-mask probability above which a pixel is the person.
 PERSON_THRESHOLD = 0.5
-REGION_COLORS: dict[str, tuple[int, int, int]] = {
-    "background": (40, 40, 40), "hair": (150, 75, 20), "face_skin": (240, 190, 150),
-    "eyes": (40, 120, 255), "eyebrows": (120, 40, 160), "lips": (230, 30, 60),
-    "nose": (40, 200, 90),
-}
 
 
 def _mesh_points(connections) -> tuple[int, ...]:
     return tuple(sorted({i for edge in connections for i in edge}))
 
 
-class RegionSegmenter:
-    """Makes the (7, H, W) one-hot region masks of an aligned face. Models load on first use."""
+class MeshParser(Parser):
+    """Region masks from the face mesh and a person mask. Models load on first use; one instance
+    per thread (mediapipe graphs are not shared)."""
+
+    name = "mesh"
+
+    @cached_property
+    def mean_mesh(self) -> np.ndarray | None:
+        """(468, 2) mean face mesh in crop pixels, for faces without a mesh; None without weights."""
+        from facesearch.models.descriptor import mean_mesh
+
+        return mean_mesh()
 
     @cached_property
     def _parts(self) -> dict[str, tuple[tuple[int, ...], ...]]:
@@ -57,8 +70,19 @@ class RegionSegmenter:
         probability = cv2.resize(probability, (width, height), interpolation=cv2.INTER_AREA)
         return probability > PERSON_THRESHOLD
 
-    def masks(self, crop: np.ndarray, mesh: np.ndarray) -> np.ndarray:
-        """One-hot float32 masks (7, H, W) in REGIONS order for a crop and its mesh (crop pixels)."""
+    def masks(self, crop: np.ndarray, face: Detection) -> np.ndarray | None:
+        """One-hot float32 masks (7, H, W) in REGIONS order of an aligned crop, drawn from the
+        face's mesh (crop pixels), else the mean mesh; None when neither exists."""
+        mesh = face.points.get("mesh")
+        if mesh is None:
+            mesh = self.mean_mesh
+        if mesh is None:
+            return None
+        return self.mesh_masks(crop, mesh)
+
+    def mesh_masks(self, crop: np.ndarray, mesh: np.ndarray) -> np.ndarray:
+        """One-hot float32 masks (7, H, W) in REGIONS order for a crop and a (468, 2) mesh in its
+        pixels."""
         height, width = crop.shape[:2]
         labels = np.full((height, width), REGIONS.index("background"), dtype=np.uint8)
         oval = self._hull_mask(mesh, self._parts["face_oval"], (height, width))
@@ -77,23 +101,4 @@ class RegionSegmenter:
             hull = cv2.convexHull(np.round(mesh[list(group)] * 4).astype(np.int32))
             cv2.fillConvexPoly(mask, hull, 1, lineType=cv2.LINE_8, shift=2)
         return mask.astype(bool)
-
-
-def coarse_masks(masks: np.ndarray) -> np.ndarray:
-    """Region masks at the feature-map grid (7, 7, 6): the share of each cell, each mask's peak 1.
-
-    Scaling each region to peak 1 keeps small regions (eyes, lips) from vanishing at stride 16.
-    """
-    grid_h, grid_w = FEATURE_GRID
-    cells = np.stack([cv2.resize(mask, (grid_w, grid_h), interpolation=cv2.INTER_AREA)
-                      for mask in masks])
-    peaks = cells.reshape(len(masks), -1).max(1)
-    return (cells / np.maximum(peaks, 1e-6)[:, None, None]).astype(np.float32)
-
-
-def overlay(crop: np.ndarray, masks: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """The crop with each region tinted in its colour (for looking at masks)."""
-    colors = np.array([REGION_COLORS[name] for name in REGIONS], dtype=np.float32)
-    tint = np.tensordot(masks.transpose(1, 2, 0), colors, axes=1)
-    return (crop * (1 - alpha) + tint * alpha).clip(0, 255).astype(np.uint8)
 
