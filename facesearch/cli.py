@@ -122,6 +122,10 @@ def info(index: Optional[Path] = IndexOption, db_url: Optional[str] = DbOption,
             typer.echo(f"{'failed':>18}: {len(value)}")
             for path, error in value:
                 typer.echo(f"{'':>20}{error or path}")
+        elif key == "spaces":
+            for name, space in value.items():
+                typer.echo(f"{'space ' + name:>18}: {space['vectors']} vectors of {space['dim']} dims, "
+                           f"{space['index_type']}, model {space['model_version'] or '-'}")
         elif key.endswith("_bytes") and isinstance(value, int):
             typer.echo(f"{key:>18}: {value} ({value / 2**20:.1f} MiB)")
         else:

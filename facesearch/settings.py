@@ -64,10 +64,12 @@ class Settings:
                                  max(1, min(2, os.cpu_count() or 1)))
     describe_batch: int = _env("describe_batch", "int", "photos described per network batch", 16)
     commit_every: int = _env("commit_every", "int",
-                             "photos between two commits of SQL rows while indexing", 64)
+                             "photos described per batch while indexing; checkpoints (vector "
+                             "files, then SQL rows) fall on batch boundaries", 64)
     checkpoint_seconds: float = _env("checkpoint_seconds", "float",
-                                     "seconds between two checkpoints of the vector files while "
-                                     "indexing (also written once at the end of a run)", 120.0)
+                                     "seconds between two checkpoints while indexing (the vector "
+                                     "files, then the SQL rows; also at the end of a run and on "
+                                     "Ctrl-C): a killed run loses at most this much work", 120.0)
     ivf_threshold: int = _env("ivf_threshold", "int",
                               "faces up to which search is exact (FAISS Flat); past it IVF", 50_000)
     compression: str | None = _env("compression", "str",

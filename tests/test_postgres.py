@@ -113,8 +113,32 @@ def test_store_round_trip_on_postgresql(pg_url: str, tmp_path: Path) -> None:
         store.set_meta("model_version", "1")
         store.set_meta("model_version", "2")
         assert store.get_meta("model_version") == "2"
-        assert store.delete_photos([tmp_path / "a.jpg"]) == [0, 1]
+        assert store.delete_photos([tmp_path / "a.jpg"]) == {"master": [0, 1]}
         assert store.counts() == (1, 0) and store.all_vector_ids() == []
+
+
+def test_migration_0004_backfills_face_vectors_on_postgresql(pg_url: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", pg_url.replace("%", "%%"))
+    command.upgrade(cfg, "0003")  # an index made before vector spaces
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO photos (id, path, content_hash, size, mtime, status, indexed_at) "
+            "VALUES (1, '/p/a.jpg', 'x', 1, 1.0, 'indexed', now())")
+        for face_id in (1, 2):
+            connection.exec_driver_sql(
+                "INSERT INTO faces (id, photo_id, face_index, x0, y0, x1, y1, landmarks, det_score, "
+                f"attributes, vector_id) VALUES ({face_id}, 1, {face_id}, 0, 0, 1, 1, '[]', 1, '{{}}', "
+                f"{face_id + 10})")
+    engine.dispose()
+    with Store(pg_url) as store:
+        assert store.all_vector_ids("master") == [11, 12] and store.next_vector_id() == 13
+        assert store.delete_photos(["/p/a.jpg"]) == {"master": [11, 12]}
 
 
 def test_filters_run_in_postgresql(pg_url: str, tmp_path: Path) -> None:

@@ -32,6 +32,12 @@ from facesearch.index.store import DB_FILENAME
 from facesearch.index.spaces import FAISS_FILENAME
 from facesearch.index.lock import IndexBusyError, IndexLock
 from facesearch.index.spaces import VectorIndex
+from facesearch.index import indexer as indexing
+from facesearch.index.indexer import Indexer, reconcile
+from facesearch.index.spaces import MASTER, Spaces
+from facesearch.index.store import Store
+from facesearch.pipeline.faces import Face
+from facesearch.spec import VECTOR_DIM
 
 WILD = "celeba/wild"
 
@@ -234,8 +240,6 @@ def test_permission_denied_is_reported(data_dir: Path, tmp_path: Path, monkeypat
     """What an unreadable file does (simulated: root reads everything), then fixed and retried:
     a failed file is tried again although its size and mtime did not change (chmod doesn't)."""
     photos = copy_photos(data_dir, ["000461.jpg", "000711.jpg"], tmp_path / "db")
-    import facesearch.index.indexer as indexing
-
     real_hash = indexing.content_hash
 
     def no_access(path):
@@ -329,6 +333,109 @@ def test_ctrl_c_keeps_what_was_described(data_dir: Path, tmp_path: Path, monkeyp
         fs.close()
 
 
+# --- checkpoints (no model: a fake describer gives each photo one face) ------------------------------
+#: Seconds a fake photo takes to describe, on the fake clock of checkpoint tests.
+FAKE_DESCRIBE_SECONDS = 10.0
+
+
+def fake_vector(path: Path) -> np.ndarray:
+    """A unit master vector (VECTOR_DIM,) that only the file's bytes decide."""
+    vector = np.random.default_rng(zlib.crc32(Path(path).read_bytes())).standard_normal(VECTOR_DIM)
+    return (vector / np.linalg.norm(vector)).astype(np.float32)
+
+
+class FakeRun:
+    """Indexer runs over `folder` into `index_dir` with a fake describer (one face a photo, its
+    vector `fake_vector`) and a fake clock that describing advances by FAKE_DESCRIBE_SECONDS."""
+
+    def __init__(self, index_dir: Path, folder: Path, monkeypatch) -> None:
+        self.index_dir, self.folder, self.now = index_dir, folder, 0.0
+        monkeypatch.setattr(indexing, "_clock", lambda: self.now)
+
+    def describe(self, paths: list[Path]):
+        for path in paths:
+            self.now += FAKE_DESCRIBE_SECONDS
+            face = Face(vector=fake_vector(path), bbox=[0.0, 0.0, 10.0, 10.0],
+                        landmarks=[[1.0, 1.0]] * 5, attributes={"Smiling": 0.5}, score=0.9,
+                        crop=np.zeros((1, 1, 3), np.uint8), masks=np.zeros((7, 1, 1), np.float32))
+            yield (10, 10), [face]
+
+    def __call__(self, checkpoint_seconds: float, commit_every: int = 2):
+        """Reconcile, then run; returns (report, {vector id: photo path} in SQL)."""
+        with Store.for_index_dir(self.index_dir) as store:
+            spaces = Spaces.open(self.index_dir)
+            reconcile(store, spaces)
+            indexer = Indexer(store, spaces, self.describe, "fake-model", commit_every=commit_every,
+                              checkpoint_seconds=checkpoint_seconds)
+            report = indexer.run([self.folder], sorted(self.folder.iterdir()), progress=False)
+            rows = {i: photo.path for i, (_, photo) in store.faces_by_vector_ids(store.all_vector_ids()).items()}
+        return report, rows
+
+
+def fake_photos(folder: Path, n: int, start: int = 0) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(start, start + n):
+        (folder / f"{i:02d}.jpg").write_bytes(f"photo {i}".encode())
+    return sorted(folder.iterdir())
+
+
+def count_saves(monkeypatch, write: bool = True) -> list[str]:
+    """Record the name of each VectorIndex.save call (writing the file only if `write`)."""
+    saved: list[str] = []
+    real = VectorIndex.save
+
+    def save(self: VectorIndex) -> None:
+        saved.append(self.name)
+        if write:
+            real(self)
+        else:
+            self.unsaved = False  # as if written: what a crash before the write looks like
+
+    monkeypatch.setattr(VectorIndex, "save", save)
+    return saved
+
+
+@pytest.mark.parametrize(("checkpoint_seconds", "saves"), [(3600.0, 1), (45.0, 2), (0.0, 5)])
+def test_a_long_run_writes_the_vector_file_once_plus_checkpoints(
+        checkpoint_seconds: float, saves: int, tmp_path: Path, monkeypatch) -> None:
+    """10 photos described 2 at a time, 10 s a photo: one file write at the end, plus one a
+    checkpoint_seconds (45 s: after the 3rd batch, at 60 s); 0 s writes after every batch."""
+    fake_photos(tmp_path / "db", 10)
+    run_ = FakeRun(tmp_path / "idx", tmp_path / "db", monkeypatch)
+    saved = count_saves(monkeypatch)
+    report, rows = run_(checkpoint_seconds)
+    assert saved == [MASTER] * saves
+    assert (report.indexed, report.faces) == (10, 10)
+    master = Spaces.open(tmp_path / "idx").master
+    assert sorted(rows) == sorted(master.ids().tolist()) and master.model_version == "fake-model"
+
+
+def test_rows_whose_vectors_never_reached_disk_are_described_again(tmp_path: Path, monkeypatch) -> None:
+    """A vector file that lost the last vectors (written by nobody, or restored from an older
+    copy): no query pairs a stored vector with another photo, and the next run describes the
+    photos whose vectors are missing again, as new ones."""
+    fake_photos(tmp_path / "db", 4)
+    run_ = FakeRun(tmp_path / "idx", tmp_path / "db", monkeypatch)
+    run_(checkpoint_seconds=0)
+    photos = fake_photos(tmp_path / "db", 4, start=4)
+    with monkeypatch.context() as patched:
+        count_saves(patched, write=False)  # the rows are committed, the vectors never written
+        _, rows = run_(checkpoint_seconds=0)
+    lost = {i for i, path in rows.items() if Path(path) in photos[4:]}
+    on_disk = Spaces.open(tmp_path / "idx").master
+    assert len(rows) == 8 and not lost & set(on_disk.ids().tolist())
+    for vector_id in on_disk.ids().tolist():  # every vector on disk is its row's photo's
+        np.testing.assert_allclose(on_disk.reconstruct([vector_id])[0], fake_vector(rows[vector_id]))
+
+    report, rows = run_(checkpoint_seconds=0)
+    assert (report.indexed, report.unchanged, report.faces) == (4, 4, 4)
+    on_disk = Spaces.open(tmp_path / "idx").master
+    assert sorted(rows) == sorted(on_disk.ids().tolist()) and len(rows) == 8
+    assert not lost & set(rows)  # ids are never reused
+    for vector_id, path in rows.items():
+        np.testing.assert_allclose(on_disk.reconstruct([vector_id])[0], fake_vector(path))
+
+
 # --- crash safety and concurrency ---------------------------------------------------------------
 def faces_committed(db: Path) -> int:
     """Face rows committed so far, read straight from SQLite (0 while there is no table yet)."""
@@ -347,6 +454,7 @@ def test_kill_9_mid_run_loses_nothing_and_other_processes_keep_working(
     describer.describe(photos[0])  # the model is loaded here before the clock starts
     environment = {k: v for k, v in os.environ.items() if k != "FACESEARCH_DEBUG"}
     environment["FACESEARCH_COMMIT_EVERY"] = "2"
+    environment["FACESEARCH_CHECKPOINT_SECONDS"] = "0"  # a checkpoint (FAISS, then SQL) per batch
     run = subprocess.Popen([sys.executable, "-m", "facesearch", "index", "db", "--index", "idx", "-q"],
                            cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

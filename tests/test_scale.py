@@ -438,6 +438,7 @@ def test_migration_copies_existing_faces_into_face_classes(tmp_path: Path) -> No
 
         assert where("smiling > 0.5") == [11] and where("male > 0.5") == [12]
         assert where("age > 30") == [11]  # face 2 has no age: NULL matches nothing
-        assert store.delete_photos(["/p/a.jpg"]) == [11, 12]
+        assert store.all_vector_ids("master") == [11, 12]  # backfilled by migration 0004
+        assert store.delete_photos(["/p/a.jpg"]) == {"master": [11, 12]}
         with store.engine.connect() as connection:  # the copies go with their faces
             assert connection.exec_driver_sql("SELECT count(*) FROM face_classes").scalar() == 0

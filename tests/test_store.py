@@ -2,19 +2,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from facesearch import spec as config
-from facesearch.index.spaces import FAISS_FILENAME, VectorIndex
-from facesearch.index.store import DB_FILENAME, MIGRATIONS_DIR, Base, PhotoStatus, Store
+from facesearch.index.spaces import FAISS_FILENAME, MASTER, SPACES, SpaceSpec, Spaces, VectorIndex
+from facesearch.index.store import DB_FILENAME, MIGRATIONS_DIR, Base, FaceVector, PhotoStatus, Store
 from facesearch.settings import ENV, Settings
 
 
@@ -98,9 +101,54 @@ def test_photo_and_faces_round_trip(store: Store, tmp_path: Path) -> None:
 def test_delete_cascades_to_faces_and_returns_vector_ids(store: Store, tmp_path: Path) -> None:
     _add(store, tmp_path / "a.jpg", [0, 1])
     _add(store, tmp_path / "b.jpg", [2])
-    assert store.delete_photos([tmp_path / "a.jpg", tmp_path / "never.jpg"]) == [0, 1]
+    assert store.delete_photos([tmp_path / "a.jpg", tmp_path / "never.jpg"]) == {MASTER: [0, 1]}
     assert store.counts() == (1, 1)
     assert store.all_vector_ids() == [2]
+    with store.session() as session:  # the face_vectors rows went with their faces
+        assert session.scalars(sa.select(FaceVector.vector_id)).all() == [2]
+
+
+def test_face_vectors_record_each_space(store: Store, tmp_path: Path) -> None:
+    (tmp_path / "a.jpg").write_bytes(b"jpeg")
+    with store.session() as session:
+        store.add_photo(session, path=tmp_path / "a.jpg", content_hash="ab" * 32, size=4, mtime=1.5,
+                        faces=[{**_face(5), "vectors": {MASTER: 5, "other": 9}}, _face(6)])
+    assert store.all_vector_ids() == [5, 6] and store.all_vector_ids("other") == [9]
+    assert store.next_vector_id() == 10
+    assert store.photos_of_vectors("other", [9, 100]) == [str((tmp_path / "a.jpg").resolve())]
+    assert store.photos_of_vectors(MASTER, [9]) == []
+    # an id names one face in its space
+    with pytest.raises(sa.exc.IntegrityError), store.session() as session:
+        store.add_photo(session, path=tmp_path / "b.jpg", content_hash="ab" * 32, size=4,
+                        mtime=1.5, faces=[{**_face(7), "vectors": {MASTER: 7, "other": 9}}])
+    with pytest.raises(ValueError, match="master vector id must be its vector_id"), \
+            store.session() as session:
+        store.add_photo(session, path=tmp_path / "c.jpg", content_hash="ab" * 32, size=4,
+                        mtime=1.5, faces=[{**_face(8), "vectors": {"other": 8}}])
+    assert store.delete_photos([tmp_path / "a.jpg"]) == {MASTER: [5, 6], "other": [9]}
+
+
+def test_migration_0004_backfills_master_vector_ids(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / DB_FILENAME}"
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url)
+    command.upgrade(cfg, "0003")
+    engine = sa.create_engine(url)
+    tables = sa.MetaData()
+    tables.reflect(engine)
+    with engine.begin() as connection:
+        connection.execute(tables.tables["photos"].insert(), [
+            {"id": 1, "path": "/p/a.jpg", "content_hash": "ab", "size": 1, "mtime": 0.0,
+             "status": "indexed", "indexed_at": datetime.now(UTC)}])
+        connection.execute(tables.tables["faces"].insert(), [
+            {"id": face_id, "photo_id": 1, "face_index": face_id, "x0": 0, "y0": 0, "x1": 1,
+             "y1": 1, "landmarks": "[]", "det_score": 1.0, "attributes": "{}", "vector_id": vector_id}
+            for face_id, vector_id in ((1, 40), (2, 41))])
+    engine.dispose()
+    with Store(url) as store:
+        assert store.all_vector_ids() == [40, 41] and store.all_vector_ids("other") == []
+        assert store.delete_photos(["/p/a.jpg"]) == {MASTER: [40, 41]}
 
 
 def test_duplicate_path_or_vector_id_is_refused(store: Store, tmp_path: Path) -> None:
@@ -188,6 +236,43 @@ def test_vector_index_save_is_atomic_and_reopens(tmp_path: Path) -> None:
     assert len(reopened) == 19 and sorted(reopened.ids().tolist()) == list(range(1, 20))
     np.testing.assert_allclose(reopened.reconstruct([5]), vectors[5:6])
     assert reopened.search(vectors[7:8], 1)[1][0, 0] == 7
+
+
+def test_spaces_have_their_own_files_and_metadata(tmp_path: Path) -> None:
+    specs = (*SPACES, SpaceSpec("other", 8))
+    spaces = Spaces.open(tmp_path, ivf_threshold=64, specs=specs)
+    assert list(spaces) == [MASTER, "other"] and spaces.master is spaces[MASTER]
+    assert (spaces.master.dim, spaces["other"].dim) == (config.VECTOR_DIM, 8)
+    assert spaces.save() == 2 and spaces.save() == 0  # new files, then nothing changed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.faiss", FAISS_FILENAME]
+    other = np.random.default_rng(0).standard_normal((400, 8)).astype(np.float32)
+    other /= np.linalg.norm(other, axis=1, keepdims=True)
+    spaces["other"].add(np.arange(400), other)  # past 64: an IVF index, built here
+    spaces["other"].model_version = "other-model-1"
+    spaces.master.add([7], _master_vectors(1))
+    assert spaces.remove({MASTER: [7, 8], "unknown": [1]}) == 1
+    assert spaces.save() == 2
+
+    reopened = Spaces.open(tmp_path, specs=specs)
+    assert reopened["other"].is_ivf and len(reopened["other"]) == 400 and len(reopened.master) == 0
+    assert (reopened["other"].name, reopened["other"].model_version) == ("other", "other-model-1")
+    assert reopened["other"].stats()["dim"] == 8
+    assert reopened["other"].search(other[3:4], 1)[1][0, 0] == 3
+    with pytest.raises(ValueError, match="holds the vector space 'other', not 'master'"):
+        VectorIndex.open(tmp_path / "other.faiss", dim=8)
+    with pytest.raises(ValueError, match="of 364 dimensions"):
+        VectorIndex.open(tmp_path / "other.faiss", name="other")
+    with pytest.raises(ValueError, match="dimension divisible by 4"):
+        Spaces.open(tmp_path / "odd", "pq", 64, specs=(*SPACES, SpaceSpec("odd", 6)))[
+            "odd"].add(np.arange(100), np.ones((100, 6), np.float32))
+
+
+def test_a_vector_file_from_before_spaces_opens_as_master(tmp_path: Path) -> None:
+    old = faiss.IndexIDMap2(faiss.IndexFlatIP(config.VECTOR_DIM))  # no metadata trailer
+    old.add_with_ids(_master_vectors(3), np.arange(3, dtype=np.int64))
+    faiss.write_index(old, str(tmp_path / FAISS_FILENAME))
+    master = Spaces.open(tmp_path).master
+    assert (master.name, master.model_version, len(master)) == (MASTER, None, 3)
 
 
 def test_vector_index_sync_ids(tmp_path: Path) -> None:

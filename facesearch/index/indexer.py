@@ -1,15 +1,28 @@
-"""Indexing a folder: find photos, skip the unchanged ones, describe every face, store in batches.
+"""Indexing a folder: find photos, skip the unchanged ones, describe every face, store at checkpoints.
 
-Batches are written FAISS first (atomic file replace), SQL second (one transaction), so a kill at
-any moment leaves at worst vectors without rows, which `reconcile` drops when the next index or
-remove run starts (under the index lock, see lock.py; queries never write: they over-fetch by the
-number of such vectors and skip them). Vector ids are reserved in SQL before they reach FAISS and
-never reused. No single file stops a run: hostile files (empty, truncated, not images, links to
+Photos are described `commit_every` at a time and kept in memory until a checkpoint, which
+writes them: first every vector space that changed (one atomic FAISS file each, see spaces.py),
+then all their SQL rows in one transaction. A checkpoint is written at the first batch boundary
+once `checkpoint_seconds` have passed since the last one (or since the run started), at the end
+of the run, and on Ctrl-C (KeyboardInterrupt) before it is re-raised; so a long run rewrites the
+FAISS files about once per `checkpoint_seconds`, not once per batch.
+
+Crash safety: SQL rows are committed only after the vectors they name are on disk, so a kill at
+any moment leaves at worst vectors without rows (never a row without its vector), and loses at
+most the photos described since the last checkpoint (about `checkpoint_seconds` of work plus a
+batch): they have no row, so the next run describes them again. `reconcile` repairs any
+disagreement when the next index or remove run starts (under the index lock, see lock.py): it
+drops vectors without rows in every space, and photos with a row whose vector is missing from a
+space (a FAISS file lost or restored from an older copy) so that they are described again.
+Queries never write: they over-fetch by the number of vectors without rows and skip them. Vector
+ids are reserved in SQL before they reach FAISS and never reused, so a vector id never names
+another face. No single file stops a run: hostile files (empty, truncated, not images, links to
 nowhere or in loops, FIFOs, names that are not UTF-8, decompression bombs) are recorded as failed
 with a one-line reason, and tried again on the next run.
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import stat
@@ -26,7 +39,7 @@ from facesearch.pipeline.images import ImageError
 from facesearch.pipeline.sources import content_hash, photo_key, printable
 from facesearch.pipeline.faces import Face
 from facesearch.index.store import PhotoStatus, Store
-from facesearch.index.spaces import VectorIndex
+from facesearch.index.spaces import MASTER, Spaces
 
 
 @dataclass
@@ -54,9 +67,15 @@ def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
+#: Stands in for the crop and masks of faces waiting for a checkpoint: they are not stored, and
+#: would hold ~0.1-0.3 MB a face for up to checkpoint_seconds (a waiting face keeps ~2 KB).
+_DROPPED = np.empty(0, np.uint8)
+
+
 @dataclass
 class _Pending:
-    """A photo described but not yet written (or one that failed, with its reason)."""
+    """A photo described but not yet written (or one that failed, with its reason); its faces
+    are kept without their crops and masks."""
 
     path: Path
     digest: str
@@ -74,24 +93,40 @@ class _Pending:
 #: or a removal, so a reader holding an older FAISS file never pairs a vector with a new row.
 NEXT_VECTOR_ID = "next_vector_id"
 
+#: How a described face gives its vector in each vector space (spaces.SPACES): space name ->
+#: Face -> vector (dim,). A face has the same vector id in every space (one id counter).
+FACE_VECTORS: dict[str, Callable[[Face], np.ndarray]] = {MASTER: lambda face: face.vector}
+
+#: The clock checkpoints are timed with (seconds; tests replace it).
+_clock: Callable[[], float] = time.monotonic
+
 
 class Indexer:
-    """One indexing run over a store and a vector index."""
+    """One indexing run over a store and the vector spaces of an index."""
 
-    def __init__(self, store: Store, vectors: VectorIndex,
+    def __init__(self, store: Store, spaces: Spaces,
                  describe: Callable[[list[Path]], Iterable[tuple[tuple[int, int] | None, list[Face]] | Exception]],
-                 model_version: str, commit_every: int = DEFAULTS.commit_every):
+                 model_version: str, commit_every: int = DEFAULTS.commit_every,
+                 checkpoint_seconds: float = DEFAULTS.checkpoint_seconds):
         """`describe` maps photo paths to (original size, faces) or the exception each raised,
         in order (FaceSearch._describe_stream: several photos are described at once), with the
-        model `model_version`; photos another model described are described again. Rows are
-        committed every `commit_every` photos (Settings.commit_every)."""
+        model `model_version`; photos another model described are described again. Photos are
+        described `commit_every` at a time (Settings.commit_every); checkpoints (vector files,
+        then SQL rows) are written at batch boundaries at most every `checkpoint_seconds`
+        (Settings.checkpoint_seconds; 0: after every batch) and at the end (see the module's
+        docstring). ValueError if a space has no FACE_VECTORS entry."""
+        unknown = [name for name in spaces if name not in FACE_VECTORS]
+        if unknown:
+            raise ValueError(f"no way to get a face's vector in space(s) {', '.join(unknown)}")
         self.store = store
         self.model_version = model_version
-        self.vectors = vectors
+        self.spaces = spaces
         self.describe = describe
         self.commit_every = commit_every
+        self.checkpoint_seconds = checkpoint_seconds
         reserved = store.get_meta(NEXT_VECTOR_ID)
-        self.next_id = max(store.next_vector_id(), int(vectors.ids().max(initial=-1)) + 1,
+        self.next_id = max(store.next_vector_id(),
+                           *(int(space.ids().max(initial=-1)) + 1 for space in spaces.values()),
                            int(reserved) if reserved and reserved.isdigit() else 0)
 
     def run(self, roots: list[str | os.PathLike], files: list[Path], progress: bool = True,
@@ -137,6 +172,7 @@ class Indexer:
                 report.indexed += item.status is not PhotoStatus.ERROR
 
         bar = tqdm(work, desc="indexing", unit="photo", disable=not progress)
+        last_checkpoint = _clock()
         try:
             for path, key in bar:
                 item = self._examine(path, key, known, report)
@@ -148,9 +184,11 @@ class Indexer:
                     settle(self._describe(to_describe))
                     to_describe = []
                     bar.set_postfix(faces=report.faces)
-                if len(pending) >= self.commit_every:
+                if (len(pending) >= self.commit_every
+                        and _clock() - last_checkpoint >= self.checkpoint_seconds):
                     batch, pending = pending, []
                     self._write(batch)
+                    last_checkpoint = _clock()
             settle(self._describe(to_describe))
         except KeyboardInterrupt:
             self._write(pending)  # keep what was described; the rest is done by the next run
@@ -212,7 +250,9 @@ class Indexer:
                 item.status = PhotoStatus.ERROR
                 item.error = f"{printable(path)}: could not be described ({printable(_first_line(result))})"
             else:
-                item.size_px, item.faces = result
+                item.size_px = result[0]
+                item.faces = [dataclasses.replace(face, crop=_DROPPED, masks=_DROPPED)
+                              for face in result[1]]
                 if not item.faces:
                     item.status = PhotoStatus.NO_FACE
             yield item
@@ -222,40 +262,41 @@ class Indexer:
         prefixes = [str(Path(root).resolve()) for root in roots]
         gone = [path for path in known if path not in on_disk and not Path(path).exists()
                 and any(path == p or path.startswith(p.rstrip(os.sep) + os.sep) for p in prefixes)]
-        if gone:
-            removed_ids = self.store.delete_photos(gone)
-            self.vectors.remove(removed_ids)
-            self.vectors.save()
+        if gone:  # their vectors leave the files at the next checkpoint; queries skip them meanwhile
+            self.spaces.remove(self.store.delete_photos(gone))
         return len(gone)
 
     def _write(self, pending: list[_Pending]) -> None:
-        """Write a batch: reserve its vector ids, write the vectors (atomically), then all SQL
-        rows in one transaction. A kill between the steps leaves vectors without rows, which
-        `reconcile` drops."""
+        """Write a checkpoint: reserve the vector ids of these photos' faces, add their vectors
+        to every space and save the changed spaces (atomically, each file), then commit all
+        their SQL rows (a row per face and space in face_vectors) in one transaction. A kill
+        between the steps leaves vectors without rows, which `reconcile` drops."""
         pending = [item for item in pending if item.record]
-        if not pending:
-            return
-        ids, vectors, rows = [], [], []
+        ids: list[int] = []
+        rows = []
         for item in pending:
             faces = []
             for face in item.faces:
                 ids.append(self.next_id)
-                vectors.append(face.vector)
                 faces.append({"x0": face.bbox[0], "y0": face.bbox[1], "x1": face.bbox[2],
                               "y1": face.bbox[3], "landmarks": face.landmarks,
                               "det_score": face.score, "attributes": face.attributes,
-                              "vector_id": self.next_id})
+                              "vector_id": self.next_id,
+                              "vectors": {name: self.next_id for name in self.spaces}})
                 self.next_id += 1
             rows.append((item, faces))
         if ids:
             self.store.set_meta(NEXT_VECTOR_ID, str(self.next_id))
         replaced = [str(item.path) for item in pending if item.replaces]
+        described = [face for item in pending for face in item.faces]
         with self.store.session() as session:
-            old_ids = self.store.delete_photos(replaced, session) if replaced else []
-            self.vectors.remove(old_ids)
+            self.spaces.remove(self.store.delete_photos(replaced, session) if replaced else {})
             if ids:
-                self.vectors.add(np.array(ids, dtype=np.int64), np.stack(vectors))
-            self.vectors.save()
+                for name, space in self.spaces.items():
+                    space.add(np.array(ids, dtype=np.int64),
+                              np.stack([FACE_VECTORS[name](face) for face in described]))
+                    space.model_version = self.model_version
+            self.spaces.save()
             for item, faces in rows:
                 width, height = item.size_px or (None, None)
                 self.store.add_photo(session, path=item.path, content_hash=item.digest,
@@ -264,16 +305,20 @@ class Indexer:
                                      model_version=self.model_version, faces=faces)
 
 
-def reconcile(store: Store, vectors: VectorIndex) -> tuple[int, int]:
-    """Make SQL and FAISS agree after an interrupted run: drop vectors without rows, and photos
-    whose vectors are missing (they are re-indexed next time). Returns (vectors, photos) dropped."""
-    stored = set(store.all_vector_ids())
-    dropped_vectors = vectors.sync_ids(stored)
-    missing = stored - set(vectors.ids().tolist())
-    photos = []
-    if missing:
-        photos = sorted({photo.path for _, photo in store.faces_by_vector_ids(missing).values()})
-        vectors.remove(store.delete_photos(photos))
+def reconcile(store: Store, spaces: Spaces) -> tuple[int, int]:
+    """Make SQL and FAISS agree after an interrupted run, space by space: drop vectors without
+    rows, and photos with a face whose vector is missing from a space (they are described again
+    by the next run, as new photos); then save the spaces that changed. Call it under the index
+    lock. Returns (vectors, photos) dropped."""
+    dropped_vectors = 0
+    photos: set[str] = set()
+    for name, space in spaces.items():
+        stored = store.all_vector_ids(name)
+        dropped_vectors += space.sync_ids(stored)
+        missing = np.setdiff1d(np.asarray(stored, dtype=np.int64), space.ids())
+        photos.update(store.photos_of_vectors(name, missing.tolist()))
+    if photos:
+        spaces.remove(store.delete_photos(photos))
     if dropped_vectors or photos:
-        vectors.save()
+        spaces.save()
     return dropped_vectors, len(photos)

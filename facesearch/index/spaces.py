@@ -1,11 +1,18 @@
-"""The FAISS index of master vectors, keyed by the faces' vector ids; it grows with the collection.
+"""Vector spaces: one FAISS index per named space, keyed by the faces' vector ids; each grows with
+the collection.
+
+A space has a name, a dimension and the model version whose vectors it holds (`SpaceSpec`,
+`SPACES`). Today there is one, `master` (364-d, file `vectors.faiss`); any other space `<name>`
+lives in `<name>.faiss` beside it. `Spaces` opens, changes and saves all the spaces of an index
+folder together; `VectorIndex` is one space. The SQL store records which face has which vector id
+in which space (store.FaceVector).
 
 Scores are inner products: a master vector is 7 unit-norm region blocks, so a score is the sum of
 the 7 per-region cosines, in [-7, 7].
 
 - Up to IVF_THRESHOLD faces search is exact: `IndexIDMap2(IndexFlatIP)`.
 - Past it the index becomes an inverted file (`IndexIVFFlat`; `IndexIVFScalarQuantizer` 8-bit or
-  `IndexIVFPQ` 91x8 with compression) trained on the stored vectors, with a hash-table direct map
+  `IndexIVFPQ` with one 8-bit code per 4 dimensions, 91x8 for master, with compression) trained on the stored vectors, with a hash-table direct map
   so that every vector stays reconstructable by id (per-region scores) and removable. It is
   retrained once the collection has grown IVF_RETRAIN_GROWTH times since its training, and rebuilt
   when Settings.compression asks for another compression.
@@ -16,8 +23,9 @@ the 7 per-region cosines, in [-7, 7].
 - When FAISS sees GPUs (the faiss-gpu build), unrestricted searches run on a GPU copy of the index,
   sharded over all GPUs; the CPU index is the one changed and saved.
 
-The file is written atomically (temp file, fsync, rename, fsync folder). The metadata, as JSON,
-trails the FAISS bytes in the same file, so both change together (faiss.read_index ignores it).
+Each file is written atomically (temp file, fsync, rename, fsync folder). The metadata, as JSON
+(the space's name, dim and model version, and how the index was built), trails the FAISS bytes in
+the same file, so both change together (faiss.read_index ignores it).
 """
 from __future__ import annotations
 
@@ -27,7 +35,8 @@ import os
 import struct
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,7 +48,9 @@ from facesearch.settings import COMPRESSIONS, DEFAULTS
 from facesearch.spec import VECTOR_DIM
 
 
-#: The FAISS file of the master vectors, in the index folder.
+#: The space of master vectors (7 region blocks, spec.VECTOR_DIM dimensions).
+MASTER = "master"
+#: The FAISS file of the master vectors, in the index folder (other spaces: "<name>.faiss").
 FAISS_FILENAME = "vectors.faiss"
 #: An IVF index is retrained (new centroids, new nprobe) once the collection has grown this
 #: many times since its last training.
@@ -52,8 +63,9 @@ IVF_LISTS_PER_SQRT = 2.0
 TARGET_RECALL = 0.95
 RECALL_MARGIN = 0.005
 RECALL_QUERIES = 256
-#: PQ sub-quantizers: 91 codes of 8 bits, each for 4 dimensions (13 per region block).
-PQ_SUBQUANTIZERS = 91
+#: PQ codes are 8 bits, one per PQ_DIMS_PER_CODE dimensions (master: 91 codes, 13 per region block).
+PQ_DIMS_PER_CODE = 4
+PQ_SUBQUANTIZERS = VECTOR_DIM // PQ_DIMS_PER_CODE
 
 #: Largest k (and nprobe) that FAISS GPU indexes accept; bigger searches run on the CPU index.
 _GPU_MAX_K = 2048
@@ -69,6 +81,23 @@ _TRAIN_ITERATIONS = 10
 #: Vectors handled per chunk when adding or reconstructing many at once.
 _CHUNK = 65_536
 _RECALL_K = 10
+
+
+@dataclass(frozen=True)
+class SpaceSpec:
+    """A named vector space: its name (a short identifier) and its vectors' dimension."""
+
+    name: str
+    dim: int
+
+    @property
+    def filename(self) -> str:
+        """Its FAISS file in an index folder: FAISS_FILENAME for master, else "<name>.faiss"."""
+        return FAISS_FILENAME if self.name == MASTER else f"{self.name}.faiss"
+
+
+#: The spaces every index has, master first. Only master exists today.
+SPACES: tuple[SpaceSpec, ...] = (SpaceSpec(MASTER, VECTOR_DIM),)
 
 
 def file_signature(path: Path) -> tuple[int, int, int] | None:
@@ -91,10 +120,10 @@ def _as_ids(ids: Iterable[int] | np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
 
 
-def _as_vectors(vectors: np.ndarray) -> np.ndarray:
+def _as_vectors(vectors: np.ndarray, dim: int) -> np.ndarray:
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    if vectors.ndim != 2 or vectors.shape[1] != VECTOR_DIM:
-        raise ValueError(f"expected vectors of shape (n, {VECTOR_DIM}), got {vectors.shape}")
+    if vectors.ndim != 2 or vectors.shape[1] != dim:
+        raise ValueError(f"expected vectors of shape (n, {dim}), got {vectors.shape}")
     return vectors
 
 
@@ -108,16 +137,20 @@ def ivf_lists(n: int) -> int:
     return int(min(max(lists, 1), 65_536))
 
 
-def _new_ivf(nlist: int, compression: str) -> faiss.IndexIVF:
-    quantizer = faiss.IndexFlatIP(VECTOR_DIM)
+def _new_ivf(nlist: int, compression: str, dim: int) -> faiss.IndexIVF:
+    """An untrained IVF/IP index of `dim` dimensions; ValueError for an unknown compression, or
+    for "pq" when dim is not a multiple of PQ_DIMS_PER_CODE."""
+    quantizer = faiss.IndexFlatIP(dim)
     ip = faiss.METRIC_INNER_PRODUCT
     if compression == "none":
-        index = faiss.IndexIVFFlat(quantizer, VECTOR_DIM, nlist, ip)
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, ip)
     elif compression == "sq8":
-        index = faiss.IndexIVFScalarQuantizer(quantizer, VECTOR_DIM, nlist,
+        index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist,
                                               faiss.ScalarQuantizer.QT_8bit, ip)
     elif compression == "pq":
-        index = faiss.IndexIVFPQ(quantizer, VECTOR_DIM, nlist, PQ_SUBQUANTIZERS, 8, ip)
+        if dim % PQ_DIMS_PER_CODE:
+            raise ValueError(f"pq compression needs a dimension divisible by {PQ_DIMS_PER_CODE} (got {dim})")
+        index = faiss.IndexIVFPQ(quantizer, dim, nlist, dim // PQ_DIMS_PER_CODE, 8, ip)
         # k-means in 4 dimensions is slow in FAISS: 91 codebooks of 256 on 16k points, 10 rounds
         index.pq.cp.niter = _TRAIN_ITERATIONS
         index.pq.cp.max_points_per_centroid = 64
@@ -163,14 +196,26 @@ def _read_meta(path: Path) -> dict[str, Any]:
 
 
 class VectorIndex:
-    """Master vectors under int64 ids in a FAISS index that is Flat while small, IVF past
-    `ivf_threshold` faces; saved at `path` (see the module's docstring)."""
+    """One vector space: vectors of `dim` dimensions under int64 ids in a FAISS index that is
+    Flat while small, IVF past `ivf_threshold` faces; saved at `path` (see the module's docstring).
+
+    `name` and `model_version` (the descriptor model whose vectors it holds, the one that added
+    vectors last; None while unknown) are saved in its metadata. `unsaved` says whether it
+    changed since it was opened or last saved."""
 
     def __init__(self, index: faiss.Index, path: Path, meta: dict[str, Any] | None = None,
-                 compression: str | None = None, ivf_threshold: int | None = None) -> None:
+                 compression: str | None = None, ivf_threshold: int | None = None,
+                 name: str = MASTER) -> None:
         self.path = Path(path)
         self._index = index
-        self.meta: dict[str, Any] = dict(meta or {})
+        meta = dict(meta or {})
+        self.name: str = str(meta.pop("space", name))
+        self.dim: int = int(index.d)
+        self.model_version: str | None = meta.pop("model_version", None)
+        for derived in ("dim", "index_type", "ntotal"):  # written by save, read from the index
+            meta.pop(derived, None)
+        self.meta: dict[str, Any] = meta
+        self.unsaved = False
         self._wanted_compression = compression
         self.ivf_threshold = DEFAULTS.ivf_threshold if ivf_threshold is None else ivf_threshold
         self._gpu_index: faiss.Index | None = None
@@ -182,29 +227,35 @@ class VectorIndex:
             self.meta["compression"] = _compression_of(index)
 
     @classmethod
-    def open(cls, path: Path, compression: str | None = None,
-             ivf_threshold: int | None = None) -> VectorIndex:
-        """Load the index saved at `path`, or start an empty one if there is no file yet.
+    def open(cls, path: Path, compression: str | None = None, ivf_threshold: int | None = None,
+             *, name: str = MASTER, dim: int = VECTOR_DIM) -> VectorIndex:
+        """Load the space `name` of `dim` dimensions saved at `path`, or start an empty one if
+        there is no file yet.
 
         `compression` ("none", "sq8", "pq"; Settings.compression, None: the index's own)
         applies whenever an IVF index is built; an IVF index of another compression is rebuilt
         at the next `add`. `ivf_threshold`: Settings.ivf_threshold (None: the default).
+        ValueError if the file is not a Flat/IP or IVF/IP index of `dim` dimensions of space
+        `name` (files saved before spaces had names are taken as `name`'s).
         """
         path = Path(path)
         if compression is not None and compression not in COMPRESSIONS:
             raise ValueError(f"unknown compression {compression!r}")
         if not path.exists():
-            return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(VECTOR_DIM)), path, None,
-                       compression, ivf_threshold)
+            return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(dim)), path, None,
+                       compression, ivf_threshold, name)
         index = faiss.read_index(str(path))
         flat = isinstance(index, faiss.IndexIDMap2) and isinstance(
             faiss.downcast_index(index.index), faiss.IndexFlatIP)
         ivf = isinstance(index, faiss.IndexIVF) and index.metric_type == faiss.METRIC_INNER_PRODUCT
-        if not (flat or ivf) or index.d != VECTOR_DIM:
-            raise ValueError(f"{path} is not an IDMap2 Flat/IP or IVF/IP index of {VECTOR_DIM} dimensions")
+        if not (flat or ivf) or index.d != dim:
+            raise ValueError(f"{path} is not an IDMap2 Flat/IP or IVF/IP index of {dim} dimensions")
+        meta = _read_meta(path)
+        if meta.get("space", name) != name:
+            raise ValueError(f"{path} holds the vector space {meta['space']!r}, not {name!r}")
         if ivf and index.direct_map.type != faiss.DirectMap.Hashtable:
             index.set_direct_map_type(faiss.DirectMap.Hashtable)
-        return cls(index, path, _read_meta(path), compression, ivf_threshold)
+        return cls(index, path, meta, compression, ivf_threshold, name)
 
     # --- what it is -----------------------------------------------------------------------------
     @property
@@ -221,7 +272,7 @@ class VectorIndex:
         """"Flat/IP" or e.g. "IVF1024,Flat/IP", "IVF1024,SQ8/IP", "IVF1024,PQ91/IP"."""
         if not self.is_ivf:
             return "Flat/IP"
-        codes = {"none": "Flat", "sq8": "SQ8", "pq": f"PQ{PQ_SUBQUANTIZERS}"}[self.compression]
+        codes = {"none": "Flat", "sq8": "SQ8", "pq": f"PQ{self.dim // PQ_DIMS_PER_CODE}"}[self.compression]
         return f"IVF{self._index.nlist},{codes}/IP"
 
     @property
@@ -232,19 +283,23 @@ class VectorIndex:
         """Estimated memory the index holds: vectors or codes, ids, id hash table, centroids."""
         n = len(self)
         if not self.is_ivf:
-            return n * (VECTOR_DIM * 4 + 8 + _HASH_ENTRY_BYTES)
+            return n * (self.dim * 4 + 8 + _HASH_ENTRY_BYTES)
         index = self._index
-        fixed = index.nlist * VECTOR_DIM * 4
+        fixed = index.nlist * self.dim * 4
         if isinstance(index, faiss.IndexIVFPQ):
             fixed += index.pq.M * index.pq.ksub * index.pq.dsub * 4
         elif isinstance(index, faiss.IndexIVFScalarQuantizer):
-            fixed += 2 * VECTOR_DIM * 4
+            fixed += 2 * self.dim * 4
         return n * (index.code_size + 8 + _HASH_ENTRY_BYTES) + fixed
 
     def stats(self) -> dict[str, Any]:
-        """Index type, compression, lists, nprobe, measured recall@10, memory, search device."""
+        """Space name, dim and model version; index type, compression, lists, nprobe, measured
+        recall@10, memory, search device."""
         gpus = _num_gpus()
         return {
+            "space": self.name,
+            "dim": self.dim,
+            "model_version": self.model_version,
             "index_type": self.index_type,
             "compression": self.compression,
             "nlist": int(self._index.nlist) if self.is_ivf else None,
@@ -275,12 +330,13 @@ class VectorIndex:
     def _changed(self) -> None:
         self._gpu_index = None
         self._ids_cache = None
+        self.unsaved = True
 
     # --- changing -------------------------------------------------------------------------------
     def add(self, ids: Iterable[int] | np.ndarray, vectors: np.ndarray) -> None:
-        """Add `vectors` (n, VECTOR_DIM) under `ids` (n,); an id may be stored only once.
+        """Add `vectors` (n, dim) under `ids` (n,); an id may be stored only once (ValueError).
         May grow the index into IVF, or retrain it (see the module's docstring)."""
-        ids, vectors = _as_ids(ids), _as_vectors(vectors)
+        ids, vectors = _as_ids(ids), _as_vectors(vectors, self.dim)
         if len(ids) != len(vectors):
             raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
         if len(np.unique(ids)) != len(ids) or np.isin(ids, self.ids()).any():
@@ -297,7 +353,8 @@ class VectorIndex:
         if len(ids) == 0:
             return 0
         removed = self._index.remove_ids(ids)
-        self._changed()
+        if removed:
+            self._changed()
         return int(removed)
 
     def sync_ids(self, keep: Iterable[int]) -> int:
@@ -322,7 +379,7 @@ class VectorIndex:
         ids, vectors = self._all_vectors()
         started = time.perf_counter()
         if len(ids) < self.ivf_threshold:
-            index = faiss.IndexIDMap2(faiss.IndexFlatIP(VECTOR_DIM))
+            index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
             index.add_with_ids(vectors, ids)
             meta: dict[str, Any] = {}
         else:
@@ -335,7 +392,7 @@ class VectorIndex:
     def _all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) of everything stored (decoded approximations for SQ8/PQ)."""
         ids = self.ids().copy()
-        vectors = np.empty((len(ids), VECTOR_DIM), np.float32)
+        vectors = np.empty((len(ids), self.dim), np.float32)
         for start in range(0, len(ids), _CHUNK):
             vectors[start:start + _CHUNK] = self._index.reconstruct_batch(ids[start:start + _CHUNK])
         return ids, vectors
@@ -344,7 +401,7 @@ class VectorIndex:
                    ) -> tuple[faiss.IndexIVF, dict[str, Any]]:
         n = len(ids)
         nlist = ivf_lists(n)
-        index = _new_ivf(nlist, compression)
+        index = _new_ivf(nlist, compression, self.dim)
         index.cp.niter = _TRAIN_ITERATIONS
         rng = np.random.default_rng(0)
         sample = rng.choice(n, size=min(n, nlist * _TRAIN_PER_LIST), replace=False)
@@ -365,7 +422,7 @@ class VectorIndex:
         """The k best (scores, ids), each (n, min(k, candidates)), best first; no -1 padding.
 
         `restrict`: search only among these ids (unknown ones are ignored)."""
-        queries = _as_vectors(queries)
+        queries = _as_vectors(queries, self.dim)
         if restrict is not None:
             return self._search_among(queries, k, np.unique(_as_ids(restrict)))
         k = min(k, len(self))
@@ -412,11 +469,11 @@ class VectorIndex:
         return scores[:, keep], found[:, keep]
 
     def reconstruct(self, ids: Iterable[int] | np.ndarray) -> np.ndarray:
-        """The stored vectors (n, VECTOR_DIM) of these ids (decoded, approximate for SQ8/PQ);
+        """The stored vectors (n, dim) of these ids (decoded, approximate for SQ8/PQ);
         KeyError if one is unknown."""
         ids = _as_ids(ids)
         if len(ids) == 0:
-            return np.empty((0, VECTOR_DIM), np.float32)
+            return np.empty((0, self.dim), np.float32)
         try:
             return self._index.reconstruct_batch(ids)
         except RuntimeError:
@@ -429,7 +486,9 @@ class VectorIndex:
         rename, fsync the folder."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        meta = json.dumps({**self.meta, "index_type": self.index_type, "ntotal": len(self)}).encode()
+        meta = json.dumps({**self.meta, "space": self.name, "dim": self.dim,
+                           "model_version": self.model_version, "index_type": self.index_type,
+                           "ntotal": len(self)}).encode()
         try:
             faiss.write_index(self._index, str(temp))
             with open(temp, "ab") as written:
@@ -446,6 +505,7 @@ class VectorIndex:
                 os.fsync(folder)
             finally:
                 os.close(folder)
+        self.unsaved = False
 
     # --- GPU ------------------------------------------------------------------------------------
     def _searcher(self) -> faiss.Index:
@@ -468,6 +528,63 @@ class VectorIndex:
                 self._gpu_failed = True
                 return self._index
         return self._gpu_index
+
+
+def space_signatures(folder: Path, specs: Iterable[SpaceSpec] = SPACES) -> tuple:
+    """`file_signature` of every space's file in an index folder, in `specs` order: a new value
+    means another process saved one of them since."""
+    return tuple(file_signature(Path(folder) / spec.filename) for spec in specs)
+
+
+class Spaces(Mapping[str, VectorIndex]):
+    """All the vector spaces of an index folder, by name (master first), opened and saved
+    together. A read-only mapping name -> VectorIndex."""
+
+    def __init__(self, folder: Path, spaces: Iterable[VectorIndex]) -> None:
+        self.folder = Path(folder)
+        self._spaces = {space.name: space for space in spaces}
+        if MASTER not in self._spaces:
+            raise ValueError(f"an index needs the {MASTER!r} vector space")
+
+    @classmethod
+    def open(cls, folder: Path, compression: str | None = None, ivf_threshold: int | None = None,
+             specs: Iterable[SpaceSpec] = SPACES) -> Spaces:
+        """Open every space of `specs` in `folder` (empty ones where there is no file yet);
+        `compression` and `ivf_threshold` as for VectorIndex.open, which raises ValueError for
+        a file that is not the space's."""
+        folder = Path(folder)
+        return cls(folder, (VectorIndex.open(folder / spec.filename, compression, ivf_threshold,
+                                             name=spec.name, dim=spec.dim) for spec in specs))
+
+    @property
+    def master(self) -> VectorIndex:
+        """The master vectors (spec.VECTOR_DIM dimensions), which queries rank."""
+        return self._spaces[MASTER]
+
+    def __getitem__(self, name: str) -> VectorIndex:
+        return self._spaces[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._spaces)
+
+    def __len__(self) -> int:
+        return len(self._spaces)
+
+    def remove(self, ids: Mapping[str, Iterable[int]]) -> int:
+        """Remove {space name: vector ids} (as Store.delete_photos returns them; spaces this
+        folder lacks are ignored); returns how many vectors were removed in all."""
+        return sum(self._spaces[name].remove(found) for name, found in ids.items()
+                   if name in self._spaces)
+
+    def save(self) -> int:
+        """Save (atomically, each its own file) every space changed since it was opened or last
+        saved, and any whose file does not exist yet; returns how many files were written."""
+        written = 0
+        for space in self._spaces.values():
+            if space.unsaved or not space.path.exists():
+                space.save()
+                written += 1
+        return written
 
 
 def _nprobe_steps(nlist: int) -> list[int]:

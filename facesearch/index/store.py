@@ -1,4 +1,8 @@
-"""SQL metadata of an index: photos, their faces and key/value facts, through SQLAlchemy 2.x.
+"""SQL metadata of an index: photos, their faces, the faces' vector ids in each vector space, and
+key/value facts, through SQLAlchemy 2.x.
+
+Which face has which vector in which space is recorded in `face_vectors` (FaceVector, one row a
+face and space); `faces.vector_id` repeats the face's master id, which queries join on.
 
 The schema is created and upgraded by the Alembic migrations in facesearch/migrations, which
 ship with the package. SQLite (the default, one file per index folder) and PostgreSQL work.
@@ -29,6 +33,7 @@ from sqlalchemy.orm import (
 
 from facesearch import spec
 from facesearch.errors import FaceSearchError
+from facesearch.index.spaces import MASTER
 
 #: The Alembic scripts, shipped inside the package (alembic.ini points here too).
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -114,6 +119,21 @@ class FaceRow(Base):
     photo: Mapped[PhotoRow] = relationship(back_populates="faces")
     classes: Mapped[FaceClasses | None] = relationship(
         cascade="all, delete-orphan", passive_deletes=True, uselist=False)
+    #: The face's vector id in each space (the master one equals `vector_id`).
+    vectors: Mapped[list[FaceVector]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="FaceVector.space")
+
+
+class FaceVector(Base):
+    """A face's vector id in one vector space (index.spaces): unique within the space."""
+
+    __tablename__ = "face_vectors"
+    __table_args__ = (sa.UniqueConstraint("space", "vector_id"),)
+
+    face_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True)
+    space: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    vector_id: Mapped[int] = mapped_column(sa.BigInteger)
 
 
 def class_column(name: str) -> str:
@@ -144,6 +164,19 @@ class FaceClasses(Base):
 def _class_row(attributes: Mapping[str, Any]) -> FaceClasses:
     return FaceClasses(**{column: float(attributes[name]) for name, column in CLASS_COLUMNS.items()
                           if isinstance(attributes.get(name), (int, float))})
+
+
+def _face_row(face_index: int, face: Mapping[str, Any]) -> FaceRow:
+    """The row of a face mapping (see Store.add_photo), with its classes and its vector ids;
+    ValueError if its master id in `vectors` is not its vector_id."""
+    columns = {key: value for key, value in face.items() if key != "vectors"}
+    vectors = dict(face.get("vectors") or {MASTER: face["vector_id"]})
+    if vectors.get(MASTER) != face["vector_id"]:
+        raise ValueError(f"a face's {MASTER} vector id must be its vector_id ({face['vector_id']}), "
+                         f"got {vectors.get(MASTER)}")
+    return FaceRow(face_index=face_index, classes=_class_row(face["attributes"]),
+                   vectors=[FaceVector(space=space, vector_id=int(vector_id))
+                            for space, vector_id in vectors.items()], **columns)
 
 
 class IndexMeta(Base):
@@ -291,7 +324,9 @@ class Store:
         faces: Sequence[Mapping[str, Any]] = (),
     ) -> PhotoRow:
         """Add a photo and its faces to `session`; each face mapping holds x0, y0, x1, y1,
-        landmarks, det_score, attributes and vector_id, and its list position is face_index."""
+        landmarks, det_score, attributes and vector_id (its master id), and optionally vectors
+        ({space: vector id}, master included; default {MASTER: vector_id}); its list position is
+        face_index."""
         photo = PhotoRow(
             path=_photo_key(path),
             content_hash=content_hash,
@@ -302,8 +337,7 @@ class Store:
             width=width,
             height=height,
             model_version=model_version,
-            faces=[FaceRow(face_index=i, classes=_class_row(face["attributes"]), **face)
-                   for i, face in enumerate(faces)],
+            faces=[_face_row(i, face) for i, face in enumerate(faces)],
         )
         session.add(photo)
         return photo
@@ -334,23 +368,27 @@ class Store:
         with self.session() as session:
             return list(session.scalars(query))
 
-    def delete_photos(self, paths: Iterable[str | Path], session: Session | None = None) -> list[int]:
+    def delete_photos(self, paths: Iterable[str | Path],
+                      session: Session | None = None) -> dict[str, list[int]]:
         """Delete these photos and their faces (in `session` if given, else in a transaction of
-        its own); returns the removed faces' vector ids."""
+        its own); returns the removed faces' vector ids by space, {space: ascending ids}, for
+        the spaces that had any."""
         if session is None:
             with self.session() as own:
                 return self.delete_photos(paths, own)
         keys = sorted({_photo_key(path) for path in paths})
-        vector_ids: list[int] = []
+        vector_ids: dict[str, list[int]] = {}
         for chunk in _chunks(keys):
-            vector_ids += session.scalars(
-                sa.select(FaceRow.vector_id).join(FaceRow.photo).where(PhotoRow.path.in_(chunk))
-            )
+            found = session.execute(
+                sa.select(FaceVector.space, FaceVector.vector_id).join(FaceRow)
+                .join(FaceRow.photo).where(PhotoRow.path.in_(chunk)))
+            for space, vector_id in found:
+                vector_ids.setdefault(space, []).append(vector_id)
             session.execute(
                 sa.delete(PhotoRow).where(PhotoRow.path.in_(chunk)),
                 execution_options={"synchronize_session": False},
             )
-        return sorted(vector_ids)
+        return {space: sorted(ids) for space, ids in sorted(vector_ids.items())}
 
     def update_file_stat(self, session: Session, path: str | Path, size: int, mtime: float) -> None:
         """Record a new size and mtime for a photo whose content did not change."""
@@ -359,15 +397,31 @@ class Store:
 
     # --- faces ----------------------------------------------------------------------------------
     def next_vector_id(self) -> int:
-        """The smallest vector id above every stored one (0 for an empty store)."""
+        """The smallest vector id above every stored one, in any space (0 for an empty store)."""
         with self.session() as session:
-            highest = session.scalar(sa.select(sa.func.max(FaceRow.vector_id)))
-        return 0 if highest is None else highest + 1
+            highest = [session.scalar(sa.select(sa.func.max(column)))
+                       for column in (FaceRow.vector_id, FaceVector.vector_id)]
+        known = [value for value in highest if value is not None]
+        return max(known) + 1 if known else 0
 
-    def all_vector_ids(self) -> list[int]:
-        """Every stored face's vector id, ascending."""
+    def all_vector_ids(self, space: str = MASTER) -> list[int]:
+        """Every stored face's vector id in `space`, ascending."""
+        query = (sa.select(FaceVector.vector_id).where(FaceVector.space == space)
+                 .order_by(FaceVector.vector_id))
         with self.session() as session:
-            return list(session.scalars(sa.select(FaceRow.vector_id).order_by(FaceRow.vector_id)))
+            return list(session.scalars(query))
+
+    def photos_of_vectors(self, space: str, ids: Iterable[int]) -> list[str]:
+        """The stored paths, ascending and distinct, of the photos whose faces have these
+        vector ids in `space` (unknown ids are left out)."""
+        wanted = sorted({int(i) for i in ids})
+        paths: set[str] = set()
+        with self.session() as session:
+            for chunk in _chunks(wanted):
+                paths.update(session.scalars(
+                    sa.select(PhotoRow.path).join(PhotoRow.faces).join(FaceRow.vectors)
+                    .where(FaceVector.space == space, FaceVector.vector_id.in_(chunk))))
+        return sorted(paths)
 
     def faces_by_vector_ids(self, ids: Iterable[int]) -> dict[int, tuple[FaceRow, PhotoRow]]:
         """The face and photo of each known vector id (unknown ids are left out)."""
