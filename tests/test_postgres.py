@@ -24,7 +24,7 @@ from alembic.script import ScriptDirectory
 import pg_cluster
 from conftest import copy_photos
 from facesearch import FaceSearch
-from facesearch import spec as config
+from facesearch import spec
 from facesearch.search.filters import parse_filter
 from facesearch.index.store import MIGRATIONS_DIR, Base, PhotoStatus, Store
 
@@ -76,7 +76,7 @@ def pg_url(pg_server: sa.URL) -> Iterator[str]:
 def _face(vector_id: int, **attributes: float) -> dict:
     return {"x0": 1.0, "y0": 2.0, "x1": 30.0, "y1": 40.0, "det_score": 0.9,
             "landmarks": [[5.0, 6.0], [7.0, 8.0], [9.0, 10.0], [11.0, 12.0], [13.0, 14.0]],
-            "attributes": {"Smiling": 0.5, "male": 0.5, config.AGE_KEY: 30.0, **attributes},
+            "attributes": {"Smiling": 0.5, "male": 0.5, spec.AGE_KEY: 30.0, **attributes},
             "vector_id": vector_id}
 
 

@@ -15,7 +15,7 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from facesearch import spec as config
+from facesearch import spec
 from facesearch.index.spaces import FAISS_FILENAME, MASTER, SPACES, SpaceSpec, Spaces, VectorIndex
 from facesearch.index.store import DB_FILENAME, MIGRATIONS_DIR, Base, FaceVector, PhotoStatus, Store
 from facesearch.settings import ENV, Settings
@@ -33,7 +33,7 @@ def _face(vector_id: int, age: float = 30.0) -> dict:
         "x0": 10.0, "y0": 20.0, "x1": 110.0, "y1": 140.0,
         "landmarks": [[40.0, 60.0], [80.0, 60.0], [60.0, 80.0], [45.0, 110.0], [75.0, 110.0]],
         "det_score": 0.99,
-        "attributes": {"Smiling": 0.8, "male": 0.1, config.AGE_KEY: age},
+        "attributes": {"Smiling": 0.8, "male": 0.1, spec.AGE_KEY: age},
         "vector_id": vector_id,
     }
 
@@ -84,7 +84,7 @@ def test_photo_and_faces_round_trip(store: Store, tmp_path: Path) -> None:
     assert photo.indexed_at is not None
     assert [face.face_index for face in photo.faces] == [0, 1]
     assert photo.faces[1].landmarks[4] == [75.0, 110.0]
-    assert photo.faces[1].attributes[config.AGE_KEY] == 30.0
+    assert photo.faces[1].attributes[spec.AGE_KEY] == 30.0
     assert store.photo_by_path(tmp_path / "missing.jpg") is None
 
     assert [p.status for p in store.photos()] == ["indexed", "no_face"]
@@ -193,10 +193,10 @@ def test_command_line_config_points_at_packaged_migrations() -> None:
 
 # --- FAISS ------------------------------------------------------------------------------------
 def _master_vectors(n: int, seed: int = 0) -> np.ndarray:
-    shape = (n, len(config.REGIONS), config.REGION_DIM)
+    shape = (n, len(spec.REGIONS), spec.REGION_DIM)
     blocks = np.random.default_rng(seed).standard_normal(shape)
     blocks /= np.linalg.norm(blocks, axis=2, keepdims=True)
-    return blocks.reshape(n, config.VECTOR_DIM).astype(np.float32)
+    return blocks.reshape(n, spec.VECTOR_DIM).astype(np.float32)
 
 
 def test_vector_index_add_search_reconstruct_remove(tmp_path: Path) -> None:
@@ -242,7 +242,7 @@ def test_spaces_have_their_own_files_and_metadata(tmp_path: Path) -> None:
     specs = (*SPACES, SpaceSpec("other", 8))
     spaces = Spaces.open(tmp_path, ivf_threshold=64, specs=specs)
     assert list(spaces) == [MASTER, "other"] and spaces.master is spaces[MASTER]
-    assert (spaces.master.dim, spaces["other"].dim) == (config.VECTOR_DIM, 8)
+    assert (spaces.master.dim, spaces["other"].dim) == (spec.VECTOR_DIM, 8)
     assert spaces.save() == 2 and spaces.save() == 0  # new files, then nothing changed
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.faiss", FAISS_FILENAME]
     other = np.random.default_rng(0).standard_normal((400, 8)).astype(np.float32)
@@ -268,7 +268,7 @@ def test_spaces_have_their_own_files_and_metadata(tmp_path: Path) -> None:
 
 
 def test_a_vector_file_from_before_spaces_opens_as_master(tmp_path: Path) -> None:
-    old = faiss.IndexIDMap2(faiss.IndexFlatIP(config.VECTOR_DIM))  # no metadata trailer
+    old = faiss.IndexIDMap2(faiss.IndexFlatIP(spec.VECTOR_DIM))  # no metadata trailer
     old.add_with_ids(_master_vectors(3), np.arange(3, dtype=np.int64))
     faiss.write_index(old, str(tmp_path / FAISS_FILENAME))
     master = Spaces.open(tmp_path).master
@@ -281,3 +281,23 @@ def test_vector_index_sync_ids(tmp_path: Path) -> None:
     assert index.sync_ids({1, 3, 5, 42}) == 7
     assert sorted(index.ids().tolist()) == [1, 3, 5]
     assert index.sync_ids(set()) == 3 and len(index) == 0
+
+
+def test_alembic_command_line_migrates_the_configured_database(tmp_path: Path) -> None:
+    """`alembic upgrade head` from the repository root (migrations/README.md) reaches head on the
+    database that FACESEARCH_DB_URL names, through Settings."""
+    import os
+    import subprocess
+    import sys
+
+    repo_root = Path(__file__).resolve().parent.parent
+    target = tmp_path / "cli.sqlite"
+    environment = dict(os.environ, FACESEARCH_DB_URL=f"sqlite:///{target}")
+    done = subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=repo_root,
+                          env=environment, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    head = ScriptDirectory.from_config(Config(str(repo_root / "alembic.ini"))).get_current_head()
+    engine = sa.create_engine(f"sqlite:///{target}")
+    with engine.connect() as connection:
+        assert connection.scalar(sa.text("SELECT version_num FROM alembic_version")) == head
+    engine.dispose()

@@ -109,7 +109,7 @@ class Indexer:
                  model_version: str, commit_every: int = DEFAULTS.commit_every,
                  checkpoint_seconds: float = DEFAULTS.checkpoint_seconds):
         """`describe` maps photo paths to (original size, faces) or the exception each raised,
-        in order (FaceSearch._describe_stream: several photos are described at once), with the
+        in order (pipeline.describer.Describer.stream: several photos are described at once), with the
         model `model_version`; photos another model described are described again. Photos are
         described `commit_every` at a time (Settings.commit_every); checkpoints (vector files,
         then SQL rows) are written at batch boundaries at most every `checkpoint_seconds`

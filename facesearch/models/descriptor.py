@@ -74,7 +74,7 @@ class DescriptorModel(Embedder):
 def embed_faces(network: DescriptorNet, crops: np.ndarray, grid_masks: np.ndarray,
                    batch_size: int = 128, mirror: bool = MIRROR_AVERAGING) -> MasterEmbeddings:
     """Run a descriptor network (in eval mode) over aligned crops and their grid masks; with
-    `mirror`, over each face and its mirror image, averaged (config.MIRROR_AVERAGING)."""
+    `mirror`, over each face and its mirror image, averaged (spec.MIRROR_AVERAGING)."""
     network.eval()
     device = next(network.parameters()).device
     vectors, probabilities, ages = [], [], []

@@ -168,7 +168,7 @@ def to_images(crops: np.ndarray) -> torch.Tensor:
 
 
 def class_probabilities(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits -> (probabilities in config.CLASSES order, age in years)."""
+    """Logits -> (probabilities in spec.CLASSES order, age in years)."""
     probabilities = torch.cat([
         torch.sigmoid(logits[:, HEADS["celeba"]]),
         torch.softmax(logits[:, HEADS["gender"]], 1),

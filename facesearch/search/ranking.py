@@ -3,7 +3,7 @@
 A description becomes directions in class-centre space: for each understood class j, the shift
 from the average face to its centre c_j, block by block, scaled to unit length so that every
 class named counts alike. A class steers the blocks of the regions it lives in
-(config.CLASS_REGIONS); other blocks keep OFF_REGION_WEIGHT of its shift. The nearest faces to
+(spec.CLASS_REGIONS); other blocks keep OFF_REGION_WEIGHT of its shift. The nearest faces to
 that vector (a pool of `pool_size(k)`) are then re-ranked by how well their stored class
 probabilities fit the description (`class_fit`: the weighted geometric mean, over the terms, of
 the probability of each class, or of its absence for a negated one), the vector score breaking

@@ -44,9 +44,9 @@ class LabelledImage:
     path: Path
     identity: int = UNKNOWN
     celeba: tuple[int, ...] | None = None  # 40 attributes as 0/1
-    gender: int = UNKNOWN                  # index into config.GENDERS
+    gender: int = UNKNOWN                  # index into spec.GENDERS
     age: float = UNKNOWN
-    ethnicity: int = UNKNOWN               # index into config.ETHNICITIES
+    ethnicity: int = UNKNOWN               # index into spec.ETHNICITIES
 
 
 def labelled_images(source: str, root: Path | None = None) -> list[LabelledImage]:
@@ -73,7 +73,7 @@ def _utkface_image(path: Path) -> LabelledImage:
 
 
 def age_group(age: float) -> int:
-    """Index of the age group (config.AGE_GROUPS) an age in years falls in."""
+    """Index of the age group (spec.AGE_GROUPS) an age in years falls in."""
     for index, (_, first, last) in enumerate(AGE_GROUPS):
         if age <= last:
             return index

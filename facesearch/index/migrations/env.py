@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from alembic import context
 from sqlalchemy.pool import NullPool
 
-from facesearch import spec as facesearch_config
 from facesearch.index.store import Base, database_url
+from facesearch.settings import Settings
 
 config = context.config
 if config.config_file_name is not None:  # the command line; Store leaves logging alone
@@ -23,9 +23,8 @@ target_metadata = Base.metadata
 
 
 def _url() -> str | sa.URL:
-    url = config.get_main_option("sqlalchemy.url") or database_url(
-        facesearch_config.default_index_dir()
-    )
+    settings = Settings.from_env()  # FACESEARCH_DB_URL, else the index's SQLite file
+    url = config.get_main_option("sqlalchemy.url") or database_url(settings.index_dir, settings.db_url)
     if isinstance(url, sa.URL):  # the default index's SQLite file: its folder may not exist yet
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     return url

@@ -2,7 +2,7 @@
 
 Filtering the faces.attributes JSON parses every row's JSON; plain columns make a filter a column
 comparison. Existing faces are copied from their JSON. The column list is frozen here (the model
-in facesearch/store.py builds the same list from config.CLASSES; test_store checks they agree).
+in facesearch/index/store.py builds the same list from spec.CLASSES; test_store checks they agree).
 
 Revision ID: 0002
 Revises: 0001
