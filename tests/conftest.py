@@ -104,3 +104,17 @@ def rgb(path: Path) -> np.ndarray:
 def facesearch_command() -> list[str]:
     """The command line that runs the CLI in a fresh interpreter (facesearch/__main__.py)."""
     return [sys.executable, "-m", "facesearch"]
+
+
+def upgrade_to(url: str, revision: str) -> None:
+    """Run facesearch's Alembic migrations on the database at `url` up to `revision` (an older
+    schema, to test what an upgrade does to data written under it)."""
+    from alembic import command
+    from alembic.config import Config
+
+    from facesearch.index.store import MIGRATIONS_DIR
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url)
+    command.upgrade(cfg, revision)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import BuiltIndex, copy_photos
+from conftest import BuiltIndex, copy_photos, upgrade_to
 from facesearch import FaceSearch, FaceSearchError
 from facesearch.search import planner, ranking
 from facesearch.settings import ENV, Settings
@@ -412,16 +412,9 @@ def test_ivf_index_through_the_api_and_permanent_removal(data_dir: Path, tmp_pat
 def test_migration_copies_existing_faces_into_face_classes(tmp_path: Path) -> None:
     """An index made before face_classes existed: upgrading fills it, and filters see the faces."""
     import sqlalchemy as sa
-    from alembic import command
-    from alembic.config import Config
-
-    from facesearch.index.store import MIGRATIONS_DIR
 
     url = f"sqlite:///{tmp_path / 'old.sqlite'}"
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.set_main_option("sqlalchemy.url", url)
-    command.upgrade(cfg, "0001")
+    upgrade_to(url, "0001")
     with sa.create_engine(url).begin() as connection:
         connection.exec_driver_sql(
             "INSERT INTO photos (id, path, content_hash, size, mtime, status, indexed_at) "

@@ -9,12 +9,12 @@ import faiss
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from conftest import upgrade_to
 from facesearch import spec
 from facesearch.index.spaces import FAISS_FILENAME, MASTER, SPACES, SpaceSpec, Spaces, VectorIndex
 from facesearch.index.store import DB_FILENAME, MIGRATIONS_DIR, Base, FaceVector, PhotoStatus, Store
@@ -130,10 +130,7 @@ def test_face_vectors_record_each_space(store: Store, tmp_path: Path) -> None:
 
 def test_migration_0004_backfills_master_vector_ids(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / DB_FILENAME}"
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.set_main_option("sqlalchemy.url", url)
-    command.upgrade(cfg, "0003")
+    upgrade_to(url, "0003")
     engine = sa.create_engine(url)
     tables = sa.MetaData()
     tables.reflect(engine)
