@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from facesearch import FaceSearch
-from facesearch.index.spaces import VectorIndex
+from facesearch.index.spaces import VectorSpace
 from facesearch.training import dlib_anchor
 from facesearch.training.data import data_dir
 
@@ -63,15 +63,15 @@ def dlib_pipeline():
 
 
 def count_vector_file_writes() -> list[int]:
-    """Count every VectorIndex.save from now on, in the returned one-item list."""
+    """Count every VectorSpace.save from now on, in the returned one-item list."""
     writes = [0]
-    save = VectorIndex.save
+    save = VectorSpace.save
 
-    def counted(index: VectorIndex) -> None:
+    def counted(index: VectorSpace) -> None:
         writes[0] += 1
         save(index)
 
-    VectorIndex.save = counted
+    VectorSpace.save = counted
     return writes
 
 

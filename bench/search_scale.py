@@ -2,7 +2,7 @@
 
     python bench/search_scale.py [--sizes 100000,1000000] [--compressions none,sq8,pq] [--queries 200]
 
-For each size: builds facesearch's index the way indexing does (VectorIndex.add past the IVF
+For each size: builds facesearch's index the way indexing does (VectorSpace.add past the IVF
 threshold: training, adding, tuning nprobe for recall) for each compression, and reports build
 time, memory (resident growth when a fresh process loads the saved file, and the file size),
 single-query latency (median and p95 over the queries, one call each), batched latency (all the
@@ -36,7 +36,7 @@ import faiss
 import numpy as np
 
 from facesearch.spec import REGION_DIM, REGIONS, VECTOR_DIM
-from facesearch.index.spaces import VectorIndex
+from facesearch.index.spaces import VectorSpace
 
 K = 10
 
@@ -136,7 +136,7 @@ def bench_size(n: int, compressions: list[str], n_queries: int, brute_queries: i
 
     for compression in compressions:
         path = tmp / f"{n}_{compression}.faiss"
-        index = VectorIndex.open(path, compression=compression, ivf_threshold=min(n, 50_000))
+        index = VectorSpace.open(path, compression=compression, ivf_threshold=min(n, 50_000))
         start = time.perf_counter()
         index.add(ids, vectors)
         build = time.perf_counter() - start

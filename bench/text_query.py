@@ -2,7 +2,7 @@
 
     python bench/text_query.py [--faces 100000] [--repeats 5]
 
-Builds a temporary index through the real storage (facesearch's VectorIndex, which turns IVF past
+Builds a temporary index through the real storage (facesearch's VectorSpace, which turns IVF past
 IVF_THRESHOLD faces, and its SQL store with one attributes dict per face), then times
 `FaceSearch.query(text=..., k=10)` for QUERIES (the text model and the index loaded once per
 process, before timing). The synthetic faces are shaped like ours: 7 unit-norm 52-dim blocks,
@@ -39,7 +39,7 @@ from facesearch.spec import (AGE_GROUPS, CELEBA_ATTRIBUTES, CLASSES, ETHNICITIES
 from facesearch.index.spaces import FAISS_FILENAME
 from facesearch.models.descriptor import shipped_model
 from facesearch.index.store import FaceRow, PhotoRow, Store
-from facesearch.index.spaces import VectorIndex
+from facesearch.index.spaces import VectorSpace
 
 QUERIES = (
     "black hair, smiling", "blond woman, no glasses", "a grinning blonde",
@@ -103,7 +103,7 @@ def build_index(folder: Path, vectors: np.ndarray, probabilities: np.ndarray) ->
                 for i in range(start, stop)])
     store.set_meta("model_version", model)
     store.close()
-    index = VectorIndex.open(folder / FAISS_FILENAME)
+    index = VectorSpace.open(folder / FAISS_FILENAME)
     index.add(np.arange(n), vectors)
     index.save()
 

@@ -16,7 +16,7 @@ import numpy as np
 from facesearch.errors import FaceSearchError
 from facesearch.index.indexer import Indexer, IndexReport, reconcile
 from facesearch.index.lock import IndexLock
-from facesearch.index.spaces import FAISS_FILENAME, Spaces, VectorIndex, space_signatures
+from facesearch.index.spaces import FAISS_FILENAME, Spaces, VectorSpace, space_signatures
 from facesearch.index.store import Store, database_exists, database_url, redacted
 from facesearch.pipeline.describer import Describer
 from facesearch.pipeline.faces import Face
@@ -75,7 +75,7 @@ class FaceSearch:
         return Spaces.open(self.index_dir, self.settings.compression, self.settings.ivf_threshold)
 
     @property
-    def vectors(self) -> VectorIndex:
+    def vectors(self) -> VectorSpace:
         """The master vectors (the space queries rank), as last read from disk."""
         return self.spaces.master
 

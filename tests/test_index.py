@@ -14,7 +14,7 @@ from conftest import INDEX_PHOTOS, BuiltIndex, copy_photos
 from facesearch import FaceSearch, FaceSearchError, Hit, Hits
 from facesearch.spec import (AGE_GROUPS, AGE_KEY, CELEBA_ATTRIBUTES, ETHNICITIES, GENDERS, REGION_DIM, REGIONS, VECTOR_DIM)
 from facesearch.index.spaces import FAISS_FILENAME
-from facesearch.index.spaces import VectorIndex
+from facesearch.index.spaces import VectorSpace
 
 EXPECTED_ATTRIBUTES = (set(CELEBA_ATTRIBUTES) | set(GENDERS) | {name for name, _, _ in AGE_GROUPS}
                        | set(ETHNICITIES) | {AGE_KEY})
@@ -286,16 +286,16 @@ def _random_master_vectors(n: int) -> np.ndarray:
 
 def test_vectors_without_rows_are_dropped_after_a_crash(small_index: SmallIndex) -> None:
     # A run killed after writing FAISS but before committing SQL leaves vectors without rows.
-    vectors = VectorIndex.open(small_index.index_dir / FAISS_FILENAME)
+    vectors = VectorSpace.open(small_index.index_dir / FAISS_FILENAME)
     known = sorted(vectors.ids().tolist())
     vectors.add([1000, 1001], _random_master_vectors(2))
     vectors.save()
-    assert len(VectorIndex.open(small_index.index_dir / FAISS_FILENAME)) == 5
+    assert len(VectorSpace.open(small_index.index_dir / FAISS_FILENAME)) == 5
 
     report, counts, ids = _run(small_index)
     assert (report.indexed, report.unchanged) == (0, 3)
     assert counts == (3, 3) and ids == known
-    assert sorted(VectorIndex.open(small_index.index_dir / FAISS_FILENAME).ids().tolist()) == known
+    assert sorted(VectorSpace.open(small_index.index_dir / FAISS_FILENAME).ids().tolist()) == known
 
 
 def test_photo_whose_vector_is_missing_is_reindexed(small_index: SmallIndex) -> None:
@@ -303,7 +303,7 @@ def test_photo_whose_vector_is_missing_is_reindexed(small_index: SmallIndex) -> 
     victim = fs.store.photo_by_path(small_index.photos[1])
     lost = victim.faces[0].vector_id
     fs.close()
-    vectors = VectorIndex.open(small_index.index_dir / FAISS_FILENAME)
+    vectors = VectorSpace.open(small_index.index_dir / FAISS_FILENAME)
     assert vectors.remove([lost]) == 1
     vectors.save()
 
@@ -352,7 +352,7 @@ def test_query_after_a_crash_still_gives_k_hits(small_index: SmallIndex, data_di
     fs = small_index.open()
     vector = fs.describe(newcomer)[0].vector
     fs.close()
-    vectors = VectorIndex.open(small_index.index_dir / FAISS_FILENAME)
+    vectors = VectorSpace.open(small_index.index_dir / FAISS_FILENAME)
     vectors.add([1000], vector[None])
     vectors.save()
     fs = small_index.open()

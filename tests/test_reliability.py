@@ -31,7 +31,7 @@ from facesearch import FaceSearch, FaceSearchError, Settings
 from facesearch.index.store import DB_FILENAME
 from facesearch.index.spaces import FAISS_FILENAME
 from facesearch.index.lock import IndexBusyError, IndexLock
-from facesearch.index.spaces import VectorIndex
+from facesearch.index.spaces import VectorSpace
 from facesearch.index import indexer as indexing
 from facesearch.index.indexer import Indexer, reconcile
 from facesearch.index.spaces import MASTER, Spaces
@@ -380,18 +380,18 @@ def fake_photos(folder: Path, n: int, start: int = 0) -> list[Path]:
 
 
 def count_saves(monkeypatch, write: bool = True) -> list[str]:
-    """Record the name of each VectorIndex.save call (writing the file only if `write`)."""
+    """Record the name of each VectorSpace.save call (writing the file only if `write`)."""
     saved: list[str] = []
-    real = VectorIndex.save
+    real = VectorSpace.save
 
-    def save(self: VectorIndex) -> None:
+    def save(self: VectorSpace) -> None:
         saved.append(self.name)
         if write:
             real(self)
         else:
             self.unsaved = False  # as if written: what a crash before the write looks like
 
-    monkeypatch.setattr(VectorIndex, "save", save)
+    monkeypatch.setattr(VectorSpace, "save", save)
     return saved
 
 
@@ -508,7 +508,7 @@ def test_kill_9_mid_run_loses_nothing_and_other_processes_keep_working(
         report = fs.index([tmp_path / "db"])
         assert (report.unchanged, report.indexed, report.failed) == (len(committed), len(names) - len(committed), [])
         assert consistent(fs) == (len(names), len(names))
-        assert len(VectorIndex.open(index / FAISS_FILENAME)) == len(names)
+        assert len(VectorSpace.open(index / FAISS_FILENAME)) == len(names)
         for path in [*committed[:1], str(photos[-1].resolve())]:  # from before and after the kill
             assert fs.query(image=path, k=1)[0].path == path
         assert len(fs.query(text="black hair, smiling", k=5)) == 5
@@ -637,4 +637,4 @@ def test_remove_really_deletes(data_dir: Path, tmp_path: Path) -> None:
     finally:
         fs.close()
     with pytest.raises(KeyError):
-        VectorIndex.open(tmp_path / "idx" / FAISS_FILENAME).reconstruct([vector_id])
+        VectorSpace.open(tmp_path / "idx" / FAISS_FILENAME).reconstruct([vector_id])

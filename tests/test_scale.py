@@ -23,7 +23,7 @@ from facesearch.spec import REGION_DIM, REGIONS, VECTOR_DIM
 from facesearch.search.filters import FilterError, parse_filter
 from facesearch.search.planner import search_filtered
 from facesearch.index.store import PhotoStatus, Store
-from facesearch.index.spaces import VectorIndex
+from facesearch.index.spaces import VectorSpace
 
 
 def clustered(n: int, seed: int = 0, clusters: int = 40, noise: float = 0.6) -> np.ndarray:
@@ -43,8 +43,8 @@ def jitter(vectors: np.ndarray, seed: int = 1, amount: float = 0.3) -> np.ndarra
     return x.reshape(len(vectors), VECTOR_DIM).astype(np.float32)
 
 
-def filled(path: Path, vectors: np.ndarray, ids: np.ndarray, batch: int = 500, **options) -> VectorIndex:
-    index = VectorIndex.open(path, **options)
+def filled(path: Path, vectors: np.ndarray, ids: np.ndarray, batch: int = 500, **options) -> VectorSpace:
+    index = VectorSpace.open(path, **options)
     for start in range(0, len(ids), batch):
         index.add(ids[start:start + batch], vectors[start:start + batch])
     return index
@@ -83,7 +83,7 @@ def test_switch_to_ivf_keeps_results_consistent(tmp_path: Path, data) -> None:
     np.testing.assert_array_equal(grown.reconstruct(ids[[5, 2999]]), vectors[[5, 2999]])
 
     grown.save()
-    reopened = VectorIndex.open(tmp_path / "ivf.faiss")
+    reopened = VectorSpace.open(tmp_path / "ivf.faiss")
     assert (reopened.index_type, reopened.nprobe, reopened.meta["recall_at_10"]) == (
         grown.index_type, grown.nprobe, grown.meta["recall_at_10"])
     np.testing.assert_array_equal(reopened.search(queries, 10)[1], ivf_ids)
@@ -139,7 +139,7 @@ def test_compression_from_settings_rebuilds_at_next_add(tmp_path: Path, data,
     filled(tmp_path / "v.faiss", vectors[:1500], ids[:1500], ivf_threshold=1000).save()
     monkeypatch.setenv(ENV["compression"], "SQ8")
     settings = Settings.from_env()
-    index = VectorIndex.open(tmp_path / "v.faiss", settings.compression, ivf_threshold=1000)
+    index = VectorSpace.open(tmp_path / "v.faiss", settings.compression, ivf_threshold=1000)
     assert index.compression == "none"  # nothing changes until the index does
     index.add(ids[1500:1501], vectors[1500:1501])
     assert index.compression == "sq8" and len(index) == 1501
@@ -159,7 +159,7 @@ def test_delete_is_permanent_in_ivf(tmp_path: Path, data, compression: str) -> N
     gone = ids[100:400]
     assert index.remove(np.append(gone, 10**9)) == len(gone)
     index.save()
-    for opened in (index, VectorIndex.open(tmp_path / "v.faiss")):
+    for opened in (index, VectorSpace.open(tmp_path / "v.faiss")):
         assert len(opened) == 2700 and not np.isin(gone, opened.ids()).any()
         found = opened.search(vectors[100:400], 20)[1]
         assert not np.isin(found, gone).any()
@@ -217,7 +217,7 @@ def test_region_weights_change_the_ranking(tmp_path: Path) -> None:
     same_rest = query + 0.4 * rng.standard_normal(query.shape)  # near everywhere...
     same_rest[1] = -query[1]  # ...but the opposite hair
     same_rest /= np.linalg.norm(same_rest, axis=1, keepdims=True)
-    index = VectorIndex.open(tmp_path / "v.faiss")
+    index = VectorSpace.open(tmp_path / "v.faiss")
     index.add([1, 2], np.stack([same_hair.reshape(-1), same_rest.reshape(-1)]))
     plain = query.reshape(-1)
     assert index.search(plain[None], 2)[1][0, 0] == 2

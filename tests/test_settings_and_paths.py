@@ -82,7 +82,7 @@ def test_the_api_and_the_evaluation_rank_through_the_planner(built_index: BuiltI
     monkeypatch.setattr(text_eval.Gallery, "centres", property(lambda self: fs._model.centres))
     understood = [hit.face_id for hit in hits]
     ranked = gallery.rank(hits.understood.terms, 3)
-    assert calls == ["VectorIndex", "Gallery"]
+    assert calls == ["VectorSpace", "Gallery"]
     # the same faces in the same order: FAISS Flat and the gallery's exact search agree
     assert [rows[int(i)][0].id for i in ranked] == understood
 

@@ -16,7 +16,7 @@ from alembic.script import ScriptDirectory
 
 from conftest import upgrade_to
 from facesearch import spec
-from facesearch.index.spaces import FAISS_FILENAME, MASTER, SPACES, SpaceSpec, Spaces, VectorIndex
+from facesearch.index.spaces import FAISS_FILENAME, MASTER, SPACES, SpaceSpec, Spaces, VectorSpace
 from facesearch.index.store import DB_FILENAME, MIGRATIONS_DIR, Base, FaceVector, PhotoStatus, Store
 from facesearch.settings import ENV, Settings
 
@@ -197,7 +197,7 @@ def _master_vectors(n: int, seed: int = 0) -> np.ndarray:
 
 
 def test_vector_index_add_search_reconstruct_remove(tmp_path: Path) -> None:
-    index = VectorIndex.open(tmp_path / FAISS_FILENAME)
+    index = VectorSpace.open(tmp_path / FAISS_FILENAME)
     assert len(index) == 0 and index.index_type == "Flat/IP"
     assert index.search(_master_vectors(1), 5)[1].shape == (1, 0)
 
@@ -221,7 +221,7 @@ def test_vector_index_add_search_reconstruct_remove(tmp_path: Path) -> None:
 
 def test_vector_index_save_is_atomic_and_reopens(tmp_path: Path) -> None:
     path = tmp_path / "index" / FAISS_FILENAME
-    index = VectorIndex.open(path)
+    index = VectorSpace.open(path)
     vectors = _master_vectors(20)
     index.add(np.arange(20), vectors)
     index.save()
@@ -229,7 +229,7 @@ def test_vector_index_save_is_atomic_and_reopens(tmp_path: Path) -> None:
     index.save()
     assert [p.name for p in path.parent.iterdir()] == [FAISS_FILENAME]
 
-    reopened = VectorIndex.open(path)
+    reopened = VectorSpace.open(path)
     assert len(reopened) == 19 and sorted(reopened.ids().tolist()) == list(range(1, 20))
     np.testing.assert_allclose(reopened.reconstruct([5]), vectors[5:6])
     assert reopened.search(vectors[7:8], 1)[1][0, 0] == 7
@@ -256,9 +256,9 @@ def test_spaces_have_their_own_files_and_metadata(tmp_path: Path) -> None:
     assert reopened["other"].stats()["dim"] == 8
     assert reopened["other"].search(other[3:4], 1)[1][0, 0] == 3
     with pytest.raises(ValueError, match="holds the vector space 'other', not 'master'"):
-        VectorIndex.open(tmp_path / "other.faiss", dim=8)
+        VectorSpace.open(tmp_path / "other.faiss", dim=8)
     with pytest.raises(ValueError, match="of 364 dimensions"):
-        VectorIndex.open(tmp_path / "other.faiss", name="other")
+        VectorSpace.open(tmp_path / "other.faiss", name="other")
     with pytest.raises(ValueError, match="dimension divisible by 4"):
         Spaces.open(tmp_path / "odd", "pq", 64, specs=(*SPACES, SpaceSpec("odd", 6)))[
             "odd"].add(np.arange(100), np.ones((100, 6), np.float32))
@@ -273,7 +273,7 @@ def test_a_vector_file_from_before_spaces_opens_as_master(tmp_path: Path) -> Non
 
 
 def test_vector_index_sync_ids(tmp_path: Path) -> None:
-    index = VectorIndex.open(tmp_path / FAISS_FILENAME)
+    index = VectorSpace.open(tmp_path / FAISS_FILENAME)
     index.add(np.arange(10), _master_vectors(10))
     assert index.sync_ids({1, 3, 5, 42}) == 7
     assert sorted(index.ids().tolist()) == [1, 3, 5]

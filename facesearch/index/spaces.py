@@ -4,7 +4,7 @@ the collection.
 A space has a name, a dimension and the model version whose vectors it holds (`SpaceSpec`,
 `SPACES`). Today there is one, `master` (364-d, file `vectors.faiss`); any other space `<name>`
 lives in `<name>.faiss` beside it. `Spaces` opens, changes and saves all the spaces of an index
-folder together; `VectorIndex` is one space. The SQL store records which face has which vector id
+folder together; `VectorSpace` is one space. The SQL store records which face has which vector id
 in which space (store.FaceVector).
 
 Scores are inner products: a master vector is 7 unit-norm region blocks, so a score is the sum of
@@ -195,7 +195,7 @@ def _read_meta(path: Path) -> dict[str, Any]:
         return {}
 
 
-class VectorIndex:
+class VectorSpace:
     """One vector space: vectors of `dim` dimensions under int64 ids in a FAISS index that is
     Flat while small, IVF past `ivf_threshold` faces; saved at `path` (see the module's docstring).
 
@@ -228,7 +228,7 @@ class VectorIndex:
 
     @classmethod
     def open(cls, path: Path, compression: str | None = None, ivf_threshold: int | None = None,
-             *, name: str = MASTER, dim: int = VECTOR_DIM) -> VectorIndex:
+             *, name: str = MASTER, dim: int = VECTOR_DIM) -> VectorSpace:
         """Load the space `name` of `dim` dimensions saved at `path`, or start an empty one if
         there is no file yet.
 
@@ -536,11 +536,11 @@ def space_signatures(folder: Path, specs: Iterable[SpaceSpec] = SPACES) -> tuple
     return tuple(file_signature(Path(folder) / spec.filename) for spec in specs)
 
 
-class Spaces(Mapping[str, VectorIndex]):
+class Spaces(Mapping[str, VectorSpace]):
     """All the vector spaces of an index folder, by name (master first), opened and saved
-    together. A read-only mapping name -> VectorIndex."""
+    together. A read-only mapping name -> VectorSpace."""
 
-    def __init__(self, folder: Path, spaces: Iterable[VectorIndex]) -> None:
+    def __init__(self, folder: Path, spaces: Iterable[VectorSpace]) -> None:
         self.folder = Path(folder)
         self._spaces = {space.name: space for space in spaces}
         if MASTER not in self._spaces:
@@ -550,18 +550,18 @@ class Spaces(Mapping[str, VectorIndex]):
     def open(cls, folder: Path, compression: str | None = None, ivf_threshold: int | None = None,
              specs: Iterable[SpaceSpec] = SPACES) -> Spaces:
         """Open every space of `specs` in `folder` (empty ones where there is no file yet);
-        `compression` and `ivf_threshold` as for VectorIndex.open, which raises ValueError for
+        `compression` and `ivf_threshold` as for VectorSpace.open, which raises ValueError for
         a file that is not the space's."""
         folder = Path(folder)
-        return cls(folder, (VectorIndex.open(folder / spec.filename, compression, ivf_threshold,
+        return cls(folder, (VectorSpace.open(folder / spec.filename, compression, ivf_threshold,
                                              name=spec.name, dim=spec.dim) for spec in specs))
 
     @property
-    def master(self) -> VectorIndex:
+    def master(self) -> VectorSpace:
         """The master vectors (spec.VECTOR_DIM dimensions), which queries rank."""
         return self._spaces[MASTER]
 
-    def __getitem__(self, name: str) -> VectorIndex:
+    def __getitem__(self, name: str) -> VectorSpace:
         return self._spaces[name]
 
     def __iter__(self) -> Iterator[str]:

@@ -31,7 +31,7 @@ from facesearch.search.ranking import (DEFAULT, RankingSettings, mixed_vector, p
 from facesearch.search.terms import ClassTerm, needed_columns, probability_matrix
 
 if TYPE_CHECKING:
-    from facesearch.index.spaces import VectorIndex
+    from facesearch.index.spaces import VectorSpace
     from facesearch.index.store import FaceRow, PhotoRow, Store
 
 #: Filtered search: restricted to the matching ids (FAISS IDSelector) when fewer than this
@@ -45,7 +45,7 @@ SHARE_SAMPLE = 1_000
 
 
 class Space(Protocol):
-    """The vector space a query searches (index.spaces.VectorIndex is one)."""
+    """The vector space a query searches (index.spaces.VectorSpace is one)."""
 
     def __len__(self) -> int: ...
 
@@ -162,7 +162,7 @@ class FilteredSearch:
     share: float | None    # estimated (sample) or counted share of faces that match
 
 
-def search_filtered(catalog: StoreCatalog | Store, vectors: VectorIndex, query: np.ndarray, k: int,
+def search_filtered(catalog: StoreCatalog | Store, vectors: VectorSpace, query: np.ndarray, k: int,
                     where: Filter) -> FilteredSearch:
     """The k best faces for one query vector (364,) among those matching `where` (fewer only when
     fewer match): a common filter (share >= OVERFETCH_MIN_SHARE, estimated on SHARE_SAMPLE rows)
