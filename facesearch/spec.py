@@ -16,6 +16,8 @@ REGIONS: tuple[str, ...] = ("background", "hair", "face_skin", "eyes", "eyebrows
 REGION_DIM = 52
 #: Dimensions of the master vector f = f_1 (+) ... (+) f_7.
 VECTOR_DIM = len(REGIONS) * REGION_DIM  # 364
+#: Name of the master vectors' space (index.spaces) and of the embedder that makes them.
+MASTER = "master"
 #: Aligned face size (height, width) fed to the network.
 INPUT_SIZE = (112, 96)
 #: Backbone stride: 112x96 / 16 -> the 7x6 feature grid.

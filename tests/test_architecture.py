@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "facesearch"
 #: Floors, lowest first: a module may import from its own floor and the floors below it.
 FLOORS: tuple[tuple[str, ...], ...] = (
     ("errors", "spec"),
-    ("settings",),
+    ("settings", "registry"),
     ("models",),
     ("pipeline",),
     ("index",),

@@ -177,3 +177,13 @@ def test_importing_mediapipe_models_leaves_the_environment_alone() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           check=False)
     assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr
+
+
+def test_embedders_are_chosen_by_the_space_they_fill() -> None:
+    from facesearch.models import EMBEDDERS, embedder
+    from facesearch.models.descriptor import shipped_model
+
+    assert EMBEDDERS.names == ("master",)
+    assert embedder("master", Settings()) is shipped_model()  # loaded once per process
+    with pytest.raises(FaceSearchError, match="unknown embedder 'identity'.*use one of master"):
+        embedder("identity", Settings())

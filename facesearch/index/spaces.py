@@ -45,11 +45,8 @@ import faiss
 import numpy as np
 
 from facesearch.settings import COMPRESSIONS, DEFAULTS
-from facesearch.spec import VECTOR_DIM
+from facesearch.spec import MASTER, VECTOR_DIM
 
-
-#: The space of master vectors (7 region blocks, spec.VECTOR_DIM dimensions).
-MASTER = "master"
 #: The FAISS file of the master vectors, in the index folder (other spaces: "<name>.faiss").
 FAISS_FILENAME = "vectors.faiss"
 #: An IVF index is retrained (new centroids, new nprobe) once the collection has grown this

@@ -11,10 +11,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from facesearch.spec import AGE_KEY, CLASSES, MIRROR_AVERAGING, REGION_DIM, REGIONS, VECTOR_DIM
+from facesearch.spec import AGE_KEY, CLASSES, MASTER, MIRROR_AVERAGING, REGION_DIM, REGIONS, VECTOR_DIM
 from facesearch.errors import FaceSearchError
 from facesearch.models.base import Embedder, Embeddings
 from facesearch.models.network import DescriptorNet, class_probabilities, to_images
+from facesearch.settings import Settings
 
 #: The shipped weights and their model card, inside the package (nothing is downloaded).
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -44,9 +45,14 @@ class DescriptorModel(Embedder):
     """The trained network plus its class centres (the mean master vector of each class): the
     "master" embedder, 364 dims. Raises FaceSearchError when the weights are missing."""
 
-    name = "master"
+    name = MASTER
     dim = VECTOR_DIM
     uses_masks = True
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DescriptorModel:
+        """The shipped model, loaded once per process (what the embedder registry calls)."""
+        return shipped_model()
 
     def __init__(self, weights: Path = WEIGHTS_FILE):
         if not weights.exists():

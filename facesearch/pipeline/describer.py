@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from facesearch.models import embedder
 from facesearch.pipeline.faces import Face
 from facesearch.pipeline.sources import media_source
 from facesearch.settings import DEFAULTS, Settings
+from facesearch.spec import MASTER
 
 if TYPE_CHECKING:
     from facesearch.models.base import Embedder
@@ -42,12 +44,10 @@ class Describer:
 
     @cached_property
     def model(self) -> Embedder:
-        """The embedder (the shipped descriptor model unless another was given)."""
+        """The embedder (the master space's, models.EMBEDDERS, unless another was given)."""
         if self._given_model is not None:
             return self._given_model
-        from facesearch.models.descriptor import shipped_model
-
-        return shipped_model()
+        return embedder(MASTER, self.settings)
 
     @cached_property
     def _threads(self) -> ThreadPoolExecutor:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from facesearch.pipeline.backends import Backends
+from facesearch.registry import Backends
 from facesearch.pipeline.detect.base import Detection, Detector
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from facesearch.pipeline.backends import Backends
+from facesearch.registry import Backends
 from facesearch.pipeline.parse.base import Parser, coarse_masks
 
 if TYPE_CHECKING:

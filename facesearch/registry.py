@@ -1,4 +1,4 @@
-"""Backends chosen by name: one small registry per kind (detectors, parsers), shared code.
+"""Backends chosen by name: one small registry per kind (detectors, parsers, embedders).
 
 A registry maps a name to "module:Class"; the module is imported only when that backend is
 asked for, so choosing SCRFD never imports mediapipe and the other way round.
