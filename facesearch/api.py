@@ -15,19 +15,30 @@ import numpy as np
 
 from facesearch.errors import FaceSearchError
 from facesearch.index.indexer import Indexer, IndexReport, reconcile
-from facesearch.index.lock import IndexLock
+from facesearch.index.lock import IndexBusyError, IndexLock
+from facesearch.index.repair import CheckReport, check, open_spaces, require_sqlite_file, salvage_sqlite
 from facesearch.index.spaces import FAISS_FILENAME, Spaces, VectorSpace, space_signatures
-from facesearch.index.store import Store, database_exists, database_url, redacted
+from facesearch.index.store import (DB_FILENAME, DamagedDatabaseError, PhotoStatus, Store, database_exists,
+                                    database_url, redacted)
+from facesearch.models import master_card
 from facesearch.pipeline.describer import Describer
 from facesearch.pipeline.faces import Face
-from facesearch.pipeline.sources import find_images, photo_key
+from facesearch.pipeline.sources import IMAGE_EXTENSIONS, find_images, photo_key
 from facesearch.search.filters import Filter, parse_filter
 from facesearch.search.hits import Hit, Hits
 from facesearch.search.planner import Request, StoreCatalog, rank
 from facesearch.search.ranking import region_weights
-from facesearch.search.text import parse
+from facesearch.search.text import asks_for_everyone, not_understood, parse
 from facesearch.settings import Settings
 from facesearch.spec import REGIONS, VECTOR_DIM, region_similarities
+# browsing (faces and photos by id, thumbnails): the web page's reads
+import threading
+
+from sqlalchemy import select as sa_select
+
+from facesearch.index.store import FaceRow, PhotoRow
+from facesearch.pipeline.images import load_image
+from facesearch.render import THUMB, face_crop, jpeg_bytes
 
 
 class FaceSearch:
@@ -42,8 +53,11 @@ class FaceSearch:
     """
 
     def __init__(self, index_dir: str | os.PathLike | None = None, db_url: str | None = None,
-                 *, settings: Settings | None = None):
+                 *, settings: Settings | None = None, on_notice=None):
+        """`on_notice(line)` hears what the index repaired on its own (a vector file rebuilt
+        from the database, ...); default: printed to stderr as "note: ..."."""
         settings = settings if settings is not None else Settings.from_env()
+        self.on_notice = on_notice if on_notice is not None else _print_notice
         self.settings = settings.replace(index_dir=index_dir, db_url=db_url)
         self.index_dir = self.settings.index_dir
         self.db_url = self.settings.db_url
@@ -56,8 +70,10 @@ class FaceSearch:
 
     # --- opening --------------------------------------------------------------------------------
     def _exists(self) -> bool:
-        """Whether an index was made here (its FAISS file, and its database)."""
-        return (self.index_dir / FAISS_FILENAME).exists() and database_exists(self.index_dir, self.db_url)
+        """Whether an index was made here: its database (the FAISS file is rebuilt from it)."""
+        return database_exists(self.index_dir, self.db_url) and (
+            self.db_url is not None or (self.index_dir / FAISS_FILENAME).exists()
+            or (self.index_dir / DB_FILENAME).stat().st_size > 0)
 
     def _require_index(self) -> None:
         if not self._exists():
@@ -72,7 +88,20 @@ class FaceSearch:
     def spaces(self) -> Spaces:
         """Every vector space of the index as last read from disk (`refresh()` reads them again)."""
         self._signature = space_signatures(self.index_dir)
-        return Spaces.open(self.index_dir, self.settings.compression, self.settings.ivf_threshold)
+        spaces = open_spaces(self.index_dir, self.store, self.settings.compression,
+                             self.settings.ivf_threshold, notice=self.on_notice, save=self._save_repaired)
+        self._signature = space_signatures(self.index_dir)
+        return spaces
+
+    def _save_repaired(self, spaces: Spaces) -> bool:
+        """Save vector files rebuilt from SQL when no writer holds the index (else they are
+        rebuilt in memory only, and that writer's reconcile saves them)."""
+        try:
+            with IndexLock(self.index_dir, "repair"):
+                spaces.save()
+            return True
+        except IndexBusyError:
+            return False
 
     @property
     def vectors(self) -> VectorSpace:
@@ -87,6 +116,16 @@ class FaceSearch:
     @property
     def _model(self):
         return self.describer.model
+
+    @property
+    def _card(self):
+        """The master model's `version` and `centres`: read from its weights alone while no photo
+        was described (a text query loads no network, nor torch), else the loaded model's."""
+        if "describer" not in self.__dict__:
+            card = master_card()
+            if card is not None:
+                return card
+        return self._model
 
     def refresh(self) -> bool:
         """Pick up what another process committed since the vectors were read (an `index` or
@@ -105,7 +144,7 @@ class FaceSearch:
         self.refresh()
         if len(self.vectors) == 0:
             raise FaceSearchError(f"the index at {self.index_dir} is empty (no faces indexed yet)")
-        if self.store.get_meta("model_version") != self._model.version:
+        if self.store.get_meta("model_version") != self._card.version:
             problem = self._record_model()
             if problem:  # vectors of two models do not compare
                 raise FaceSearchError(problem)
@@ -113,12 +152,12 @@ class FaceSearch:
     def _record_model(self) -> str | None:
         """Record this model as the index's when it described every indexed photo; otherwise say
         which photos another model described (after an upgrade `index` describes them again)."""
-        count, example = self.store.photos_of_other_models(self._model.version)
+        count, example = self.store.photos_of_other_models(self._card.version)
         if count:
             return (f"{count} indexed photo(s), e.g. {example.path}, were described by model "
-                    f"{example.model_version or 'unknown'}, not by this facesearch's {self._model.version}: "
+                    f"{example.model_version or 'unknown'}, not by this facesearch's {self._card.version}: "
                     f"run `facesearch index` on their folders again to re-describe them")
-        self.store.set_meta("model_version", self._model.version)
+        self.store.set_meta("model_version", self._card.version)
         return None
 
     # --- describing -----------------------------------------------------------------------------
@@ -137,13 +176,20 @@ class FaceSearch:
 
     # --- indexing -------------------------------------------------------------------------------
     def index(self, paths: Iterable[str | os.PathLike], progress: bool = False,
-              on_problem=None) -> IndexReport:
+              on_problem=None, prune: bool = False) -> IndexReport:
         """Index every image under `paths`: new and changed photos are described, vanished ones
-        dropped, unchanged ones skipped. Bad files are recorded and reported, not fatal. One
-        index or remove run at a time: another one holding the index raises IndexBusyError."""
+        dropped, unchanged ones skipped; moved and copied photos are recognised by content
+        (indexer.Indexer.run). Photos missing from disk elsewhere are counted (`missing`), and
+        dropped with `prune`. Bad files are recorded and reported, not fatal; videos are
+        named in `skipped`. One index or remove run at a time: another one holding the index
+        raises IndexBusyError. Ctrl-C raises indexer.IndexInterrupted once what was described
+        is saved."""
         paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+        self._refuse_vanished_roots(paths)
         problems: list[tuple[str, str]] = []
-        files = find_images(paths, on_error=lambda folder, reason: problems.append((folder, reason)))
+        skipped: list[tuple[str, str]] = []
+        files = find_images(paths, on_error=lambda folder, reason: problems.append((folder, reason)),
+                            on_skipped=lambda path, reason: skipped.append((path, reason)))
         # bad paths failed above, before an index folder is made
         with IndexLock(self.index_dir, "index"):
             self.__dict__.pop("spaces", None)  # what is on disk now, not what we read before
@@ -154,9 +200,32 @@ class FaceSearch:
                               commit_every=self.settings.commit_every,
                               checkpoint_seconds=self.settings.checkpoint_seconds)
             report = indexer.run(paths, files, progress=progress, on_problem=on_problem,
-                                 problems=problems)
+                                 problems=problems, prune=prune)
+            report.skipped = skipped
+            if self.vectors.meta.get("compression_notice"):
+                self.on_notice(self.vectors.meta["compression_notice"])
             self._record_model()  # photos outside `paths` may still be another model's
             return report
+
+    def _refuse_vanished_roots(self, paths: list) -> None:
+        """A folder given to index that is gone but held indexed photos: say what to do."""
+        if not database_exists(self.index_dir, self.db_url):
+            return
+        for path in paths:
+            if os.path.lexists(path):
+                continue
+            under = self._stored_under(path)
+            if under:
+                raise FaceSearchError(
+                    f"{path}: no such folder, but {len(under)} indexed photo(s) were there: "
+                    f"`facesearch relocate {path} NEW` if it moved, `facesearch remove {path}` "
+                    "to take them out of the index")
+
+    def _stored_under(self, path: str | os.PathLike) -> list[str]:
+        """Stored photo paths equal to `path` or under it (a folder, gone or not)."""
+        root = os.path.abspath(path)
+        return [photo.path for photo in self.store.photos()
+                if photo.path == root or photo.path.startswith(root.rstrip(os.sep) + os.sep)]
 
     def remove(self, paths: Iterable[str | os.PathLike]) -> int:
         """Take photos (their faces and vectors) out of the index for good; returns how many.
@@ -166,21 +235,75 @@ class FaceSearch:
         with IndexLock(self.index_dir, "remove"):
             self.__dict__.pop("spaces", None)
             reconcile(self.store, self.spaces)  # vectors a crashed run left behind go too
-            known = {photo.path for photo in self.store.photos()}
-            removed = sorted({key for key in map(photo_key, map(Path, paths)) if key in known})
+            keys = [photo_key(Path(path)) or os.path.abspath(path) for path in paths]
+            known_aliases = self.store.aliases()
+            aliases = [key for key in keys if key in known_aliases]
+            self.store.delete_aliases(aliases)  # another path of a photo: the photo stays
+            removed = sorted({stored for key in keys if key not in aliases
+                              for stored in self._stored_under(key)})
             if not removed:
-                return 0
+                return len(aliases)
             with self.store.erasing() as session:
                 self.spaces.remove(self.store.delete_photos(removed, session))
                 self.spaces.save()  # vectors first: a kill now leaves rows that reconcile drops
-            return len(removed)
+            self.prune_thumbnails()  # and no crop of a removed face stays in the folder
+            return len(removed) + len(aliases)
+
+    def check(self, repair: bool = False) -> CheckReport:
+        """Check everything (SQLite integrity, each vector file against SQL, photo files on
+        disk; see index.repair.check); with `repair`, fix what can be: vector files rebuilt from
+        SQL, photos missing from disk dropped, and a damaged SQLite file salvaged (what can be
+        read is copied into a new file; the damaged one is kept beside it)."""
+        self._require_index()
+        with IndexLock(self.index_dir, "check"):
+            salvaged: list[str] = []
+            try:
+                problems = self.store.integrity_problems()
+            except FaceSearchError as error:  # the file cannot even be opened
+                problems = [str(error)]
+            if problems and repair:
+                self.close()
+                damaged = self.index_dir / DB_FILENAME if self.db_url is None else None
+                kept_aside, rows = salvage_sqlite(require_sqlite_file(damaged))
+                salvaged.append(f"database salvaged into a new file ({rows.get('photos', 0)} photos, "
+                                f"{rows.get('faces', 0)} faces read); the damaged one is {kept_aside.name}")
+            self.__dict__.pop("spaces", None)
+            try:
+                report = check(self.index_dir, self.store, self.settings.compression,
+                               self.settings.ivf_threshold, repair=repair)
+            except DamagedDatabaseError as error:
+                return CheckReport(database=problems or [str(error)])
+            report.database = report.database or ([] if repair else problems)
+            report.repaired[:0] = salvaged
+            return report
+
+    def relocate(self, old: str | os.PathLike, new: str | os.PathLike) -> int:
+        """The folder `old` moved to `new`: rewrite every stored path under it (photos keep their
+        faces; nothing is described again). Returns how many paths changed; FaceSearchError if
+        `new` is not a folder or nothing was stored under `old`."""
+        self._require_index()
+        if not Path(new).is_dir():
+            raise FaceSearchError(f"{new}: no such folder")
+        with IndexLock(self.index_dir, "relocate"):
+            changed = self.store.relocate(old, new)
+        if not changed:
+            raise FaceSearchError(f"no indexed photo is under {old}")
+        return changed
 
     # --- querying -------------------------------------------------------------------------------
     def query(self, image: str | os.PathLike | np.ndarray | None = None, text: str | None = None,
               k: int | None = None, face: int = 0, *, weights: Mapping[str, float] | None = None,
-              region: str | None = None, where: str | Filter | None = None) -> Hits:
+              region: str | None = None, where: str | Filter | None = None,
+              exclude: str | os.PathLike | Iterable[str | os.PathLike] | None = None) -> Hits:
         """The k stored faces (default Settings.k) most like a photo's face (`face`-th largest),
-        a description, or a photo's face changed as the description says; best first.
+        a description, or a photo's face changed as the description says; best first. With
+        `where` alone (or a text such as "a person" that names no class) it browses: the faces
+        meeting the filter, best fit to the classes it names first (index order when it names
+        none, e.g. a path).
+
+        `exclude` leaves out the faces of these photos (e.g. the query photo itself). A query
+        photo that is indexed and unchanged since (size and modification time) is not described
+        again: its stored vectors are used.
 
         `weights` scales regions in the score (`{"hair": 2, "background": 0}`; unnamed regions
         keep 1) and `region="hair"` ranks by one region alone; each hit's `regions` still holds
@@ -189,48 +312,87 @@ class FaceSearch:
         k hits come back whenever k faces match. Ranked by search.planner.rank, the one query
         path. Raises FaceSearchError (one line) for anything a user can get wrong."""
         k = self.settings.k if k is None else k
-        if image is None and text is None:
-            raise FaceSearchError("give an image, a text, or both to query")
+        if image is None and text is None and where is None:
+            raise FaceSearchError("give an image, a text, a --where filter, or a combination to query")
         if k < 1:
             raise FaceSearchError(f"k must be at least 1 (got {k})")
+        if face != 0 and image is None:
+            raise FaceSearchError("--face picks a face of --image; there is no --image")
         block_weights = region_weights(weights, region)
         restriction = parse_filter(where) if isinstance(where, str) else where
         understood = None
+        terms: list = []
         if text is not None:
             if not text.strip():
                 raise FaceSearchError("the text query is empty")
             understood = parse(text)
-            if not understood.terms:
-                raise FaceSearchError(f"nothing face-related was understood in {text!r}")
+            terms = understood.terms
+            if not terms and not asks_for_everyone(text):
+                raise FaceSearchError(f"nothing face-related was understood in {text!r}: "
+                                      f"{not_understood(text)}")
+        if image is None and not terms and restriction is not None:
+            terms = restriction.terms()  # browsing: best fit to what the filter asks first
         self._open_existing()
         query_face = None
         if image is not None:
-            faces = self.describe(image)
+            faces = self._query_faces(image)
             if not faces:
                 raise FaceSearchError(f"no face found in {image if not isinstance(image, np.ndarray) else 'the image'}")
             if not 0 <= face < len(faces):
                 raise FaceSearchError(f"--face {face} is out of range: the image has {len(faces)} face(s)")
-            query_face = faces[face].vector
+            query_face = faces[face]
+        left_out = self._vector_ids_of(exclude)
         catalog = StoreCatalog(self.store)
-        request = Request(k=k, face=query_face, terms=understood.terms if understood else (),
+        request = Request(k=k + len(left_out), face=query_face, terms=terms,
                           block_weights=block_weights, where=restriction)
-        ranked = rank(request, self._model.centres, self.vectors, catalog)
+        ranked = rank(request, self._card.centres, self.vectors, catalog)
+        ranked.candidates = [c for c in ranked.candidates if c[1] not in left_out][:k]
         ids = [i for _, i in ranked.candidates]
         stored = self.vectors.reconstruct(ids) if ids else np.zeros((0, VECTOR_DIM), np.float32)
         hits = Hits()
         hits.understood = understood
+        other_paths = self.store.aliases_of(catalog.rows[i][1].id for _, i in ranked.candidates)
         for rank_, ((score, vector_id), similarity) in enumerate(
                 zip(ranked.candidates, region_similarities(ranked.vector, stored)), start=1):
             row, photo = catalog.rows[vector_id]
             hits.append(Hit(rank=rank_, score=round(score, 4), path=photo.path, face_id=row.id,
                             bbox=[round(v, 1) for v in (row.x0, row.y0, row.x1, row.y1)],
                             regions=dict(zip(REGIONS, (round(float(v), 4) for v in similarity))),
-                            attributes=row.attributes))
+                            attributes=row.attributes, missing=not os.path.exists(photo.path),
+                            other_paths=other_paths.get(photo.id, [])))
         return hits
+
+    def _query_faces(self, image: str | os.PathLike | np.ndarray) -> list[np.ndarray]:
+        """The master vectors (364,) of a query photo's faces, largest first: the stored ones
+        when the photo is indexed by this model and unchanged on disk since (size and
+        modification time, as `index` judges it; no network is loaded then), else described now.
+        Raises FaceSearchError for a file that cannot be read as an image."""
+        if not isinstance(image, np.ndarray) and Path(image).suffix.lower() in IMAGE_EXTENSIONS:
+            try:
+                photo = self.store.photo_by_path(image)
+                info = os.stat(image)
+            except OSError:
+                photo = None
+            if (photo is not None and photo.status == PhotoStatus.INDEXED and photo.faces
+                    and photo.model_version == self._card.version
+                    and photo.size == info.st_size and photo.mtime == info.st_mtime):
+                faces = sorted(photo.faces, key=lambda row: row.face_index)
+                return list(self.vectors.reconstruct([row.vector_id for row in faces]))
+        return [described.vector for described in self.describe(image)]
+
+    def _vector_ids_of(self, photos: str | os.PathLike | Iterable[str | os.PathLike] | None
+                       ) -> set[int]:
+        """The vector ids of the faces of these photos (those not indexed have none)."""
+        if photos is None:
+            return set()
+        photos = [photos] if isinstance(photos, (str, os.PathLike)) else list(photos)
+        found = (self.store.photo_by_path(path) for path in photos)
+        return {face.vector_id for photo in found if photo is not None for face in photo.faces}
 
     # --- information ----------------------------------------------------------------------------
     def info(self) -> dict:
-        """What is in the index: photos, faces, failures, model, the vector index (type,
+        """What is in the index: photos, faces, failures, partial (truncated) photos, other
+        paths of photos (copies), model, the vector index (type,
         compression, lists and nprobe, recall@10 measured when it was built, estimated memory,
         search device), every vector space ({name: dim, vectors, model_version, index_type}),
         database, size on disk."""
@@ -242,12 +404,14 @@ class FaceSearch:
         return {"index": str(self.index_dir), "photos": photos, "faces": faces,
                 "vectors": len(self.vectors),
                 "failed": [(p.path, p.error) for p in self.store.failed_photos()],
+                **self.store.library_counts(),
                 "model_version": self.store.get_meta("model_version"),
-                "dims": self.store.get_meta("dims"), "index_type": vectors["index_type"],
+                "dims": int(self.store.get_meta("dims") or 0) or None, "index_type": vectors["index_type"],
                 "compression": vectors["compression"], "nlist": vectors["nlist"],
                 "nprobe": vectors["nprobe"], "recall_at_10": vectors["recall_at_10"],
                 "index_memory_bytes": vectors["memory_bytes"],
                 "search_device": vectors["search_device"],
+                "compression_notice": vectors["compression_notice"],
                 "spaces": {name: {"dim": space.dim, "vectors": len(space),
                                   "model_version": space.model_version,
                                   "index_type": space.index_type}
@@ -261,6 +425,110 @@ class FaceSearch:
             self.__dict__.pop("store").close()
         if "describer" in self.__dict__:
             self.__dict__.pop("describer").close()
+
+
+    # --- browsing: faces and photos by id (the web page's reads, facesearch.server) -----------
+    def face(self, face_id: int) -> dict | None:
+        """One stored face: {face_id, photo_id, face_index, path, bbox [x0, y0, x1, y1] in original
+        pixels, attributes, missing (whether its photo file is gone)}; None if no such face."""
+        found = self._face_rows(face_id)
+        return None if found is None else _face_dict(*found)
+
+    def photo(self, photo_id: int) -> dict | None:
+        """One stored photo: {photo_id, path, width, height (original pixels, may be None),
+        status, error, missing, faces: [face(...) of each, largest first]}; None if unknown."""
+        with self.store.session() as session:
+            photo = session.get(PhotoRow, int(photo_id))
+            if photo is None:
+                return None
+            return {"photo_id": photo.id, "path": photo.path, "width": photo.width,
+                    "height": photo.height, "status": photo.status, "error": photo.error,
+                    "missing": not Path(photo.path).is_file(),
+                    "faces": [_face_dict(face, photo) for face in photo.faces]}
+
+    def face_thumbnail(self, face_id: int, side: int = THUMB) -> bytes | None:
+        """A JPEG of a `side`-pixel square around a stored face (render.face_crop), made once and
+        kept in the index folder (thumbnails/, named by face and photo content so a re-indexed
+        photo gets new ones). None if there is no such face or its photo can no longer be read."""
+        found = self._face_rows(face_id)
+        if found is None:
+            return None
+        face, photo = found
+        cache = self.index_dir / THUMBNAILS_DIRNAME / f"{face.id}-{photo.content_hash[:16]}-{side}.jpg"
+        if cache.is_file():
+            return cache.read_bytes()
+        try:
+            decoded = load_image(photo.path, self.settings.max_decode_side)
+        except FaceSearchError:
+            return None
+        data = jpeg_bytes(face_crop(decoded.pixels, [face.x0, face.y0, face.x1, face.y1],
+                                    decoded.scale, side))
+        cache.parent.mkdir(exist_ok=True)
+        partial = cache.with_name(f".{cache.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        partial.write_bytes(data)
+        os.replace(partial, cache)  # readers see a whole file or none
+        return data
+
+    def photo_image(self, photo_id: int, max_side: int = 1600) -> bytes | None:
+        """A JPEG of a stored photo as displayed, its longest side at most `max_side` pixels (read
+        with the bounded loader); None if there is no such photo or its file is gone."""
+        with self.store.session() as session:
+            path = session.scalar(sa_select(PhotoRow.path).where(PhotoRow.id == int(photo_id)))
+        if path is None:
+            return None
+        try:
+            return jpeg_bytes(load_image(path, max_side).pixels)
+        except FaceSearchError:
+            return None
+
+    def more_like_face(self, face_id: int, k: int | None = None, **options) -> Hits:
+        """query() by a stored face ("more like this face"): its photo is described again and
+        that face (by its place, largest first) is the query; `options` are query()'s weights,
+        region and where. Raises FaceSearchError if the face is unknown or its photo is gone."""
+        found = self._face_rows(face_id)
+        if found is None:
+            raise FaceSearchError(f"no face {face_id} in the index")
+        face, photo = found
+        return self.query(image=photo.path, k=k, face=face.face_index, **options)
+
+    def prune_thumbnails(self) -> int:
+        """Delete cached thumbnails of faces no longer in the index (removed or re-indexed
+        photos); returns how many went."""
+        folder = self.index_dir / THUMBNAILS_DIRNAME
+        if not folder.is_dir():
+            return 0
+        with self.store.session() as session:
+            current = {f"{face_id}-{content_hash[:16]}" for face_id, content_hash in session.execute(
+                sa_select(FaceRow.id, PhotoRow.content_hash).join(FaceRow.photo))}
+        gone = [f for f in folder.iterdir()  # ".name.tmp": being written now
+                if not f.name.startswith(".") and f.name.rsplit("-", 1)[0] not in current]
+        for file in gone:
+            file.unlink(missing_ok=True)
+        return len(gone)
+
+    def _face_rows(self, face_id: int) -> tuple[FaceRow, PhotoRow] | None:
+        """A face's row and its photo's row (read, detached), or None."""
+        with self.store.session() as session:
+            face = session.get(FaceRow, int(face_id))
+            return None if face is None else (face, face.photo)
+
+
+#: Where face thumbnails are cached, inside the index folder.
+THUMBNAILS_DIRNAME = "thumbnails"
+
+
+def _face_dict(face: FaceRow, photo: PhotoRow) -> dict:
+    """The JSON-ready description of a stored face (FaceSearch.face)."""
+    return {"face_id": face.id, "photo_id": photo.id, "face_index": face.face_index,
+            "path": photo.path, "bbox": [round(v, 1) for v in (face.x0, face.y0, face.x1, face.y1)],
+            "attributes": face.attributes, "missing": not Path(photo.path).is_file()}
+
+
+def _print_notice(line: str) -> None:
+    """The default on_notice: one line on stderr."""
+    import sys
+
+    print(f"note: {line}", file=sys.stderr)
 
 
 def _size_if_present(path: Path) -> int:

@@ -36,39 +36,108 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+def _check_output(path: Path, flag: str, given: list = ()) -> None:
+    """Fail (before any work) unless `path` can be written: its folder exists, it is no folder,
+    and it is none of the files the user gave as input (those are never written to)."""
+    if path.is_dir():
+        _fail(f"{flag} {path} is a folder; give a file name")
+    if not path.parent.is_dir():
+        _fail(f"{flag} {path}: the folder {path.parent} does not exist")
+    if any(g is not None and Path(g).exists() and Path(g).resolve() == path.resolve() for g in given):
+        _fail(f"{flag} {path} is an input file; it will not be overwritten")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("facesearch")
+        except PackageNotFoundError:
+            number = "unknown (not installed)"
+        typer.echo(f"facesearch {number}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                               help="Print facesearch's version and exit.")) -> None:
+    """Face similarity search: by photo, by description, or both. Offline."""
+
+
 @app.command()
 def index(paths: list[Path] = typer.Argument(..., help="Photos or folders (searched recursively)."),
           index: Optional[Path] = IndexOption, db_url: Optional[str] = DbOption,
-          quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar.")) -> None:
+          quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+          prune: bool = typer.Option(False, "--prune", help="Also drop indexed photos missing from disk anywhere (not only under PATHS).")) -> None:
     """Index every face in the photos under PATHS; re-runs add only new or changed photos."""
     from tqdm import tqdm
 
+    from facesearch.index.indexer import IndexInterrupted
+
     fs = _search(index, db_url)
     # tqdm.write keeps each warning on its own line above the progress bar
-    report = fs.index(paths, progress=not quiet,
-                      on_problem=lambda line: tqdm.write(f"warning: {line}", file=sys.stderr))
+    try:
+        report = fs.index(paths, progress=not quiet, prune=prune,
+                          on_problem=lambda line: tqdm.write(f"warning: {line}", file=sys.stderr))
+    except IndexInterrupted as stopped:
+        typer.echo(str(stopped), err=True)
+        raise typer.Exit(130)
     typer.echo(report.summary())
+    if report.photos == 0 and report.skipped:
+        typer.echo(f"warning: no photos found; {len(report.skipped)} file(s) not read, e.g. "
+                   f"{report.skipped[0][0]} ({report.skipped[0][1]})", err=True)
     if report.failed:  # the exit status says whether any file failed (`facesearch info` lists them)
         raise typer.Exit(1)
+
+
+@app.command()
+def check(repair: bool = typer.Option(False, "--repair", help="Fix what can be fixed: rebuild vector files from the database, drop photos missing from disk, salvage a damaged database."),
+          index: Optional[Path] = IndexOption, db_url: Optional[str] = DbOption) -> None:
+    """Check an index: database integrity, vector files against the database, photo files on disk."""
+    report = _search(index, db_url).check(repair=repair)
+    for line in report.lines():
+        typer.echo(line)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def relocate(old: Path = typer.Argument(..., help="Where the photos were (a folder, gone or not)."),
+             new: Path = typer.Argument(..., help="Where they are now."),
+             index: Optional[Path] = IndexOption, db_url: Optional[str] = DbOption) -> None:
+    """A photo folder moved: rewrite the paths stored under OLD to NEW (nothing is described again)."""
+    changed = _search(index, db_url).relocate(old, new)
+    typer.echo(f"relocated {changed} path(s) from {old} to {new}")
 
 
 @app.command()
 def query(image: Optional[Path] = typer.Option(None, "--image", "-i", help="Find faces like this photo's."),
           text: Optional[str] = typer.Option(None, "--text", "-t", help="Find faces that fit a description."),
           k: Optional[int] = typer.Option(None, "-k", help=f"Number of hits [default: {DEFAULTS.k}].", show_default=False),
-          face: int = typer.Option(0, "--face", help="Which face of --image (0 = largest)."),
+          face: Optional[int] = typer.Option(None, "--face", help="Which face of --image (0 = largest) [default: 0].", show_default=False),
           as_json: bool = typer.Option(False, "--json", help="Print a JSON array of hits."),
           sheet: Optional[Path] = typer.Option(None, "--sheet", help="Also save a contact sheet (.png/.jpg/.html)."),
           weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Region weights in the score, e.g. hair=2,eyes=1,background=0 (unnamed regions keep 1)."),
           region: Optional[str] = typer.Option(None, "--region", help="Rank by one region alone: background, hair, face_skin, eyes, eyebrows, lips, nose."),
-          where: Optional[str] = typer.Option(None, "--where", help="Only faces meeting a filter: \"male<0.5 and smiling>0.5\", \"30<=age<40\", \"path~'*/2019/*'\", \"date>=2019-06-01\"."),
+          where: Optional[str] = typer.Option(None, "--where", help="Only faces meeting a filter: \"male<0.5 and smiling>0.5\", \"30<=age<40\", \"path~'*/2019/*'\", \"date>=2019-06-01\". Alone, it browses: the faces meeting it, best fit first."),
+          exclude_self: bool = typer.Option(False, "--exclude-self", help="Leave the faces of --image itself out of the hits."),
           index: Optional[Path] = IndexOption, db_url: Optional[str] = DbOption) -> None:
-    """Print the faces most like --image, fitting --text, or --image changed as --text says."""
+    """Print the faces most like --image, fitting --text, or --image changed as --text says;
+    with --where alone, the faces meeting the filter. `facesearch vocabulary` lists the words
+    --text understands."""
     from facesearch.search.ranking import parse_weights
 
-    hits = _search(index, db_url).query(image=image, text=text, k=k, face=face, region=region,
-                                        weights=parse_weights(weights) if weights is not None else None,
-                                        where=where)
+    if exclude_self and image is None:
+        _fail("--exclude-self leaves out the faces of --image; there is no --image")
+    if face is not None and image is None:
+        _fail("--face picks a face of --image; there is no --image")
+    if sheet is not None:
+        _check_output(sheet, "--sheet", given=[image])
+    region_weights = parse_weights(weights) if weights is not None else None
+    hits = _search(index, db_url).query(image=image, text=text, k=k, face=face or 0, region=region,
+                                        weights=region_weights, where=where,
+                                        exclude=[image] if exclude_self else None)
     if not hits and where is not None:
         typer.echo("no indexed face meets the --where filter", err=True)
     if as_json:
@@ -77,12 +146,16 @@ def query(image: Optional[Path] = typer.Option(None, "--image", "-i", help="Find
         from facesearch.render import hits_table
 
         if hits.understood is not None:
-            typer.echo(f"understood: {hits.understood.summary()}")
+            typer.echo(f"understood: {hits.understood.summary() or 'every face (no class named)'}")
+            if hits.understood.not_known:
+                typer.echo(f"not known to this model yet (emotions), left out: "
+                           f"{', '.join(hits.understood.not_known)}")
         typer.echo(hits_table(hits))
     if sheet is not None:
         from facesearch.render import save_contact_sheet
 
-        save_contact_sheet(sheet, hits, image=image, text=text)
+        save_contact_sheet(sheet, hits, image=image, text=text, face=face or 0, where=where,
+                           weights=region_weights, region=region)
         typer.echo(f"contact sheet: {sheet}", err=as_json)
 
 
@@ -93,6 +166,8 @@ def describe(image: Path = typer.Argument(..., help="A photo."),
     """Find the faces in a photo and show their attributes (and, with --out, their regions)."""
     from facesearch.api import FaceSearch
 
+    if out is not None:
+        _check_output(out, "--out", given=[image])
     faces = FaceSearch().describe(image)
     if not faces:
         _fail(f"no face found in {image}")
@@ -133,6 +208,28 @@ def info(index: Optional[Path] = IndexOption, db_url: Optional[str] = DbOption,
 
 
 @app.command()
+def vocabulary(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List what --text understands: the classes and the words for them, ages, what is not known yet."""
+    from facesearch.search.text import vocabulary as known
+
+    words = known()
+    if as_json:
+        typer.echo(json.dumps(words, indent=2))
+        return
+    typer.echo("Classes (any of these words; a negation such as \"no\", \"without\" asks for the absence):")
+    for name, phrases in words["classes"].items():
+        absent = words["absent"].get(name)
+        extra = f"   | absent: {', '.join(absent)}" if absent else ""
+        typer.echo(f"  {name:>20}: {', '.join(phrases)}{extra}")
+    typer.echo(f"Ages (read from the age estimate): {', '.join(words['ages'])}")
+    typer.echo(f"Every face (alone, or with --where): {', '.join(words['everyone'])}")
+    if words["not_yet_known"]:
+        typer.echo(f"Not known to this model yet (emotions): {', '.join(words['not_yet_known'])}")
+    typer.echo("Other words are matched by meaning to the ones above; --where filters by class "
+               "probability, age, path and date.")
+
+
+@app.command()
 def remove(paths: list[Path] = typer.Argument(..., help="Photos to take out of the index."),
            index: Optional[Path] = IndexOption, db_url: Optional[str] = DbOption) -> None:
     """Take photos, their faces and vectors out of the index for good."""
@@ -141,6 +238,20 @@ def remove(paths: list[Path] = typer.Argument(..., help="Photos to take out of t
     if removed < len(set(paths)):
         typer.echo(f"warning: {len(set(paths)) - removed} of the paths given were not in the index",
                    err=True)
+
+
+@app.command()
+def serve(index: Optional[Path] = IndexOption, db_url: Optional[str] = DbOption,
+          host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; any but loopback needs a token."),
+          port: int = typer.Option(8000, "--port", help="TCP port."),
+          token: Optional[str] = typer.Option(None, "--token", help="Token every request must carry [default: none on loopback, else one generated and printed].")) -> None:
+    """Serve the search page and its JSON API (docs at /docs) over an index, until Ctrl-C."""
+    from facesearch.server import serve as run_server
+
+    settings = Settings.from_env(index_dir=index, db_url=db_url)
+    if not 0 < port < 65536:
+        _fail(f"--port {port} is not a TCP port (1-65535)")
+    run_server(settings, host=host, port=port, token=token, echo=typer.echo)
 
 
 @app.command()
@@ -203,6 +314,19 @@ def _debug() -> bool:
         return False
 
 
+def _usage_problem(error: Exception) -> str | None:
+    """One line for a command-line mistake (click's or typer's own click's exceptions): an
+    unknown flag with "did you mean", a missing value, an unknown command; None otherwise."""
+    if not (hasattr(error, "format_message") and hasattr(error, "exit_code")):
+        return None
+    if hasattr(error, "possibilities") and getattr(error, "option_name", None):
+        possible = sorted(error.possibilities or [])
+        hint = f" (did you mean {' or '.join(possible)}?)" if possible else ""
+        command = getattr(getattr(error, "ctx", None), "command_path", "facesearch")
+        return f"no such option {error.option_name}{hint}; see `{command} --help`"
+    return error.format_message().strip().splitlines()[0]
+
+
 def main() -> None:
     """Entry point: one clear line and a non-zero exit for every failure, never a traceback."""
     try:
@@ -217,9 +341,10 @@ def main() -> None:
         typer.echo("interrupted", err=True)
         sys.exit(130)
     except Exception as error:  # noqa: BLE001 - the promise is: never a traceback
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
+        usage = _usage_problem(error)
+        if usage is not None:
+            typer.echo(f"error: {usage}", err=True)
+            sys.exit(2)
         if _debug():
             raise
         message = str(error).strip().splitlines()

@@ -47,6 +47,11 @@ class Backends(Generic[T]):
         """Forget the backend `name` (nothing happens for an unknown name)."""
         self._targets.pop(name, None)
 
+    def target(self, name: str) -> str | type | None:
+        """What `name` is registered as ("module:Class" or a class), without importing it;
+        None for an unknown name."""
+        return self._targets.get(name)
+
     def backend_class(self, name: str) -> type:
         """The class registered under `name`. Raises FaceSearchError (one line, naming the known
         backends and the setting) for an unknown name."""

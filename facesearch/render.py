@@ -72,71 +72,251 @@ def _font(size: int = 12):
         return ImageFont.load_default()
 
 
-def _face_thumb(path: str, bbox: list[float], side: int = THUMB) -> Image.Image:
-    """A square thumbnail around a face box (a grey tile if the photo is gone)."""
+def face_crop(pixels: np.ndarray, bbox: list[float], scale: float = 1.0, side: int = THUMB) -> Image.Image:
+    """A `side` x `side` RGB square around a face: `pixels` (H, W, 3) uint8 of a photo decoded at
+    1/`scale` of its original size, `bbox` [x0, y0, x1, y1] in original pixels. The square is
+    1.6 box sides wide, so hair and chin show; parts outside the photo are black."""
+    x0, y0, x1, y1 = (v / scale for v in bbox)
+    cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0, 1.0) * 0.8
+    image = Image.fromarray(pixels)
+    box = (int(cx - half), int(cy - half), int(cx + half), int(cy + half))
+    return image.crop(box).resize((side, side), Image.Resampling.LANCZOS)
+
+
+def jpeg_bytes(picture: Image.Image | np.ndarray, quality: int = 85) -> bytes:
+    """A picture (PIL image or (H, W, 3) uint8 RGB array) encoded as JPEG."""
+    image = Image.fromarray(picture) if isinstance(picture, np.ndarray) else picture
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def _face_thumb(path: str, bbox: list[float], side: int = THUMB) -> Image.Image | None:
+    """A square thumbnail around a face box, or None if the photo cannot be read (gone)."""
     try:
         photo = load_image(path)
     except FaceSearchError:
-        return Image.new("RGB", (side, side), (90, 90, 90))
-    x0, y0, x1, y1 = (v / photo.scale for v in bbox)
-    cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0) * 0.8
-    image = Image.fromarray(photo.pixels)
-    return image.crop((int(cx - half), int(cy - half), int(cx + half), int(cy + half))).resize((side, side))
+        return None
+    return face_crop(photo.pixels, bbox, photo.scale, side)
 
 
-def _region_bars(draw: ImageDraw.ImageDraw, x: int, y: int, regions: dict[str, float], width: int) -> None:
-    """Seven small bars, one per region similarity (cosine from -1 to 1), in region colours."""
-    bar_w = width // len(REGIONS)
+#: Short labels of the regions, for bars on a sheet.
+REGION_LABELS: dict[str, str] = {"background": "backgr.", "hair": "hair", "face_skin": "skin",
+                                 "eyes": "eyes", "eyebrows": "brows", "lips": "lips", "nose": "nose"}
+_TILE_W = THUMB + 24   # a hit's column on a picture sheet
+_BAR_ROW = 14          # one region's bar row, pixels
+_INK, _GREY, _RED = (20, 20, 20), (110, 110, 110), (190, 30, 30)
+
+
+def short_path(path: str, width: float, measure=len) -> str:
+    """`path` shortened to fit `width` (in `measure` units: characters by default, or a font's
+    getlength): the file name is kept, leading folders give way to "…/"."""
+    if measure(path) <= width:
+        return path
+    parts = Path(path).parts
+    for start in range(1, len(parts)):
+        candidate = "…/" + "/".join(parts[start:])
+        if measure(candidate) <= width:
+            return candidate
+    name = parts[-1] if parts else path
+    while name and measure("…" + name) > width:
+        name = name[1:]
+    return "…" + name
+
+
+def _fit(text: str, width: float, measure=len) -> str:
+    """`text` cut at the end, with "…", to fit `width`."""
+    if measure(text) <= width:
+        return text
+    while text and measure(text + "…") > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def sheet_caption(hits: list[Hit], image: str | os.PathLike | None = None, text: str | None = None,
+                  *, face: int = 0, where: str | None = None,
+                  weights: dict[str, float] | None = None, region: str | None = None) -> list[str]:
+    """The lines that say what a sheet's query was: photo (and face), text and what it was
+    understood as, filter, region weights, number of hits."""
+    lines = []
+    if image is not None:
+        lines.append(f"photo: {Path(image).name}" + (f" (face {face})" if face else ""))
+    if text:
+        lines.append(f"text: {text}")
+    understood = getattr(hits, "understood", None)
+    if understood is not None:
+        lines.append(f"understood: {understood.summary()}")
+    if where:
+        lines.append(f"filter: {where}")
+    if region:
+        lines.append(f"ranked by one region: {region}")
+    elif weights:
+        lines.append("region weights: " + ", ".join(f"{k}={v:g}" for k, v in weights.items())
+                     + " (others 1)")
+    lines.append(f"{len(hits)} hit(s); bars: per-region cosine similarity, -1 to 1")
+    return lines
+
+
+def _region_bars(draw: ImageDraw.ImageDraw, x: int, y: int, regions: dict[str, float], width: int,
+                 font) -> int:
+    """One labelled row per region: name, a bar from -1 to 1 (a tick marks 0) in the region's
+    colour, the similarity as a number. Returns the height drawn."""
+    label_w, number_w = 44, 36
+    bar_w = width - label_w - number_w
     for i, name in enumerate(REGIONS):
-        value = max(0.0, min(1.0, (regions.get(name, 0.0) + 1) / 2))
-        height = int(24 * value)
-        draw.rectangle([x + i * bar_w + 1, y + 24 - height, x + (i + 1) * bar_w - 2, y + 24],
-                       fill=REGION_COLORS[name])
+        value = float(regions.get(name, 0.0))
+        top = y + i * _BAR_ROW
+        draw.text((x, top), REGION_LABELS[name], fill=_INK, font=font)
+        left = x + label_w
+        draw.rectangle([left, top + 3, left + bar_w, top + _BAR_ROW - 3], fill=(232, 232, 232))
+        filled = int(bar_w * max(0.0, min(1.0, (value + 1) / 2)))
+        draw.rectangle([left, top + 3, left + max(filled, 1), top + _BAR_ROW - 3], fill=REGION_COLORS[name])
+        draw.line([left + bar_w // 2, top + 1, left + bar_w // 2, top + _BAR_ROW - 1], fill=_GREY)
+        number = f"{value:+.2f}"
+        draw.text((x + width - font.getlength(number), top), number, fill=_INK, font=font)
+    return len(REGIONS) * _BAR_ROW
+
+
+def _missing_tile(side: int = THUMB) -> Image.Image:
+    """What a hit whose photo file is gone shows: a hatched tile that says so."""
+    tile = Image.new("RGB", (side, side), (225, 225, 225))
+    draw = ImageDraw.Draw(tile)
+    for offset in range(-side, side, 16):
+        draw.line([offset, side, offset + side, 0], fill=(200, 200, 200), width=4)
+    font = _font(15)
+    for i, line in enumerate(("file missing", "(moved or deleted)")):
+        width = font.getlength(line)
+        draw.text(((side - width) / 2, side / 2 - 16 + i * 20), line, fill=_RED, font=font)
+    return tile
+
+
+def _is_missing(hit: Hit) -> bool:
+    return bool(getattr(hit, "missing", False)) or not Path(hit.path).is_file()
 
 
 def contact_sheet(hits: list[Hit], image: str | os.PathLike | None = None,
-                  text: str | None = None, columns: int = 5) -> Image.Image:
-    """The query (photo and/or text) then every hit with rank, score and per-region bars."""
-    tile_h = THUMB + 52
-    rows = 1 + (len(hits) + columns - 1) // columns
-    sheet = Image.new("RGB", (columns * THUMB, rows * tile_h), (255, 255, 255))
+                  text: str | None = None, columns: int = 5, *, face: int = 0,
+                  where: str | None = None, weights: dict[str, float] | None = None,
+                  region: str | None = None, crops: list[Image.Image | None] | None = None
+                  ) -> Image.Image:
+    """A picture of a query's hits: a caption saying what the query was (sheet_caption), then a
+    tile per hit: its face (or a "file missing" tile), rank and score, the path shortened to
+    fit, a labelled bar and number per region, the top attributes. `crops` (one per hit, None
+    for missing) saves reading the photos again."""
+    crops = crops if crops is not None else [_face_thumb(hit.path, hit.bbox) for hit in hits]
+    font, bold = _font(12), _font(14)
+    caption = sheet_caption(hits, image, text, face=face, where=where, weights=weights, region=region)
+    query_side = THUMB if image is not None else 0
+    head_h = max(query_side, 12 + 18 * len(caption)) + 12
+    tile_h = THUMB + 40 + len(REGIONS) * _BAR_ROW + 34
+    rows = max(1, -(-len(hits) // columns))
+    sheet = Image.new("RGB", (max(columns, 1) * _TILE_W, head_h + rows * tile_h), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
-    font = _font()
     if image is not None:
-        photo = Image.open(image).convert("RGB")
-        photo.thumbnail((THUMB, THUMB))
-        sheet.paste(photo, (0, 0))
-    label = "query" + (f": {text}" if text else "")
-    draw.text((THUMB + 8 if image is not None else 8, 8), label, fill=(0, 0, 0), font=_font(16))
-    legend_x = THUMB + 8 if image is not None else 8
-    for i, name in enumerate(REGIONS):
-        draw.rectangle([legend_x, 40 + i * 16, legend_x + 12, 52 + i * 16], fill=REGION_COLORS[name])
-        draw.text((legend_x + 18, 40 + i * 16), name, fill=(0, 0, 0), font=font)
-    for n, hit in enumerate(hits):
-        x, y = (n % columns) * THUMB, (1 + n // columns) * tile_h
-        sheet.paste(_face_thumb(hit.path, hit.bbox), (x, y))
-        draw.text((x + 4, y + THUMB + 2), f"#{hit.rank}  {hit.score:.3f}  {Path(hit.path).name}"[:26],
-                  fill=(0, 0, 0), font=font)
-        _region_bars(draw, x + 4, y + THUMB + 20, hit.regions, THUMB - 8)
+        try:
+            photo = Image.fromarray(load_image(image).pixels)
+            photo.thumbnail((THUMB, THUMB))
+            sheet.paste(photo, (8, 8))
+        except FaceSearchError:
+            sheet.paste(_missing_tile(), (8, 8))
+    text_x = query_side + 20
+    for i, line in enumerate(caption):
+        fitted = short_path(line, sheet.width - text_x - 8, bold.getlength) if i == 0 else line
+        draw.text((text_x, 10 + 18 * i), _fit(fitted, sheet.width - text_x - 8, bold.getlength), fill=_INK if i < len(caption) - 1 else _GREY,
+                  font=bold)
+    draw.line([0, head_h - 4, sheet.width, head_h - 4], fill=(200, 200, 200))
+    inner = _TILE_W - 24
+    for n, (hit, crop) in enumerate(zip(hits, crops)):
+        x, y = (n % columns) * _TILE_W + 12, head_h + (n // columns) * tile_h
+        sheet.paste(crop if crop is not None else _missing_tile(), (x, y))
+        draw.text((x, y + THUMB + 3), f"#{hit.rank}", fill=_INK, font=bold)
+        score = f"{hit.score:.3f}"
+        draw.text((x + inner - bold.getlength(score), y + THUMB + 3), score, fill=_INK, font=bold)
+        missing = crop is None or _is_missing(hit)
+        path = short_path(hit.path, inner - (font.getlength(" (missing)") if missing else 0), font.getlength)
+        draw.text((x, y + THUMB + 21), path + (" (missing)" if missing else ""),
+                  fill=_RED if missing else _GREY, font=font)
+        bars_y = y + THUMB + 38
+        used = _region_bars(draw, x, bars_y, hit.regions, inner, font)
+        attributes = _fit(top_attributes(hit.attributes, 3), inner, font.getlength)
+        draw.text((x, bars_y + used + 2), attributes, fill=_GREY, font=font)
     return sheet
 
 
-def save_contact_sheet(out: Path, hits: list[Hit], image=None, text: str | None = None) -> None:
-    """Save a contact sheet as a picture (.png/.jpg) or a self-contained HTML page (.html)."""
-    sheet = contact_sheet(hits, image, text)
-    if out.suffix.lower() in (".html", ".htm"):
-        buffer = io.BytesIO()
-        sheet.save(buffer, format="PNG")
-        rows = "".join(
-            f"<tr><td>{hit.rank}</td><td>{hit.score:.3f}</td><td>{html.escape(hit.path)}</td>"
-            f"<td>{' '.join(f'{k} {v:.2f}' for k, v in hit.regions.items())}</td></tr>" for hit in hits)
-        out.write_text(
-            "<!doctype html><meta charset='utf-8'><title>facesearch results</title>"
-            f"<h1>facesearch: {html.escape(text or str(image))}</h1>"
-            f"<img src='data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}'>"
-            f"<table border=1><tr><th>#</th><th>score</th><th>path</th><th>regions</th></tr>{rows}</table>")
+def contact_sheet_html(hits: list[Hit], image: str | os.PathLike | None = None,
+                       text: str | None = None, *, face: int = 0, where: str | None = None,
+                       weights: dict[str, float] | None = None, region: str | None = None,
+                       crops: list[Image.Image | None] | None = None) -> str:
+    """A self-contained HTML page of a query's hits: the caption, then a card per hit with its
+    face crop (embedded JPEG), rank, score, path (whole on hover), per-region bars with numbers,
+    top attributes and, for text queries, how well it fits each understood class."""
+    crops = crops if crops is not None else [_face_thumb(hit.path, hit.bbox) for hit in hits]
+    caption = sheet_caption(hits, image, text, face=face, where=where, weights=weights, region=region)
+    understood = getattr(hits, "understood", None)
+    cards = []
+    for hit, crop in zip(hits, crops):
+        missing = crop is None or _is_missing(hit)
+        picture = ("<div class='img missing'>file missing<br>(moved or deleted)</div>" if crop is None else
+                   f"<img class='img' alt='face {hit.face_id}' src='data:image/jpeg;base64,"
+                   f"{base64.b64encode(jpeg_bytes(crop)).decode()}'>")
+        bars = "".join(
+            f"<span>{REGION_LABELS[name]}</span><span class='bar'><i style='width:"
+            f"{max(0.0, min(1.0, (hit.regions.get(name, 0.0) + 1) / 2)) * 100:.0f}%;background:"
+            f"rgb{REGION_COLORS[name]}'></i></span><span class='num'>{hit.regions.get(name, 0.0):+.2f}</span>"
+            for name in REGIONS)
+        fits = ""
+        if understood is not None:
+            fits = "<div class='fits'>fits: " + ", ".join(
+                f"{html.escape(k)} {v:.2f}" for k, v in understood.explain(hit.attributes).items()) + "</div>"
+        cards.append(
+            f"<figure>{picture}<div class='head'><b>#{hit.rank}</b><b>{hit.score:.3f}</b></div>"
+            f"<div class='path{' gone' if missing else ''}' title='{html.escape(hit.path)}'>"
+            f"{html.escape(short_path(hit.path, 30))}{' (missing)' if missing else ''}</div>"
+            f"<div class='bars'>{bars}</div>{fits}"
+            f"<div class='attrs'>{html.escape(top_attributes(hit.attributes))}</div></figure>")
+    title = html.escape(caption[0] if caption else "facesearch results")
+    return (
+        "<!doctype html><html lang='en'><meta charset='utf-8'>"
+        f"<title>facesearch: {title}</title><style>{_SHEET_CSS}</style>"
+        "<h1>facesearch results</h1><ul class='caption'>"
+        + "".join(f"<li>{html.escape(line)}</li>" for line in caption)
+        + "</ul><main>" + "".join(cards) + "</main></html>\n")
+
+
+_SHEET_CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:1.2rem;color:#1d1d1f}
+h1{font-size:1.2rem;margin:0 0 .4rem}.caption{color:#444;margin:0 0 1rem;padding-left:1.2rem}
+main{display:grid;grid-template-columns:repeat(auto-fill,minmax(200px,1fr));gap:.8rem}
+figure{margin:0;border:1px solid #ddd;border-radius:8px;padding:.5rem}
+.img{width:100%;aspect-ratio:1;display:block;border-radius:5px;object-fit:cover}
+.missing{background:repeating-linear-gradient(45deg,#ddd 0 8px,#eee 8px 16px);color:#b3261e;
+ display:flex;align-items:center;justify-content:center;text-align:center;font-weight:600}
+.head{display:flex;justify-content:space-between;margin-top:.3rem}
+.path{font:12px ui-monospace,monospace;color:#666;overflow:hidden;white-space:nowrap;text-overflow:ellipsis}
+.gone{color:#b3261e}
+.bars{display:grid;grid-template-columns:3.6rem 1fr 2.6rem;gap:1px .3rem;font-size:12px;align-items:center}
+.bar{height:.55rem;background:#eee;border-radius:2px;position:relative;overflow:hidden}
+.bar i{position:absolute;left:0;top:0;bottom:0}.num{text-align:right;font-variant-numeric:tabular-nums}
+.fits,.attrs{font-size:12px;color:#555;margin-top:.2rem}
+"""
+
+
+def save_contact_sheet(out: Path, hits: list[Hit], image=None, text: str | None = None, *,
+                       face: int = 0, where: str | None = None,
+                       weights: dict[str, float] | None = None, region: str | None = None) -> None:
+    """Save a contact sheet as a picture (.png/.jpg: contact_sheet) or a self-contained HTML
+    page (.html: contact_sheet_html); the keywords are the query's settings, for the caption.
+    Raises FaceSearchError for another suffix."""
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in (".html", ".htm", ".png", ".jpg", ".jpeg"):
+        raise FaceSearchError(f"--sheet {out}: use a .png, .jpg or .html file")
+    crops = [_face_thumb(hit.path, hit.bbox) for hit in hits]
+    options = dict(face=face, where=where, weights=weights, region=region, crops=crops)
+    if suffix in (".html", ".htm"):
+        out.write_text(contact_sheet_html(hits, image, text, **options), encoding="utf-8")
     else:
-        sheet.save(out)
+        contact_sheet(hits, image, text, **options).save(out)
 
 
 def save_overlay(out: Path, image: str | os.PathLike, faces: list[Face]) -> None:

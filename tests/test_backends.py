@@ -122,10 +122,23 @@ def test_a_custom_detector_and_parser_are_used(aligned_photo: Path) -> None:
     assert meshed.masks[REGIONS.index("eyes")].sum() > 0
 
 
+def test_scrfd_is_a_registered_detector_configured_by_settings() -> None:
+    settings = Settings(min_detection_score=0.6, detection_size=320, detection_min_face=32,
+                        detection_rotations=False, detection_threads=2)
+    chosen = detector("scrfd", settings)
+    assert chosen.name == "scrfd" and isinstance(chosen, DETECTORS.backend_class("scrfd"))
+    assert (chosen.min_score, chosen.size, chosen.min_face, chosen.rotations, chosen.threads) == (
+        0.6, 320, 32, False, 2)
+    assert DEFAULTS.detector == "mediapipe"  # scrfd is chosen, not the default (yet)
+    with pytest.raises(FaceSearchError, match="detection_size must be at least 64"):
+        Settings(detection_size=16)
+
+
 def test_detection_transformed_moves_every_point() -> None:
     face = Detection(bbox=np.array([0.0, 0.0, 10.0, 20.0]), score=0.5,
-                     landmarks=np.zeros((5, 2)), points={"mesh": np.ones((468, 2))})
+                     landmarks=np.zeros((5, 2)), points={"mesh": np.ones((468, 2))}, rotation=90)
     moved = face.transformed(np.array([[2.0, 0.0, 1.0], [0.0, 2.0, 3.0]]))
+    assert moved.rotation == 90 and moved.quality is None
     np.testing.assert_allclose(moved.bbox, [1, 3, 21, 43])
     np.testing.assert_allclose(moved.landmarks, np.tile([1.0, 3.0], (5, 1)))
     np.testing.assert_allclose(moved.mesh, np.tile([3.0, 5.0], (468, 1)))

@@ -68,7 +68,7 @@ def test_sql_and_faiss_round_trip(built_index: BuiltIndex) -> None:
     try:
         info = reopened.info()
         assert (info["photos"], info["faces"], info["vectors"]) == (photos, faces, faces)
-        assert info["failed"] == [] and info["dims"] == str(VECTOR_DIM)
+        assert info["failed"] == [] and info["dims"] == VECTOR_DIM  # a number (issue 17)
         assert info["model_version"] and info["size_bytes"] > 0
         stored_vectors = reopened.vectors.reconstruct(reopened.vectors.ids())
         norms = np.linalg.norm(stored_vectors.reshape(-1, len(REGIONS), REGION_DIM), axis=2)
@@ -298,10 +298,40 @@ def test_vectors_without_rows_are_dropped_after_a_crash(small_index: SmallIndex)
     assert sorted(VectorSpace.open(small_index.index_dir / FAISS_FILENAME).ids().tolist()) == known
 
 
-def test_photo_whose_vector_is_missing_is_reindexed(small_index: SmallIndex) -> None:
+def test_a_vector_missing_from_faiss_is_put_back_from_sql(small_index: SmallIndex) -> None:
+    """SQL holds every vector: one lost from the FAISS file comes back from SQL, nothing is
+    described again."""
     fs = small_index.open()
     victim = fs.store.photo_by_path(small_index.photos[1])
     lost = victim.faces[0].vector_id
+    fs.close()
+    vectors = VectorSpace.open(small_index.index_dir / FAISS_FILENAME)
+    assert vectors.remove([lost]) == 1
+    vectors.save()
+
+    report, counts, ids = _run(small_index)
+    assert (report.indexed, report.unchanged, report.faces) == (0, 3, 0)
+    assert counts == (3, 3) and lost in ids
+    assert lost in VectorSpace.open(small_index.index_dir / FAISS_FILENAME).ids()
+    fs = small_index.open()
+    try:
+        top = fs.query(image=small_index.photos[1], k=1)[0]
+        assert top.path == _key(small_index.photos[1]) and top.score == pytest.approx(7.0, abs=1e-2)
+    finally:
+        fs.close()
+
+
+def test_photo_whose_vector_is_nowhere_is_reindexed(small_index: SmallIndex) -> None:
+    """A row without its vector in SQL (made before 0005) whose vector the FAISS file lost too
+    is described again."""
+    import sqlalchemy as sa
+    from facesearch.index.store import FaceVector
+
+    fs = small_index.open()
+    victim = fs.store.photo_by_path(small_index.photos[1])
+    lost = victim.faces[0].vector_id
+    with fs.store.session() as session:
+        session.execute(sa.update(FaceVector).where(FaceVector.vector_id == lost).values(vector=None))
     fs.close()
     vectors = VectorSpace.open(small_index.index_dir / FAISS_FILENAME)
     assert vectors.remove([lost]) == 1
@@ -313,7 +343,7 @@ def test_photo_whose_vector_is_missing_is_reindexed(small_index: SmallIndex) -> 
     fs = small_index.open()
     try:
         top = fs.query(image=small_index.photos[1], k=1)[0]
-        assert top.path == _key(small_index.photos[1]) and top.score == pytest.approx(7.0, abs=1e-3)
+        assert top.path == _key(small_index.photos[1]) and top.score == pytest.approx(7.0, abs=1e-2)
     finally:
         fs.close()
 

@@ -16,7 +16,8 @@ from alembic.script import ScriptDirectory
 
 from conftest import upgrade_to
 from facesearch import spec
-from facesearch.index.spaces import FAISS_FILENAME, MASTER, SPACES, SpaceSpec, Spaces, VectorSpace
+from facesearch.index.spaces import (FAISS_FILENAME, MASTER, PQ_MIN_VECTORS, SPACES, SpaceSpec, Spaces,
+                                     VectorSpace)
 from facesearch.index.store import DB_FILENAME, MIGRATIONS_DIR, Base, FaceVector, PhotoStatus, Store
 from facesearch.settings import ENV, Settings
 
@@ -148,6 +149,44 @@ def test_migration_0004_backfills_master_vector_ids(tmp_path: Path) -> None:
         assert store.delete_photos(["/p/a.jpg"]) == {MASTER: [40, 41]}
 
 
+def test_migration_0005_keeps_old_rows_and_vectors_come_back_from_faiss(tmp_path: Path) -> None:
+    """An index made under 0004: its rows survive the upgrade with no vector bytes, which the
+    first open fills in from its FAISS file (index.repair.open_spaces)."""
+    from facesearch.index.repair import open_spaces
+
+    url = f"sqlite:///{tmp_path / DB_FILENAME}"
+    upgrade_to(url, "0004")
+    engine = sa.create_engine(url)
+    tables = sa.MetaData()
+    tables.reflect(engine)
+    with engine.begin() as connection:
+        connection.execute(tables.tables["photos"].insert(), [
+            {"id": 1, "path": "/p/a.jpg", "content_hash": "ab", "size": 1, "mtime": 0.0,
+             "status": "indexed", "indexed_at": datetime.now(UTC)}])
+        connection.execute(tables.tables["faces"].insert(), [
+            {"id": 1, "photo_id": 1, "face_index": 0, "x0": 0, "y0": 0, "x1": 1, "y1": 1,
+             "landmarks": "[]", "det_score": 1.0, "attributes": "{}", "vector_id": 40}])
+        connection.execute(tables.tables["face_vectors"].insert(), [
+            {"face_id": 1, "space": MASTER, "vector_id": 40}])
+    engine.dispose()
+    vector = _master_vectors(1)
+    old = VectorSpace.open(tmp_path / FAISS_FILENAME)
+    old.add([40], vector)
+    old.save()
+    with Store(url) as store:
+        assert store.vector_ids_without_vector(MASTER) == [40] and store.aliases() == {}
+        notes: list[str] = []
+        spaces = open_spaces(tmp_path, store, notice=notes.append)
+        assert notes == [] and len(spaces.master) == 1
+        ids, vectors = store.stored_vectors(MASTER, spec.VECTOR_DIM)
+        assert ids.tolist() == [40]
+        np.testing.assert_allclose(vectors, vector, atol=2e-3)
+        (tmp_path / FAISS_FILENAME).unlink()
+        rebuilt = open_spaces(tmp_path, store, notice=notes.append, save=lambda s: s.save())
+        assert rebuilt.master.ids().tolist() == [40] and (tmp_path / FAISS_FILENAME).exists()
+        assert notes == ["vectors.faiss was missing: rebuilt from the database (1 vectors)"]
+
+
 def test_duplicate_path_or_vector_id_is_refused(store: Store, tmp_path: Path) -> None:
     _add(store, tmp_path / "a.jpg", [0])
     with pytest.raises(sa.exc.IntegrityError):
@@ -261,7 +300,7 @@ def test_spaces_have_their_own_files_and_metadata(tmp_path: Path) -> None:
         VectorSpace.open(tmp_path / "other.faiss", name="other")
     with pytest.raises(ValueError, match="dimension divisible by 4"):
         Spaces.open(tmp_path / "odd", "pq", 64, specs=(*SPACES, SpaceSpec("odd", 6)))[
-            "odd"].add(np.arange(100), np.ones((100, 6), np.float32))
+            "odd"].add(np.arange(PQ_MIN_VECTORS), np.ones((PQ_MIN_VECTORS, 6), np.float32))
 
 
 def test_a_vector_file_from_before_spaces_opens_as_master(tmp_path: Path) -> None:

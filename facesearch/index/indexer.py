@@ -12,9 +12,14 @@ any moment leaves at worst vectors without rows (never a row without its vector)
 most the photos described since the last checkpoint (about `checkpoint_seconds` of work plus a
 batch): they have no row, so the next run describes them again. `reconcile` repairs any
 disagreement when the next index or remove run starts (under the index lock, see lock.py): it
-drops vectors without rows in every space, and photos with a row whose vector is missing from a
-space (a FAISS file lost or restored from an older copy) so that they are described again.
-Queries never write: they over-fetch by the number of vectors without rows and skip them. Vector
+drops vectors without rows in every space, and puts back from SQL (which holds every vector,
+see repair.py) any vector a space lacks (a FAISS file lost or restored from an older copy); a
+photo whose vector is in neither is dropped, to be described again. Queries never change SQL:
+they over-fetch by the number of vectors without rows and skip them (and a FAISS file they find
+missing or damaged is rebuilt from SQL, saved only when no writer holds the lock).
+
+Photos are known by content as well as by path: see `Indexer.run` for moves, copies (aliases)
+and re-encoded copies (TWIN_SCORE), and `_drop_vanished` for missing files. Vector
 ids are reserved in SQL before they reach FAISS and never reused, so a vector id never names
 another face. No single file stops a run: hostile files (empty, truncated, not images, links to
 nowhere or in loops, FIFOs, names that are not UTF-8, decompression bombs) are recorded as failed
@@ -35,10 +40,10 @@ import numpy as np
 from tqdm import tqdm
 
 from facesearch.settings import DEFAULTS
-from facesearch.pipeline.images import ImageError
+from facesearch.pipeline.images import ImageError, truncated_at_end
 from facesearch.pipeline.sources import content_hash, photo_key, printable
 from facesearch.pipeline.faces import Face
-from facesearch.index.store import PhotoStatus, Store
+from facesearch.index.store import PhotoAlias, PhotoStatus, Store
 from facesearch.index.spaces import MASTER, Spaces
 
 
@@ -51,15 +56,36 @@ class IndexReport:
     unchanged: int = 0
     removed: int = 0       # photos gone from disk, dropped from the index
     faces: int = 0         # faces added
+    moved: int = 0         # indexed content found at a new path (the old one gone): path updated
+    duplicates: int = 0    # files whose content is an indexed photo's: recorded as its other paths
+    committed: int = 0     # photos (rows) written by this run
     no_face: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    missing: list[str] = field(default_factory=list)  # indexed photos gone, outside the roots
+    partial: list[str] = field(default_factory=list)  # truncated photos read as far as they go
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why): media not read
     seconds: float = 0.0
 
     def summary(self) -> str:
+        """One line (two when indexed photos are missing from disk elsewhere)."""
         rate = self.faces / self.seconds if self.seconds else 0.0
-        return (f"{self.photos} photos: {self.indexed} indexed ({self.faces} faces, "
+        line = (f"{self.photos} photos: {self.indexed} indexed ({self.faces} faces, "
                 f"{rate:.1f} faces/s), {self.unchanged} unchanged, {self.removed} removed, "
                 f"{len(self.no_face)} without a face, {len(self.failed)} failed")
+        if self.moved or self.duplicates:
+            line += f", {self.moved} moved, {self.duplicates} copies of indexed photos"
+        if self.skipped:
+            line += f", {len(self.skipped)} not read ({self.skipped[0][1]}, e.g. {self.skipped[0][0]})"
+        if self.missing:
+            line += (f"\n{len(self.missing)} indexed photo(s) elsewhere are missing from disk, e.g. "
+                     f"{self.missing[0]}: `facesearch index --prune` drops them, `facesearch relocate "
+                     f"OLD NEW` if their folder moved")
+        return line
+
+
+class IndexInterrupted(KeyboardInterrupt):
+    """Ctrl-C during indexing, after what was described was written; the message says how
+    much was saved and how to resume."""
 
 
 def _first_line(error: BaseException) -> str:
@@ -87,6 +113,8 @@ class _Pending:
     faces: list[Face] = field(default_factory=list)
     size_px: tuple[int, int] | None = None
     record: bool = True  # False: reported only, no row can be stored (a link loop)
+    partial: bool = False  # truncated: read as far as it goes
+    twin_of: str | None = None  # a re-encoded copy of the photo stored at this path
 
 
 #: Meta key of the smallest vector id never handed out: ids are not reused, even after a crash
@@ -96,6 +124,15 @@ NEXT_VECTOR_ID = "next_vector_id"
 #: How a described face gives its vector in each vector space (spaces.SPACES): space name ->
 #: Face -> vector (dim,). A face has the same vector id in every space (one id counter).
 FACE_VECTORS: dict[str, Callable[[Face], np.ndarray]] = {MASTER: lambda face: face.vector}
+
+#: A newly described photo is a re-encoded copy (another file of an indexed photo: resaved,
+#: recompressed, resized) when it has as many faces as that photo, each matching one of its faces
+#: with a score of at least TWIN_SCORE (of 7; re-encodes of CelebA photos measured 6.64-7.0,
+#: different photos at most 3.5) at the same place (boxes within TWIN_BOX of the photo's size),
+#: and the same aspect ratio (within TWIN_ASPECT). It is then recorded as that photo's other path.
+TWIN_SCORE = 6.5
+TWIN_BOX = 0.03
+TWIN_ASPECT = 0.01
 
 #: The clock checkpoints are timed with (seconds; tests replace it).
 _clock: Callable[[], float] = time.monotonic
@@ -131,10 +168,15 @@ class Indexer:
 
     def run(self, roots: list[str | os.PathLike], files: list[Path], progress: bool = True,
             on_problem: Callable[[str], None] | None = None,
-            problems: Iterable[tuple[str, str]] = ()) -> IndexReport:
-        """Index `files` (the images found under `roots`); photos under the roots that vanished
-        from disk are dropped. `problems` are (folder, reason) found while listing the roots.
-        No single file stops the run: each bad one is recorded with its reason."""
+            problems: Iterable[tuple[str, str]] = (), prune: bool = False) -> IndexReport:
+        """Index `files` (the images found under `roots`, as the user named them: links are
+        followed but recorded under these paths); photos under the roots that vanished from
+        disk are dropped, and with `prune` those anywhere else too (else they are counted in
+        `report.missing`). A file whose content is already indexed is a move (its stored path
+        is gone: the photo keeps its faces, under the new path) or another path of that photo
+        (an alias), never described again. `problems` are (folder, reason) found while
+        listing the roots. No single file stops the run: each bad one is recorded with its
+        reason. Ctrl-C writes what was described and raises IndexInterrupted."""
         started = time.time()
         report = IndexReport()
         for folder, reason in problems:
@@ -148,17 +190,25 @@ class Indexer:
             if key is None:
                 loops.append(path)
             else:
-                keyed.setdefault(key, path)  # two paths to one file: indexed once
+                keyed.setdefault(key, path)
         report.photos = len(keyed) + len(loops)
         known = {photo.path: photo for photo in self.store.photos()}
-        report.removed = self._remove_vanished(known, set(keyed), roots)
+        self._aliases = self.store.aliases()
+        self._new_hashes: dict[str, str] = {}   # content hash -> key, of photos described this run
+        self._deferred_aliases: list[tuple[str, str, int, float]] = []
         work = [(path, key) for key, path in keyed.items()] + [(path, None) for path in loops]
-        work.sort(key=lambda item: str(item[0]))
+        # files before links to them, so that of two paths to one content the file's is the
+        # photo's path and the link's its other path
+        work.sort(key=lambda item: (item[0].is_symlink(), str(item[0])))
         pending: list[_Pending] = []  # settled, waiting to be written
         to_describe: list[tuple[_Pending, Path]] = []
 
         def settle(items: Iterable[_Pending]) -> None:
             for item in items:
+                if item.twin_of is not None:  # another file of an indexed photo
+                    self.store.add_alias(item.path, item.twin_of, item.size, item.mtime)
+                    report.duplicates += 1
+                    continue
                 pending.append(item)
                 if item.status is PhotoStatus.ERROR:
                     report.failed.append((printable(item.path), item.error or "error"))
@@ -168,6 +218,10 @@ class Indexer:
                     report.no_face.append(str(item.path))
                     if on_problem:
                         on_problem(f"no face found in {item.path}")
+                elif item.partial:
+                    report.partial.append(str(item.path))
+                    if on_problem:
+                        on_problem(f"{item.path} is truncated: read as far as it goes (recorded as partial)")
                 report.faces += len(item.faces)
                 report.indexed += item.status is not PhotoStatus.ERROR
 
@@ -188,19 +242,29 @@ class Indexer:
                         and _clock() - last_checkpoint >= self.checkpoint_seconds):
                     batch, pending = pending, []
                     self._write(batch)
+                    report.committed += sum(item.record for item in batch)
                     last_checkpoint = _clock()
             settle(self._describe(to_describe))
         except KeyboardInterrupt:
             self._write(pending)  # keep what was described; the rest is done by the next run
-            raise
+            report.committed += sum(item.record for item in pending)
+            raise IndexInterrupted(
+                f"interrupted: {report.committed} photo(s) described in this run are saved in the "
+                f"index; run the same `facesearch index` again to do the rest") from None
+        report.removed = self._drop_vanished(set(keyed), roots, prune, report)
         self._write(pending)
+        report.committed += sum(item.record for item in pending)
+        for alias in self._deferred_aliases:  # copies found beside a photo described this run
+            self.store.add_alias(*alias)
         report.seconds = time.time() - started
         return report
 
     def _examine(self, path: Path, key: str | None, known: dict, report: IndexReport) -> _Pending | None:
         """A new or changed photo to describe (status INDEXED), one that cannot be read (ERROR),
-        or None if it is unchanged. Files that failed before are tried again (the cause, a
-        permission say, may be gone), and photos another model described are described again."""
+        or None if nothing is to be described: it is unchanged, it moved (its content is stored
+        under a path that is gone), or it is another path of an indexed photo. Files that failed
+        before are tried again (the cause, a permission say, may be gone), and photos another
+        model described are described again."""
         shown = printable(path)
         if key is None:
             return _Pending(path, "", 0, 0.0, False, PhotoStatus.ERROR,
@@ -227,6 +291,10 @@ class Indexer:
         if existing and not retry and existing.size == info.st_size and existing.mtime == info.st_mtime:
             report.unchanged += 1
             return None
+        alias = self._aliases.get(key) if existing is None else None
+        if alias is not None and alias.size == info.st_size and alias.mtime == info.st_mtime:
+            report.unchanged += 1
+            return None
         try:
             digest = content_hash(path)
         except OSError as error:
@@ -236,8 +304,68 @@ class Indexer:
                 self.store.update_file_stat(session, key, info.st_size, info.st_mtime)
             report.unchanged += 1
             return None
+        if existing is None and self._known_content(key, digest, info, known, report):
+            return None
+        if digest in self._new_hashes and existing is None:
+            self._deferred_aliases.append((key, self._new_hashes[digest], info.st_size, info.st_mtime))
+            report.duplicates += 1
+            return None
+        self._new_hashes.setdefault(digest, key)
         return _Pending(Path(key), digest, info.st_size, info.st_mtime, existing is not None,
                         PhotoStatus.INDEXED)
+
+    def _known_content(self, key: str, digest: str, info: os.stat_result, known: dict,
+                       report: IndexReport) -> bool:
+        """Whether a file not stored at `key` holds content already indexed: moved there from a
+        path that is gone (the photo's path becomes `key`), or another path of a photo that
+        is still at its own (recorded as an alias). Aliases of other content at `key` go."""
+        if key in self._aliases:
+            self.store.delete_aliases([key])  # it was another photo's copy; now it is not
+            self._aliases.pop(key)
+        candidates = [photo for photo in self.store.photos_with_hash(digest)
+                      if photo.status != PhotoStatus.ERROR and photo.path != key]
+        if not candidates:
+            return False
+        gone = [photo for photo in candidates if not os.path.lexists(photo.path)]
+        if gone:
+            self.store.move_photo(gone[0].path, key, info.st_size, info.st_mtime)
+            known.pop(gone[0].path, None)
+            known[key] = gone[0]
+            report.moved += 1
+            return True
+        self.store.add_alias(key, candidates[0].path, info.st_size, info.st_mtime)
+        report.duplicates += 1
+        return True
+
+    def _twin_of(self, item: _Pending) -> str | None:
+        """The stored path of the indexed photo `item` (just described) is a re-encoded copy
+        of (see TWIN_SCORE), or None. Only photos already written are compared."""
+        vectors = np.stack([face.vector for face in item.faces])
+        scores, ids = self.spaces.master.search(vectors, 1)
+        if ids.shape[1] == 0 or (scores[:, 0] < TWIN_SCORE).any() or item.size_px is None:
+            return None
+        found = self.store.faces_by_vector_ids(ids[:, 0].tolist())
+        if len(found) != len(set(ids[:, 0].tolist())) or len(found) != len(item.faces):
+            return None
+        photos = {photo.path: photo for _, photo in found.values()}
+        if len(photos) != 1:
+            return None
+        photo = next(iter(photos.values()))
+        width, height = item.size_px
+        if not (photo.width and photo.height and width and height) or abs(
+                width / height - photo.width / photo.height) > TWIN_ASPECT * width / height:
+            return None
+        stored = self.store.photo_by_path(photo.path)
+        if stored is None or len(stored.faces) != len(item.faces):
+            return None
+        for face, vector_id in zip(item.faces, ids[:, 0].tolist()):
+            row = found[vector_id][0]
+            mine = np.asarray(face.bbox, dtype=np.float64) / [width, height, width, height]
+            theirs = np.array([row.x0, row.y0, row.x1, row.y1]) / [photo.width, photo.height,
+                                                                   photo.width, photo.height]
+            if np.abs(mine - theirs).max() > TWIN_BOX:
+                return None
+        return photo.path
 
     def _describe(self, items: list[tuple[_Pending, Path]]) -> Iterator[_Pending]:
         """Describe photos examined as new or changed, yielding each as soon as it is (so an
@@ -253,15 +381,46 @@ class Indexer:
                 item.size_px = result[0]
                 item.faces = [dataclasses.replace(face, crop=_DROPPED, masks=_DROPPED)
                               for face in result[1]]
-                if not item.faces:
+                item.partial = truncated_at_end(path)
+                if item.faces and not item.replaces:
+                    item.twin_of = self._twin_of(item)
+                if not item.faces and item.partial:
+                    item.status = PhotoStatus.ERROR
+                    item.error = (f"{printable(path)}: truncated file (the part that is there "
+                                  "shows no face)")
+                elif not item.faces:
                     item.status = PhotoStatus.NO_FACE
             yield item
 
-    def _remove_vanished(self, known: dict, on_disk: set[str], roots: list) -> int:
-        """Drop stored photos under `roots` whose files are gone."""
-        prefixes = [str(Path(root).resolve()) for root in roots]
-        gone = [path for path in known if path not in on_disk and not Path(path).exists()
-                and any(path == p or path.startswith(p.rstrip(os.sep) + os.sep) for p in prefixes)]
+    def _drop_vanished(self, on_disk: set[str], roots: list, prune: bool,
+                       report: IndexReport) -> int:
+        """Drop stored photos under `roots` (and, with `prune`, anywhere) whose files are gone;
+        a gone photo with another path still on disk moves there instead, and other paths
+        (aliases) that are gone are forgotten. Other gone photos are listed in
+        report.missing. Returns how many photos were dropped."""
+        prefixes = [os.path.abspath(root) for root in roots]
+
+        def under_roots(path: str) -> bool:
+            return any(path == p or path.startswith(p.rstrip(os.sep) + os.sep) for p in prefixes)
+
+        aliases = self.store.aliases()  # a gone alias is forgotten wherever it was: the photo stays
+        gone_aliases = [path for path in aliases if not os.path.lexists(path)]
+        self.store.delete_aliases(gone_aliases)
+        live_alias: dict[int, PhotoAlias] = {}
+        for path, alias in aliases.items():
+            if path not in gone_aliases:
+                live_alias.setdefault(alias.photo_id, alias)
+        gone: list[str] = []
+        for photo in self.store.photos():
+            if photo.path in on_disk or os.path.lexists(photo.path):
+                continue
+            if photo.id in live_alias:  # another path of it is still there: it lives on there
+                alias = live_alias.pop(photo.id)
+                self.store.move_photo(photo.path, alias.path, alias.size, alias.mtime)
+            elif prune or under_roots(photo.path):
+                gone.append(photo.path)
+            else:
+                report.missing.append(photo.path)
         if gone:  # their vectors leave the files at the next checkpoint; queries skip them meanwhile
             self.spaces.remove(self.store.delete_photos(gone))
         return len(gone)
@@ -282,7 +441,8 @@ class Indexer:
                               "y1": face.bbox[3], "landmarks": face.landmarks,
                               "det_score": face.score, "attributes": face.attributes,
                               "vector_id": self.next_id,
-                              "vectors": {name: self.next_id for name in self.spaces}})
+                              "vectors": {name: self.next_id for name in self.spaces},
+                              "embeddings": {name: FACE_VECTORS[name](face) for name in self.spaces}})
                 self.next_id += 1
             rows.append((item, faces))
         if ids:
@@ -302,23 +462,30 @@ class Indexer:
                 self.store.add_photo(session, path=item.path, content_hash=item.digest,
                                      size=item.size, mtime=item.mtime, status=item.status,
                                      error=item.error, width=width, height=height,
-                                     model_version=self.model_version, faces=faces)
+                                     model_version=self.model_version, partial=item.partial,
+                                     faces=faces)
 
 
 def reconcile(store: Store, spaces: Spaces) -> tuple[int, int]:
     """Make SQL and FAISS agree after an interrupted run, space by space: drop vectors without
-    rows, and photos with a face whose vector is missing from a space (they are described again
-    by the next run, as new photos); then save the spaces that changed. Call it under the index
+    rows; put back from SQL the vectors a space lacks (SQL is the source of truth, see
+    repair.py), and drop the photos whose vector neither holds (they are described again by
+    the next run, as new photos); then save the spaces that changed. Call it under the index
     lock. Returns (vectors, photos) dropped."""
     dropped_vectors = 0
     photos: set[str] = set()
+    restored = 0
     for name, space in spaces.items():
         stored = store.all_vector_ids(name)
         dropped_vectors += space.sync_ids(stored)
         missing = np.setdiff1d(np.asarray(stored, dtype=np.int64), space.ids())
-        photos.update(store.photos_of_vectors(name, missing.tolist()))
+        ids, vectors = store.stored_vectors(name, space.dim, missing.tolist())
+        if len(ids):
+            space.add(ids, vectors)
+            restored += len(ids)
+        photos.update(store.photos_of_vectors(name, np.setdiff1d(missing, ids).tolist()))
     if photos:
         spaces.remove(store.delete_photos(photos))
-    if dropped_vectors or photos:
+    if dropped_vectors or photos or restored:
         spaces.save()
     return dropped_vectors, len(photos)

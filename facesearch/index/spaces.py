@@ -33,8 +33,10 @@ import json
 import math
 import os
 import struct
+import sys
 import time
 import warnings
+from contextlib import contextmanager
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -63,6 +65,9 @@ RECALL_QUERIES = 256
 #: PQ codes are 8 bits, one per PQ_DIMS_PER_CODE dimensions (master: 91 codes, 13 per region block).
 PQ_DIMS_PER_CODE = 4
 PQ_SUBQUANTIZERS = VECTOR_DIM // PQ_DIMS_PER_CODE
+#: PQ trains 256 centroids per code: below this many vectors it cannot (FAISS aborts under 256
+#: training points) or learns little, so "pq" falls back to "sq8" until the collection has them.
+PQ_MIN_VECTORS = 1024
 
 #: Largest k (and nprobe) that FAISS GPU indexes accept; bigger searches run on the CPU index.
 _GPU_MAX_K = 2048
@@ -122,6 +127,31 @@ def _as_vectors(vectors: np.ndarray, dim: int) -> np.ndarray:
     if vectors.ndim != 2 or vectors.shape[1] != dim:
         raise ValueError(f"expected vectors of shape (n, {dim}), got {vectors.shape}")
     return vectors
+
+
+def applicable_compression(wanted: str, n: int) -> str:
+    """The compression an IVF index of n vectors gets when `wanted` is asked for: "pq" falls back
+    to "sq8" below PQ_MIN_VECTORS; the others always apply."""
+    return "sq8" if wanted == "pq" and n < PQ_MIN_VECTORS else wanted
+
+
+@contextmanager
+def quiet_native_output() -> Iterator[None]:
+    """Silence what native code writes to stdout/stderr (file descriptors 1 and 2) for the
+    block: FAISS prints clustering warnings there, which must not reach the terminal."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
 
 
 def ivf_lists(n: int) -> int:
@@ -224,6 +254,14 @@ class VectorSpace:
             self.meta["compression"] = _compression_of(index)
 
     @classmethod
+    def empty(cls, path: Path, compression: str | None = None, ivf_threshold: int | None = None,
+              *, name: str = MASTER, dim: int = VECTOR_DIM) -> VectorSpace:
+        """A new, empty space `name` of `dim` dimensions to be saved at `path` (whatever is
+        there now); arguments as for `open`."""
+        return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(dim)), Path(path), None, compression,
+                   ivf_threshold, name)
+
+    @classmethod
     def open(cls, path: Path, compression: str | None = None, ivf_threshold: int | None = None,
              *, name: str = MASTER, dim: int = VECTOR_DIM) -> VectorSpace:
         """Load the space `name` of `dim` dimensions saved at `path`, or start an empty one if
@@ -239,8 +277,7 @@ class VectorSpace:
         if compression is not None and compression not in COMPRESSIONS:
             raise ValueError(f"unknown compression {compression!r}")
         if not path.exists():
-            return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(dim)), path, None,
-                       compression, ivf_threshold, name)
+            return cls.empty(path, compression, ivf_threshold, name=name, dim=dim)
         index = faiss.read_index(str(path))
         flat = isinstance(index, faiss.IndexIDMap2) and isinstance(
             faiss.downcast_index(index.index), faiss.IndexFlatIP)
@@ -307,6 +344,7 @@ class VectorSpace:
             "ivf_threshold": self.ivf_threshold,
             "memory_bytes": self.memory_bytes(),
             "search_device": f"{gpus} GPU(s)" if gpus else "cpu",
+            "compression_notice": self.meta.get("compression_notice") if self.is_ivf else None,
         }
 
     def __len__(self) -> int:
@@ -363,7 +401,8 @@ class VectorSpace:
         n = len(self)
         if not self.is_ivf:
             return n >= self.ivf_threshold
-        if self._wanted_compression is not None and self._wanted_compression != self.compression:
+        wanted = self._wanted_compression
+        if wanted is not None and applicable_compression(wanted, n) != self.compression:
             return True
         return n >= IVF_RETRAIN_GROWTH * max(int(self.meta.get("trained_on") or 0), 1)
 
@@ -380,7 +419,12 @@ class VectorSpace:
             index.add_with_ids(vectors, ids)
             meta: dict[str, Any] = {}
         else:
-            index, meta = self._build_ivf(ids, vectors, compression)
+            applied = applicable_compression(compression, len(ids))
+            index, meta = self._build_ivf(ids, vectors, applied)
+            if applied != compression:
+                meta["compression_notice"] = (
+                    f"{compression} compression needs at least {PQ_MIN_VECTORS} vectors "
+                    f"({len(ids)} now): {applied} is used until there are enough")
         meta["built_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         meta["build_seconds"] = round(time.perf_counter() - started, 2)
         self._index, self.meta = index, meta
@@ -402,7 +446,8 @@ class VectorSpace:
         index.cp.niter = _TRAIN_ITERATIONS
         rng = np.random.default_rng(0)
         sample = rng.choice(n, size=min(n, nlist * _TRAIN_PER_LIST), replace=False)
-        index.train(vectors[np.sort(sample)])
+        with quiet_native_output():  # FAISS's k-means warnings are printed by C++ to fd 2
+            index.train(vectors[np.sort(sample)])
         index.set_direct_map_type(faiss.DirectMap.Hashtable)
         for start in range(0, n, _CHUNK):
             index.add_with_ids(vectors[start:start + _CHUNK], ids[start:start + _CHUNK])

@@ -9,6 +9,7 @@ ship with the package. SQLite (the default, one file per index folder) and Postg
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -86,6 +87,8 @@ class PhotoRow(Base):
     height: Mapped[int | None] = mapped_column(sa.Integer)
     #: The descriptor model that described the faces (vectors of two models do not compare).
     model_version: Mapped[str | None] = mapped_column(sa.String(64))
+    #: A truncated file read as far as it goes (None: not known, rows from before 0005).
+    partial: Mapped[bool | None] = mapped_column(sa.Boolean)
     indexed_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=_utc_now)
 
     faces: Mapped[list[FaceRow]] = relationship(
@@ -94,6 +97,22 @@ class PhotoRow(Base):
         passive_deletes=True,
         order_by="FaceRow.face_index",
     )
+    #: Other paths with the same content (copies, hard links, second links): one photo.
+    aliases: Mapped[list[PhotoAlias]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="PhotoAlias.path")
+
+
+class PhotoAlias(Base):
+    """Another path at which a photo's content (same SHA-256) lives, with that file's size and
+    mtime (for telling it unchanged)."""
+
+    __tablename__ = "photo_aliases"
+
+    path: Mapped[str] = mapped_column(sa.String, primary_key=True)
+    photo_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("photos.id", ondelete="CASCADE"), index=True)
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    mtime: Mapped[float] = mapped_column(sa.Float)
 
 
 class FaceRow(Base):
@@ -125,7 +144,10 @@ class FaceRow(Base):
 
 
 class FaceVector(Base):
-    """A face's vector id in one vector space (index.spaces): unique within the space."""
+    """A face's vector id in one vector space (index.spaces), unique within the space, and the
+    vector itself (`vector`: float16 bytes, see encode_vector; NULL only for rows made before
+    migration 0005 until they are filled in from the FAISS file). SQL is the source of truth
+    for vectors; the FAISS files are rebuilt from these."""
 
     __tablename__ = "face_vectors"
     __table_args__ = (sa.UniqueConstraint("space", "vector_id"),)
@@ -134,6 +156,27 @@ class FaceVector(Base):
         sa.ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True)
     space: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
     vector_id: Mapped[int] = mapped_column(sa.BigInteger)
+    vector: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+
+
+#: How vectors are kept in SQL: little-endian float16 (half the bytes of float32; the
+#: round trip changes a unit-norm block's cosines by under 1e-3).
+VECTOR_DTYPE = np.dtype("<f2")
+
+
+def encode_vector(vector: np.ndarray) -> bytes:
+    """A vector (dim,) as the bytes stored in face_vectors.vector (float16, 2 bytes a dim)."""
+    return np.asarray(vector, dtype=np.float32).reshape(-1).astype(VECTOR_DTYPE).tobytes()
+
+
+def decode_vectors(blobs: Sequence[bytes], dim: int) -> np.ndarray:
+    """Stored vector bytes -> (n, dim) float32; ValueError if one is not `dim` float16s."""
+    if not blobs:
+        return np.empty((0, dim), np.float32)
+    joined = b"".join(blobs)
+    if len(joined) != len(blobs) * dim * VECTOR_DTYPE.itemsize:
+        raise ValueError(f"stored vectors are not all of {dim} dimensions")
+    return np.frombuffer(joined, dtype=VECTOR_DTYPE).reshape(len(blobs), dim).astype(np.float32)
 
 
 def class_column(name: str) -> str:
@@ -169,13 +212,15 @@ def _class_row(attributes: Mapping[str, Any]) -> FaceClasses:
 def _face_row(face_index: int, face: Mapping[str, Any]) -> FaceRow:
     """The row of a face mapping (see Store.add_photo), with its classes and its vector ids;
     ValueError if its master id in `vectors` is not its vector_id."""
-    columns = {key: value for key, value in face.items() if key != "vectors"}
+    columns = {key: value for key, value in face.items() if key not in ("vectors", "embeddings")}
     vectors = dict(face.get("vectors") or {MASTER: face["vector_id"]})
     if vectors.get(MASTER) != face["vector_id"]:
         raise ValueError(f"a face's {MASTER} vector id must be its vector_id ({face['vector_id']}), "
                          f"got {vectors.get(MASTER)}")
+    embeddings = face.get("embeddings") or {}
     return FaceRow(face_index=face_index, classes=_class_row(face["attributes"]),
-                   vectors=[FaceVector(space=space, vector_id=int(vector_id))
+                   vectors=[FaceVector(space=space, vector_id=int(vector_id),
+                                       vector=encode_vector(embeddings[space]) if space in embeddings else None)
                             for space, vector_id in vectors.items()], **columns)
 
 
@@ -224,13 +269,29 @@ def _with_driver(url: str | sa.URL) -> sa.URL:
 
 
 def _photo_key(path: str | Path) -> str:
-    """The stored form of a photo path: absolute and resolved."""
-    return str(Path(path).resolve())
+    """The stored form of a photo path: absolute and normalised, links kept as the user named
+    them (pipeline.sources.photo_key)."""
+    return os.path.abspath(path)
 
 
 def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
     for start in range(0, len(values), _IN_CHUNK):
         yield values[start : start + _IN_CHUNK]
+
+
+class DamagedDatabaseError(FaceSearchError):
+    """The index's SQLite file is damaged (the message names it and what to do)."""
+
+
+def _is_damage(error: BaseException) -> bool:
+    """Whether a database error means a damaged file rather than, say, a locked one."""
+    text = str(getattr(error, "orig", error)).lower()
+    return any(word in text for word in ("malformed", "not a database", "corrupt", "disk i/o"))
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(getattr(error, "orig", None) or error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -252,6 +313,9 @@ class Store:
             sa.event.listen(self.engine, "connect", _sqlite_on_connect)
         try:
             self._upgrade_schema()
+        except sa.exc.DatabaseError as error:
+            self.engine.dispose()
+            raise self.damaged(error) from None
         except BaseException:
             self.engine.dispose()
             raise
@@ -290,9 +354,46 @@ class Store:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A session that commits when the block succeeds and rolls back when it raises."""
-        with self._sessions() as session, session.begin():
-            yield session
+        """A session that commits when the block succeeds and rolls back when it raises; a
+        damaged SQLite file raises DamagedDatabaseError (one line), not a raw DatabaseError."""
+        try:
+            with self._sessions() as session, session.begin():
+                yield session
+        except sa.exc.DatabaseError as error:
+            if _is_damage(error):
+                raise self.damaged(error) from None
+            raise
+
+    @property
+    def sqlite_file(self) -> Path | None:
+        """The SQLite database file, None for a server database."""
+        return Path(self.engine.url.database) if self._sqlite and self.engine.url.database else None
+
+    def damaged(self, error: BaseException) -> FaceSearchError:
+        """The one-line error for a database that cannot be read (`error`, the driver's)."""
+        if not _is_damage(error):
+            return FaceSearchError(f"the index database cannot be opened: {_first_line(error)}")
+        where = self.sqlite_file or redacted(self.engine.url)
+        return DamagedDatabaseError(
+            f"{where}: the index database is damaged ({_first_line(error)}); run "
+            f"`facesearch check --repair` to recover what can still be read (the damaged file is kept "
+            f"beside it), or index the photos again into a new index")
+
+    def integrity_problems(self) -> list[str]:
+        """SQLite's own integrity check (PRAGMA integrity_check) and foreign key check: [] when
+        the file is sound. Other databases: [] (they check themselves)."""
+        if not self._sqlite:
+            return []
+        try:
+            with self.engine.connect() as connection:
+                found = [row[0] for row in connection.exec_driver_sql("PRAGMA integrity_check")]
+                keys = list(connection.exec_driver_sql("PRAGMA foreign_key_check"))
+        except sa.exc.DatabaseError as error:
+            return [_first_line(error)]
+        problems = [line for line in found if line != "ok"]
+        if keys:
+            problems.append(f"{len(keys)} row(s) point at rows that do not exist")
+        return problems
 
     @contextmanager
     def erasing(self) -> Iterator[Session]:
@@ -321,12 +422,13 @@ class Store:
         width: int | None = None,
         height: int | None = None,
         model_version: str | None = None,
+        partial: bool = False,
         faces: Sequence[Mapping[str, Any]] = (),
     ) -> PhotoRow:
         """Add a photo and its faces to `session`; each face mapping holds x0, y0, x1, y1,
         landmarks, det_score, attributes and vector_id (its master id), and optionally vectors
-        ({space: vector id}, master included; default {MASTER: vector_id}); its list position is
-        face_index."""
+        ({space: vector id}, master included; default {MASTER: vector_id}) and embeddings
+        ({space: vector (dim,)}, stored as float16 bytes); its list position is face_index."""
         photo = PhotoRow(
             path=_photo_key(path),
             content_hash=content_hash,
@@ -337,6 +439,7 @@ class Store:
             width=width,
             height=height,
             model_version=model_version,
+            partial=partial,
             faces=[_face_row(i, face) for i, face in enumerate(faces)],
         )
         session.add(photo)
@@ -390,6 +493,74 @@ class Store:
             )
         return {space: sorted(ids) for space, ids in sorted(vector_ids.items())}
 
+    def aliases(self) -> dict[str, PhotoAlias]:
+        """Every alias (another path of an indexed photo's content), by path."""
+        with self.session() as session:
+            return {alias.path: alias for alias in session.scalars(sa.select(PhotoAlias))}
+
+    def aliases_of(self, photo_ids: Iterable[int]) -> dict[int, list[str]]:
+        """{photo id: its other paths, ascending} for the photos that have any."""
+        wanted = sorted({int(i) for i in photo_ids})
+        found: dict[int, list[str]] = {}
+        with self.session() as session:
+            for chunk in _chunks(wanted):
+                query = (sa.select(PhotoAlias.photo_id, PhotoAlias.path)
+                         .where(PhotoAlias.photo_id.in_(chunk)).order_by(PhotoAlias.path))
+                for photo_id, path in session.execute(query):
+                    found.setdefault(photo_id, []).append(path)
+        return found
+
+    def add_alias(self, path: str | Path, photo_path: str, size: int, mtime: float) -> None:
+        """Record `path` as another path of the photo stored at `photo_path` (replacing any
+        alias record of `path`)."""
+        with self.session() as session:
+            photo_id = session.scalar(sa.select(PhotoRow.id).where(PhotoRow.path == photo_path))
+            session.merge(PhotoAlias(path=_photo_key(path), photo_id=photo_id, size=size, mtime=mtime))
+
+    def delete_aliases(self, paths: Iterable[str | Path]) -> int:
+        """Forget these alias paths; returns how many there were."""
+        keys = sorted({_photo_key(path) for path in paths})
+        removed = 0
+        with self.session() as session:
+            for chunk in _chunks(keys):
+                removed += session.execute(sa.delete(PhotoAlias).where(PhotoAlias.path.in_(chunk))).rowcount or 0
+        return removed
+
+    def photos_with_hash(self, digest: str) -> list[PhotoRow]:
+        """The indexed photos (any status but error) whose content has this SHA-256."""
+        query = (sa.select(PhotoRow).where(PhotoRow.content_hash == digest,
+                                           PhotoRow.status != PhotoStatus.ERROR)
+                 .order_by(PhotoRow.path))
+        with self.session() as session:
+            return list(session.scalars(query))
+
+    def move_photo(self, old: str, new: str | Path, size: int, mtime: float) -> None:
+        """A photo's file moved from `old` to `new` (same content): its row, faces and vectors
+        stay, only the path (and size, mtime) change. An alias record of `new` goes."""
+        with self.session() as session:
+            session.execute(sa.delete(PhotoAlias).where(PhotoAlias.path == _photo_key(new)))
+            session.execute(sa.update(PhotoRow).where(PhotoRow.path == old)
+                            .values(path=_photo_key(new), size=size, mtime=mtime))
+
+    def relocate(self, old_root: str | Path, new_root: str | Path) -> int:
+        """Rewrite every stored path (photos and aliases) under the folder `old_root` to the same
+        place under `new_root`; returns how many paths changed. FaceSearchError if a rewritten
+        path is already stored."""
+        old, new = _photo_key(old_root).rstrip(os.sep), _photo_key(new_root).rstrip(os.sep)
+        changed = 0
+        with self.session() as session:
+            for table in (PhotoRow, PhotoAlias):
+                rows = session.execute(sa.select(table.path).where(
+                    sa.or_(table.path == old, table.path.startswith(old + os.sep, autoescape=True)))).scalars().all()
+                for path in rows:
+                    moved = new + path[len(old):]
+                    if session.scalar(sa.select(sa.func.count()).select_from(table).where(table.path == moved)):
+                        raise FaceSearchError(f"{moved} is already in the index: `facesearch remove` it "
+                                              "first, or index the new folder instead of relocating")
+                    session.execute(sa.update(table).where(table.path == path).values(path=moved))
+                    changed += 1
+        return changed
+
     def update_file_stat(self, session: Session, path: str | Path, size: int, mtime: float) -> None:
         """Record a new size and mtime for a photo whose content did not change."""
         session.execute(sa.update(PhotoRow).where(PhotoRow.path == _photo_key(path))
@@ -403,6 +574,46 @@ class Store:
                        for column in (FaceRow.vector_id, FaceVector.vector_id)]
         known = [value for value in highest if value is not None]
         return max(known) + 1 if known else 0
+
+    def stored_vectors(self, space: str, dim: int, ids: Iterable[int] | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """(ids int64 (n,), vectors float32 (n, dim)) of the vectors SQL holds in `space`
+        (those in `ids` if given), by id; rows without vector bytes are left out."""
+        query = (sa.select(FaceVector.vector_id, FaceVector.vector)
+                 .where(FaceVector.space == space, FaceVector.vector.is_not(None))
+                 .order_by(FaceVector.vector_id))
+        found: list[tuple[int, bytes]] = []
+        with self.session() as session:
+            if ids is None:
+                found = list(session.execute(query))
+            else:
+                for chunk in _chunks(sorted({int(i) for i in ids})):
+                    found += list(session.execute(query.where(FaceVector.vector_id.in_(chunk))))
+        found.sort()
+        return (np.fromiter((i for i, _ in found), dtype=np.int64, count=len(found)),
+                decode_vectors([blob for _, blob in found], dim))
+
+    def vector_ids_without_vector(self, space: str) -> list[int]:
+        """Vector ids of `space` whose vector SQL does not hold (rows from before migration
+        0005), ascending."""
+        query = (sa.select(FaceVector.vector_id)
+                 .where(FaceVector.space == space, FaceVector.vector.is_(None))
+                 .order_by(FaceVector.vector_id))
+        with self.session() as session:
+            return list(session.scalars(query))
+
+    def set_vectors(self, space: str, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Store the vectors (n, dim) of these vector ids (n,) of `space` in SQL."""
+        table = FaceVector.__table__
+        statement = (sa.update(table).where(table.c.space == space,
+                                            table.c.vector_id == sa.bindparam("vid"))
+                     .values(vector=sa.bindparam("blob")))
+        with self.session() as session:
+            connection = session.connection()
+            for start in range(0, len(ids), _IN_CHUNK):
+                connection.execute(statement, [
+                    {"vid": int(i), "blob": encode_vector(v)}
+                    for i, v in zip(ids[start:start + _IN_CHUNK], vectors[start:start + _IN_CHUNK])])
 
     def all_vector_ids(self, space: str = MASTER) -> list[int]:
         """Every stored face's vector id in `space`, ascending."""
@@ -475,6 +686,14 @@ class Store:
                     .outerjoin(FaceClasses, FaceClasses.face_id == FaceRow.id)
                     .where(FaceRow.id.in_(chunk), clause)) or 0
         return matched / total if total else None
+
+    def library_counts(self) -> dict[str, int]:
+        """{"partial": truncated photos read as far as they go, "other_paths": aliases}."""
+        with self.session() as session:
+            partial = session.scalar(sa.select(sa.func.count()).select_from(PhotoRow)
+                                     .where(PhotoRow.partial.is_(True)))
+            aliases = session.scalar(sa.select(sa.func.count()).select_from(PhotoAlias))
+        return {"partial": partial or 0, "other_paths": aliases or 0}
 
     def counts(self) -> tuple[int, int]:
         """(number of photos, number of faces)."""

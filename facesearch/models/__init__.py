@@ -12,12 +12,15 @@ from facesearch.spec import MASTER
 
 if TYPE_CHECKING:
     from facesearch.models.base import Embedder
+    from facesearch.models.shipped import ModelCard
     from facesearch.settings import Settings
 
 #: Embedders by the vector space they fill: name -> "module:Class" (imported when asked for).
 #: The identity space's embedder will be registered here beside the master one.
+#: The shipped master embedder, as registered by default.
+SHIPPED_MASTER = "facesearch.models.descriptor:DescriptorModel"
 EMBEDDERS: Backends[Embedder] = Backends("embedder", {
-    MASTER: "facesearch.models.descriptor:DescriptorModel",
+    MASTER: SHIPPED_MASTER,
 })
 
 
@@ -25,3 +28,14 @@ def embedder(name: str, settings: Settings) -> Embedder:
     """The embedder of a vector space by name ("master"), configured by `settings`;
     FaceSearchError (one line, naming the known ones) for an unknown name."""
     return EMBEDDERS.create(name, settings)
+
+
+def master_card() -> ModelCard | None:
+    """The master model's version and class centres read from its weights without loading the
+    network (what a text query needs), or None when another master embedder is registered (then
+    only loading it tells)."""
+    if EMBEDDERS.target(MASTER) != SHIPPED_MASTER:
+        return None
+    from facesearch.models.shipped import shipped_card
+
+    return shipped_card()

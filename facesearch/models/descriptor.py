@@ -1,7 +1,6 @@
 """The shipped descriptor model: weights, class centres and mean mesh, loaded once, run on faces."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -17,13 +16,8 @@ from facesearch.models.base import Embedder, Embeddings
 from facesearch.models.network import DescriptorNet, class_probabilities, to_images
 from facesearch.settings import Settings
 
-#: The shipped weights and their model card, inside the package (nothing is downloaded).
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-WEIGHTS_FILE = WEIGHTS_DIR / "descriptor.safetensors"
-MODEL_CARD = WEIGHTS_DIR / "MODEL_CARD.md"
-CENTRES_KEY = "class_centres"
-#: Mean face mesh in aligned-crop pixels: region polygons for a face whose mesh was not found.
-MEAN_MESH_KEY = "mean_mesh"
+from facesearch.models.shipped import (CENTRES_KEY, MEAN_MESH_KEY, MODEL_CARD, WEIGHTS_DIR,  # noqa: F401
+                                       WEIGHTS_FILE, weights_metadata)
 
 
 @dataclass
@@ -63,9 +57,7 @@ class DescriptorModel(Embedder):
         self.network = DescriptorNet()
         self.network.load_state_dict({k: v.float() for k, v in tensors.items()})
         self.network.eval()
-        with open(weights, "rb") as handle:  # safetensors header: 8-byte length, then JSON
-            header = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
-        self.metadata: dict[str, str] = header.get("__metadata__", {})
+        self.metadata: dict[str, str] = weights_metadata(weights)
         self.version = self.metadata.get("version", "unknown")
 
     def embed(self, crops: np.ndarray, grid_masks: np.ndarray | None = None) -> MasterEmbeddings:

@@ -80,6 +80,10 @@ class Describer:
         batch = self.settings.describe_batch
 
         def finish(count: int) -> Iterator:
+            try:  # load the model (torch, the weights) while the photos are being prepared
+                _ = self.model
+            except Exception:  # noqa: BLE001 - describe_prepared below reports it per photo
+                pass
             results = [_outcome(pending.popleft()) for _ in range(count)]
             prepared = [result[1] for result in results if not isinstance(result, Exception)]
             try:

@@ -3,12 +3,20 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+try:  # HEIC/HEIF (phones); AVIF is Pillow's own
+    from pillow_heif import register_heif_opener
+except ImportError:  # pragma: no cover - a dependency; without it HEIC files say what to install
+    register_heif_opener = None
+else:
+    register_heif_opener()
 
 from facesearch.errors import FaceSearchError
 from facesearch.settings import DEFAULTS
@@ -32,6 +40,10 @@ _STRIP_PIXELS = 1_000_000
 _BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
 
 
+#: LOAD_TRUNCATED_IMAGES is a Pillow global: one truncated file is re-read at a time.
+_TRUNCATED_LOCK = threading.Lock()
+
+
 class ImageError(FaceSearchError):
     """A file that cannot be read as a photo."""
 
@@ -43,12 +55,14 @@ class DecodedImage:
     pixels: np.ndarray  # (H, W, 3) uint8 RGB
     scale: float        # original size / decoded size
     original_size: tuple[int, int]  # (width, height) after EXIF rotation
+    partial: bool = False  # a truncated file, read as far as it goes (the rest is grey)
 
 
 def load_image(path: str | os.PathLike, max_side: int = DEFAULTS.max_decode_side) -> DecodedImage:
     """Decode a photo to RGB as displayed (EXIF orientation applied); the first frame of an
-    animation; reduced to at most `max_side`. Memory stays bounded whatever the file claims;
-    every failure is an ImageError with a one-line reason."""
+    animation; reduced to at most `max_side`. Every format Pillow reads, HEIC/HEIF through
+    pillow-heif. A truncated file is read as far as it goes (`partial` True). Memory stays
+    bounded whatever the file claims; every failure is an ImageError with a one-line reason."""
     path = Path(path)
     try:
         mode = os.stat(path).st_mode
@@ -58,8 +72,20 @@ def load_image(path: str | os.PathLike, max_side: int = DEFAULTS.max_decode_side
             raise ImageError(f"{path}: not a regular file")
         with warnings.catch_warnings():  # Pillow warns (multi-line) about odd metadata
             warnings.simplefilter("ignore")
-            with Image.open(path) as image:
-                return _decode(image, path, max_side)
+            try:
+                with Image.open(path) as image:
+                    return _decode(image, path, max_side)
+            except OSError as error:
+                if "truncated" not in str(error) and "broken data stream" not in str(error):
+                    raise
+            with _TRUNCATED_LOCK:  # read a truncated file as far as it goes
+                ImageFile.LOAD_TRUNCATED_IMAGES = True
+                try:
+                    with Image.open(path) as image:
+                        decoded = _decode(image, path, max_side)
+                finally:
+                    ImageFile.LOAD_TRUNCATED_IMAGES = False
+            return DecodedImage(decoded.pixels, decoded.scale, decoded.original_size, partial=True)
     except ImageError:
         raise
     except FileNotFoundError:
@@ -71,7 +97,7 @@ def load_image(path: str | os.PathLike, max_side: int = DEFAULTS.max_decode_side
     except PermissionError:
         raise ImageError(f"{path}: permission denied") from None
     except (UnidentifiedImageError, Image.DecompressionBombError):
-        raise ImageError(f"{path}: not an image (or an unsupported format)") from None
+        raise ImageError(f"{path}: {_unreadable_reason(path)}") from None
     except MemoryError:
         raise ImageError(f"{path}: too large to decode (out of memory)") from None
     except Exception as error:  # noqa: BLE001 - hostile files make decoders raise anything
@@ -149,6 +175,55 @@ def _to_rgb(image: Image.Image, span: tuple[float, float] | None = None) -> Imag
         scaled = (array - low) / max(float(high) - float(low), 1e-9) * 255
         return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8)).convert("RGB")
     return image.convert("RGB")
+
+
+#: The PNG end chunk: length 0, type IEND, its (constant) CRC.
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def truncated_at_end(path: str | os.PathLike) -> bool:
+    """Whether a JPEG or PNG file was cut short, so that a decoder can only read it as far as it
+    goes: a JPEG whose image data (from its first start-of-scan on) has no end marker, a PNG
+    without its IEND chunk. Data appended after a complete image (a phone's motion-photo video,
+    a vendor trailer) does not count. Other formats, and files that cannot be read: False."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return False
+    if data.startswith(b"\x89PNG"):
+        return _PNG_END not in data
+    if not data.startswith(b"\xff\xd8"):
+        return False
+    offset = 2
+    while offset + 4 <= len(data):  # marker segments up to the first start of scan (FF DA)
+        if data[offset] != 0xFF:
+            return False  # not a marker where one must be: a damaged header, not a cut file
+        marker = data[offset + 1]
+        if marker == 0xFF:  # fill byte
+            offset += 1
+            continue
+        if marker == 0xDA:
+            return data.find(b"\xff\xd9", offset) == -1  # entropy data holds FF D9 only as EOI
+        if marker == 0xD9:
+            return False
+        offset += 2 + int.from_bytes(data[offset + 2:offset + 4], "big")
+    return True  # cut before the image data began
+
+
+def _unreadable_reason(path: Path) -> str:
+    """Why Pillow could not identify a file, and what to install when that would help."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(32)
+    except OSError:
+        head = b""
+    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"hevc"):
+        if register_heif_opener is None:
+            return "a HEIC/HEIF photo, which needs pillow-heif (pip install pillow-heif)"
+        return "a HEIC/HEIF file that cannot be decoded"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis"):
+        return "an AVIF photo this Pillow cannot decode (pip install -U pillow)"
+    return "not an image (or an unsupported format)"
 
 
 def _first_line(error: BaseException) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -23,13 +24,59 @@ from facesearch.errors import FaceSearchError
 from facesearch.pipeline.images import load_image
 from facesearch.settings import DEFAULTS, Settings
 
-#: File extensions facesearch reads as photos.
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+#: File extensions of the usual photo formats (any extension Pillow registers counts too).
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".webp", ".bmp", ".tif",
+                              ".tiff", ".gif", ".heic", ".heif", ".hif", ".avif"})
+#: Video file extensions: found, counted and named, not indexed (yet).
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mts", ".m2ts",
+                              ".3gp", ".wmv", ".mpg", ".mpeg"})
+#: ISO-BMFF brands ("ftyp" box) of still images: HEIC/HEIF and AVIF; other brands are video.
+_IMAGE_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs",
+                           b"mif1", b"msf1", b"avif", b"avis"})
+#: Leading bytes of image formats, so that a photo is found whatever its name says.
+_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00",
+                b"MM\x00*", b"\x00\x00\x00\x0cjP  ", b"\xff\x4f\xff\x51")
+#: Leading bytes of video containers (besides ISO-BMFF): Matroska/WebM, MPEG-PS, ASF.
+_VIDEO_MAGIC = (b"\x1a\x45\xdf\xa3", b"\x00\x00\x01\xba", b"\x30\x26\xb2\x75")
+VIDEO_REASON = "a video: facesearch does not index videos yet"
+
+
+def _pillow_extensions() -> frozenset[str]:
+    from PIL import Image
+
+    return frozenset(Image.registered_extensions())
 
 
 def is_image_path(path: Path) -> bool:
-    """Whether a file's extension is one facesearch indexes."""
-    return path.suffix.lower() in IMAGE_EXTENSIONS
+    """Whether a file's extension is that of a photo format (see also `media_kind`)."""
+    suffix = path.suffix.lower()
+    return suffix in IMAGE_EXTENSIONS or (suffix not in VIDEO_EXTENSIONS and suffix in _pillow_extensions())
+
+
+def media_kind(path: str | os.PathLike) -> str | None:
+    """"image", "video" or None (not media), from the file's first bytes, else its extension:
+    a JPEG named .dat is an image, a HEIC or AVIF one too (ISO-BMFF still-image brand), an
+    MP4 a video. Files that cannot be opened, and ones that are not regular files, are judged
+    by their extension."""
+    path = Path(path)
+    head = b""
+    try:
+        if stat.S_ISREG(os.stat(path).st_mode):  # never open a FIFO or device (it would block)
+            with open(path, "rb") as handle:
+                head = handle.read(32)
+    except OSError:
+        pass
+    if head[4:8] == b"ftyp":
+        brands = {head[8:12]} | {head[i:i + 4] for i in range(16, len(head) - 3, 4)}
+        return "image" if brands & _IMAGE_BRANDS else "video"
+    if head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+        return "image"
+    if head.startswith(_VIDEO_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"AVI "):
+        return "video"
+    suffix = path.suffix.lower()
+    if suffix in VIDEO_EXTENSIONS:
+        return "video"
+    return "image" if is_image_path(path) else None
 
 
 def content_hash(path: str | os.PathLike) -> str:
@@ -42,16 +89,19 @@ def content_hash(path: str | os.PathLike) -> str:
 
 
 def find_images(paths: Iterable[str | os.PathLike],
-                on_error: Callable[[str, str], None] | None = None) -> list[Path]:
+                on_error: Callable[[str, str], None] | None = None,
+                on_skipped: Callable[[str, str], None] | None = None) -> list[Path]:
     """Every image file under the given files and folders (recursively, following symbolic links
-    but never into the same folder twice), sorted, absolute; a file reached by several paths
-    (links) is listed once. Sub-folders that cannot be read go to `on_error(folder, reason)`."""
-    found: dict[str, Path] = {}  # real path -> the path found
+    but never into the same folder twice), sorted, absolute, under the paths the user gave (a
+    link is listed under its own path, not its target's; a file reached by several paths is
+    listed under each). Images are found by content (`media_kind`), not by extension alone.
+    Sub-folders that cannot be read go to `on_error(folder, reason)`, videos to
+    `on_skipped(path, reason)`."""
+    found: set[Path] = set()
     seen_folders: set[tuple[int, int]] = set()
 
     def add(path: Path) -> None:
-        real = os.path.realpath(path)  # unlike Path.resolve, never raises (link loops)
-        found[real] = min(found.get(real, path), path)
+        found.add(Path(os.path.abspath(path)))
 
     def unreadable(error: OSError) -> None:
         if on_error:
@@ -76,9 +126,12 @@ def find_images(paths: Iterable[str | os.PathLike],
                 continue
             seen_folders.add((info.st_dev, info.st_ino))
             for name in files:
-                if is_image_path(Path(name)):
-                    add(Path(folder, name).absolute())
-    return sorted(found.values())
+                kind = media_kind(Path(folder, name))
+                if kind == "image":
+                    add(Path(folder, name))
+                elif kind == "video" and on_skipped:
+                    on_skipped(printable(os.path.abspath(Path(folder, name))), VIDEO_REASON)
+    return sorted(found)
 
 
 def printable(text: str | os.PathLike) -> str:
@@ -92,12 +145,14 @@ def printable(text: str | os.PathLike) -> str:
 
 
 def photo_key(path: Path) -> str | None:
-    """How the index stores a photo's path: absolute, links resolved, printable; None for a
-    symbolic link loop (Path.resolve raises on those before Python 3.13)."""
+    """How the index stores a photo's path: absolute and normalised but with links kept as the
+    user named them (hits, `remove` and `--where path ~` see the user's paths), printable; None
+    for a symbolic link loop (Path.resolve raises on those before Python 3.13)."""
     try:
-        return printable(str(path.resolve()))
+        path.resolve()
     except (RuntimeError, OSError):
         return None
+    return printable(os.path.abspath(path))
 
 
 @dataclass(frozen=True)

@@ -133,9 +133,12 @@ DESCRIPTIONS: dict[str, tuple[str, ...]] = {
     "Young": ("young", "youthful", "young-looking", "young person", "youth"),
     "male": (
         "man", "male", "guy", "gentleman", "boy", "a man", "dude", "husband", "father", "he", "his",
-        "him",
+        "him", "men", "guys",
     ),
-    "female": ("woman", "female", "lady", "girl", "a woman", "wife", "mother", "she", "her", "gal"),
+    "female": (
+        "woman", "female", "lady", "girl", "a woman", "wife", "mother", "she", "her", "gal", "women",
+        "ladies",
+    ),
     "age_0_2": ("baby", "infant", "newborn", "toddler", "a baby", "one-year-old"),
     "age_3_9": (
         "child", "kid", "little kid", "young child", "small child", "schoolchild", "schoolkid",
@@ -194,4 +197,22 @@ EXCLUSIVE_GROUPS: tuple[frozenset[str], ...] = (
     frozenset(GENDERS),
     frozenset(name for name, _, _ in AGE_GROUPS),
     frozenset(ETHNICITIES),
+)
+
+#: Words people use for emotions -> the emotion class that will answer them (DESIGN.md's second
+#: round: angry, disgust, fear, happy, sad, surprise, neutral). Until a model has the class
+#: (spec.CLASSES), a query naming one is told so instead of being matched to something else.
+EMOTION_WORDS: dict[str, str] = {
+    "sad": "sad", "unhappy": "sad", "crying": "sad", "gloomy": "sad", "sorrowful": "sad",
+    "angry": "angry", "mad": "angry", "furious": "angry", "annoyed": "angry", "grumpy": "angry",
+    "surprised": "surprise", "shocked": "surprise", "astonished": "surprise", "amazed": "surprise",
+    "scared": "fear", "afraid": "fear", "frightened": "fear", "fearful": "fear",
+    "disgusted": "disgust", "neutral": "neutral", "expressionless": "neutral",
+}
+
+#: How ages are asked (search/text.py reads them with regular expressions, not the encoder).
+AGE_PHRASES: tuple[str, ...] = (
+    "under 20", "over 60", "between 25 and 35", "25-35 years old", "about 40", "40-ish", "60+",
+    "50 or older", "at most 30", "a 45-year-old", "in her thirties", "in his 30s", "teenager",
+    "elderly",
 )

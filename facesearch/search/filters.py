@@ -42,7 +42,8 @@ from typing import TYPE_CHECKING, Union
 
 import sqlalchemy as sa
 
-from facesearch.spec import AGE_KEY, CLASSES
+from facesearch.search.terms import MAX_AGE, ClassTerm
+from facesearch.spec import AGE_GROUPS, AGE_KEY, CLASSES
 from facesearch.errors import FaceSearchError
 
 if TYPE_CHECKING:
@@ -230,6 +231,36 @@ class Filter:
 
     def _fail(self, token: _Token, problem: str):
         raise FilterError(f"filter {self.text!r}, at column {token.at}: {problem}")
+
+    def terms(self) -> list[ClassTerm]:
+        """The classes and age ranges the filter asks for, as query terms, so that faces meeting
+        it can be ranked best fit first: `eyeglasses > 0.5` is Eyeglasses, `smiling < 0.5` is
+        NOT Smiling, `age < 30` the range [0, 30). Terms under `not` are negated; path and date
+        comparisons name no class (an empty list when nothing else is compared)."""
+        found: list[ClassTerm] = []
+
+        def visit(node: Node, negated: bool) -> None:
+            if isinstance(node, Logic):
+                for part in node.parts:
+                    visit(part, negated != (node.op == "not"))
+                return
+            field, op, value = node.field, node.op, node.value
+            if field.kind not in ("class", "age") or op in ("=", "==", "!="):
+                return
+            above = op in (">", ">=")
+            if field.kind == "class":
+                term = ClassTerm(field.name, 1.0, negated == above, self.text)
+            else:
+                years = (float(value), MAX_AGE) if above else (0.0, float(value))
+                group = next((name for name, first, last in AGE_GROUPS
+                              if first <= (years[0] + min(years[1], 90.0)) / 2 <= last + 1),
+                             AGE_GROUPS[-1][0])
+                term = ClassTerm(group, 1.0, negated, self.text, years)
+            if all(t.label != term.label for t in found):
+                found.append(term)
+
+        visit(self.tree, False)
+        return found
 
     # --- SQL ------------------------------------------------------------------------------------
     def clause(self, dialect: str) -> sa.ColumnElement[bool]:

@@ -2,7 +2,7 @@
 query was understood as."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from facesearch.search.terms import TextQuery
 
@@ -18,6 +18,8 @@ class Hit:
     bbox: list[float]            # [x0, y0, x1, y1] in pixels of the original photo
     regions: dict[str, float]    # region -> cosine similarity with the query's block
     attributes: dict[str, float]  # class -> stored probability, and "age" in years
+    missing: bool = False        # the photo's file is gone from disk (`index --prune` drops it)
+    other_paths: list[str] = field(default_factory=list)  # the same photo's other paths (copies, links)
 
     def to_dict(self) -> dict:
         """JSON-ready fields."""

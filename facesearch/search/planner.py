@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+import sqlalchemy as sa
 
 from facesearch.search.filters import Filter
 from facesearch.search.ranking import (DEFAULT, RankingSettings, mixed_vector, pool_size, rerank,
@@ -78,9 +79,10 @@ class Request:
     where: Filter | None = None                # --where restriction (SQL catalogs only)
     ranking: RankingSettings = field(default=DEFAULT)
 
-    def __post_init__(self) -> None:
-        if self.face is None and not self.terms:
-            raise ValueError("a query needs a face, understood classes, or both")
+    @property
+    def browsing(self) -> bool:
+        """No face and no classes: every face (meeting `where`) is a hit, in index order."""
+        return self.face is None and not self.terms
 
 
 @dataclass
@@ -93,7 +95,10 @@ class Ranked:
 
 
 def query_vector(request: Request, centres: np.ndarray) -> np.ndarray:
-    """Step 1: the (364,) float32 query vector of a request (centres: (n classes, 364))."""
+    """Step 1: the (364,) float32 query vector of a request (centres: (n classes, 364)); zeros
+    when browsing."""
+    if request.browsing:
+        return np.zeros(centres.shape[1], np.float32)
     if request.face is None:
         return text_vector(request.terms, centres, request.ranking)
     if request.terms:
@@ -102,8 +107,15 @@ def query_vector(request: Request, centres: np.ndarray) -> np.ndarray:
 
 
 def rank(request: Request, centres: np.ndarray, space: Space, catalog: Catalog) -> Ranked:
-    """The k best stored faces for a request, best first (the module's docstring: steps 1-4)."""
+    """The k best stored faces for a request, best first (the module's docstring: steps 1-4).
+    Browsing (no face, no classes: `Request.browsing`) lists the first k faces meeting `where`
+    (all faces without it) in index order, score 1; the catalog must then be a StoreCatalog."""
     vector = query_vector(request, centres)
+    if request.browsing:
+        clause = request.where.clause(catalog.dialect) if request.where is not None else sa.true()
+        ids = np.sort(np.asarray(catalog.vector_ids_where(clause), np.int64))[:request.k]
+        known, _ = catalog.probabilities(ids, ())
+        return Ranked(vector, [(1.0, int(i)) for i in ids[known]], "browse")
     searched = weighted(vector, request.block_weights)
     pool = pool_size(request.k, request.ranking) if request.terms else request.k
     strategy = "plain"

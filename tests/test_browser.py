@@ -1,0 +1,139 @@
+"""End to end: the server on loopback, driven by Debian's headless Chromium through selenium
+(`chromium` and `chromium-driver`, which .ci/run installs): type a description and see hits,
+upload a photo, open a hit's photo and ask for more like a face; a screenshot of each step is
+saved in the test's temporary folder. Skips, saying why, where Chromium is not installed."""
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+selenium = pytest.importorskip("selenium")
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support import expected_conditions as ready  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+from facesearch import FaceSearch  # noqa: E402
+from facesearch.server import create_app  # noqa: E402
+from tests.conftest import INDEX_PHOTOS, copy_photos  # noqa: E402
+
+CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser"))), None)
+DRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(CHROMIUM is None or DRIVER is None,
+                                reason="Debian's chromium and chromium-driver are not installed "
+                                       "(apt-get install chromium chromium-driver; .ci/run does)")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The app on uvicorn in a thread, on a loopback port; yields (base URL, photo folder)."""
+    import uvicorn
+
+    root = tmp_path_factory.mktemp("browser")
+    copy_photos(data_dir, INDEX_PHOTOS[:8], root / "photos")
+    fs = FaceSearch(root / "index")
+    fs.index([root / "photos"])
+    port = _free_port()
+    web = uvicorn.Server(uvicorn.Config(create_app(search=fs), host="127.0.0.1", port=port,
+                                        log_level="warning"))
+    thread = threading.Thread(target=web.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not web.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", root / "photos"
+    web.should_exit = True
+    thread.join(10)
+    fs.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                     "--window-size=1280,1000"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=DRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def _hits(driver, timeout: float = 60):
+    WebDriverWait(driver, timeout).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, "#results .hit") or d.find_element(By.ID, "error").text)
+    assert not driver.find_element(By.ID, "error").text, driver.find_element(By.ID, "error").text
+    return driver.find_elements(By.CSS_SELECTOR, "#results .hit")
+
+
+def test_describe_upload_open_and_more_like(server, browser, tmp_path: Path) -> None:
+    base, photos = server
+    browser.get(base + "/")
+    WebDriverWait(browser, 30).until(lambda d: "faces in" in d.find_element(By.ID, "info").text)
+
+    # a description: hits with scores, per-region numbers and what the text was understood as
+    box = browser.find_element(By.ID, "text")
+    box.send_keys("black hair, smiling")
+    browser.find_element(By.ID, "k").clear()
+    browser.find_element(By.ID, "k").send_keys("6")
+    box.send_keys(Keys.ENTER)
+    hits = _hits(browser)
+    assert len(hits) == 6
+    assert "Black_Hair" in browser.find_element(By.ID, "understood").text
+    assert len(hits[0].find_elements(By.CSS_SELECTOR, ".bars .num")) == 7
+    assert "text=black+hair" in browser.current_url and "k=6" in browser.current_url
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script(
+        "return [...document.querySelectorAll('#results img.thumb')].every(i => i.complete && i.naturalWidth > 0)"))
+    browser.save_screenshot(str(tmp_path / "1-description.png"))
+
+    # the URL carries the query: opening it again gives the same hits
+    first = [h.get_attribute("data-face") for h in hits]
+    browser.get(browser.current_url)
+    assert [h.get_attribute("data-face") for h in _hits(browser)] == first
+
+    # a bad filter shows its error message
+    browser.find_element(By.ID, "where").send_keys("hair_colour = 3")
+    browser.find_element(By.ID, "go").click()
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "error").text)
+    assert "hair_colour" in browser.find_element(By.ID, "error").text
+    browser.find_element(By.ID, "where").clear()
+
+    # a photo: its own face comes first
+    browser.find_element(By.ID, "text").clear()
+    browser.find_element(By.ID, "photo").send_keys(str(photos / INDEX_PHOTOS[3]))
+    browser.execute_script("document.getElementById('results').replaceChildren()")  # no old hits
+    browser.find_element(By.ID, "go").click()
+    hits = _hits(browser)
+    assert hits[0].get_attribute("title").endswith(INDEX_PHOTOS[3])
+    assert float(hits[0].find_element(By.CSS_SELECTOR, ".head span:last-child").text) > 6.5
+    browser.save_screenshot(str(tmp_path / "2-photo.png"))
+
+    # open a hit: its photo with every face boxed, then more like that face
+    hits[1].click()
+    WebDriverWait(browser, 30).until(ready.visibility_of_element_located((By.ID, "photo-view")))
+    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#photo-frame .box"))
+    assert "photo=" in browser.current_url
+    browser.save_screenshot(str(tmp_path / "3-photo-page.png"))
+    face = browser.find_element(By.CSS_SELECTOR, "#photo-faces .more-like")
+    face_id = face.get_attribute("data-face")
+    face.click()
+    WebDriverWait(browser, 60).until(lambda d: f"like={face_id}" in d.current_url)
+    hits = _hits(browser)
+    assert hits[0].get_attribute("data-face") == face_id
+    browser.save_screenshot(str(tmp_path / "4-more-like.png"))
+    assert all((tmp_path / name).stat().st_size > 10_000 for name in
+               ("1-description.png", "2-photo.png", "3-photo-page.png", "4-more-like.png"))
