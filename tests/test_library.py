@@ -211,6 +211,21 @@ def test_copies_and_hard_links_are_one_photo(library) -> None:
     assert _top_paths(index_dir, lib / "copy of 000711.jpg", 1)[0].path == str(lib / "copy of 000711.jpg")
 
 
+def test_path_filters_see_a_photos_other_paths(library) -> None:
+    """`path ~` and `path =` match a photo by any of its paths; `!~` only when none matches."""
+    index_dir, lib, photos = library
+    (lib / "album").mkdir()
+    shutil.copy2(photos[1], lib / "album" / "kept.jpg")
+    _index(index_dir, lib)
+    with FaceSearch(index_dir, on_notice=lambda _: None) as fs:
+        found = fs.query(where="path ~ '*/album/*'", k=5)
+        assert [hit.path for hit in found] == [str(photos[1])]  # shown under its first path
+        assert [h.path for h in fs.query(where=f"path = '{lib / 'album' / 'kept.jpg'}'", k=5)] \
+            == [str(photos[1])]
+        others = {hit.path for hit in fs.query(where="path !~ '*/album/*'", k=5)}
+        assert others == {str(photos[0]), str(photos[2])}
+
+
 def test_a_re_encoded_copy_is_the_same_photo(library, data_dir: Path) -> None:
     """A copy saved again (other bytes: recompressed, resized, another format) is recognised
     by its faces and recorded as another path of the photo, not a second photo."""

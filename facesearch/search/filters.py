@@ -5,7 +5,8 @@ Filters are a small expression language over the stored class probabilities and 
     male < 0.5 and smiling > 0.5
     30 <= age < 40                      (age: estimated years)
     (black_hair > 0.8 or blond_hair > 0.8) and not eyeglasses > 0.5
-    path ~ '*/2019/*'                   (glob: * any characters, ? one; case-sensitive)
+    path ~ '*/2019/*'                   (glob: * any characters, ? one; case-sensitive; a
+                                        photo matches by any of its paths: copies, links)
     date >= 2019-06-01                  (the photo file's modification time, local time)
     indexed < 2026-11-22T18:00          (when the photo was indexed, local time)
 
@@ -300,7 +301,7 @@ def _glob_to_like(pattern: str) -> str:
 
 
 def _sql(node: Node, dialect: str) -> sa.ColumnElement[bool]:
-    from facesearch.index.store import CLASS_COLUMNS, FaceRow, FaceClasses, PhotoRow
+    from facesearch.index.store import CLASS_COLUMNS, FaceClasses, FaceRow, PhotoAlias, PhotoRow
 
     if isinstance(node, Logic):
         parts = [_sql(part, dialect) for part in node.parts]
@@ -313,14 +314,17 @@ def _sql(node: Node, dialect: str) -> sa.ColumnElement[bool]:
         if key in CLASS_COLUMNS:  # a plain column: no JSON parsing row by row
             return _compare(FaceClasses.__table__.c[CLASS_COLUMNS[key]], op, value)
         return _compare(FaceRow.attributes[key].as_float(), op, value)
-    if field.kind == "path":
-        if op in ("=", "==", "!="):
-            return _compare(PhotoRow.path, op, value)
-        if dialect == "sqlite":  # GLOB is case-sensitive like the files; '[' taken literally
-            matched = PhotoRow.path.op("GLOB")(value.replace("[", "[[]"))
-        else:
-            matched = PhotoRow.path.like(_glob_to_like(value), escape="\\")
-        return matched if op == "~" else sa.not_(matched)
+    if field.kind == "path":  # a photo's path or any of its other paths (copies, links)
+        def matching(column) -> sa.ColumnElement[bool]:
+            if op in ("=", "==", "!="):
+                return column == value
+            if dialect == "sqlite":  # GLOB is case-sensitive like the files; '[' taken literally
+                return column.op("GLOB")(value.replace("[", "[[]"))
+            return column.like(_glob_to_like(value), escape="\\")
+
+        any_path = sa.or_(matching(PhotoRow.path), sa.exists().where(
+            PhotoAlias.photo_id == PhotoRow.id, matching(PhotoAlias.path)))
+        return sa.not_(any_path) if op in ("!=", "!~") else any_path
     start, end = value
     if field.kind == "date":
         column, start, end = PhotoRow.mtime, start.timestamp(), end.timestamp()
