@@ -129,9 +129,10 @@ def test_face_vectors_record_each_space(store: Store, tmp_path: Path) -> None:
     assert store.delete_photos([tmp_path / "a.jpg"]) == {MASTER: [5, 6], "other": [9]}
 
 
-def test_migration_0004_backfills_master_vector_ids(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / DB_FILENAME}"
-    upgrade_to(url, "0003")
+def _old_index_rows(url: str, revision: str, vector_ids: dict[int, int]) -> None:
+    """A database at an older schema `revision` holding one photo whose faces have these
+    {face id: master vector id} (and their face_vectors rows from 0004 on)."""
+    upgrade_to(url, revision)
     engine = sa.create_engine(url)
     tables = sa.MetaData()
     tables.reflect(engine)
@@ -142,8 +143,17 @@ def test_migration_0004_backfills_master_vector_ids(tmp_path: Path) -> None:
         connection.execute(tables.tables["faces"].insert(), [
             {"id": face_id, "photo_id": 1, "face_index": face_id, "x0": 0, "y0": 0, "x1": 1,
              "y1": 1, "landmarks": "[]", "det_score": 1.0, "attributes": "{}", "vector_id": vector_id}
-            for face_id, vector_id in ((1, 40), (2, 41))])
+            for face_id, vector_id in vector_ids.items()])
+        if "face_vectors" in tables.tables:
+            connection.execute(tables.tables["face_vectors"].insert(), [
+                {"face_id": face_id, "space": MASTER, "vector_id": vector_id}
+                for face_id, vector_id in vector_ids.items()])
     engine.dispose()
+
+
+def test_migration_0004_backfills_master_vector_ids(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / DB_FILENAME}"
+    _old_index_rows(url, "0003", {1: 40, 2: 41})
     with Store(url) as store:
         assert store.all_vector_ids() == [40, 41] and store.all_vector_ids("other") == []
         assert store.delete_photos(["/p/a.jpg"]) == {MASTER: [40, 41]}
@@ -155,20 +165,7 @@ def test_migration_0005_keeps_old_rows_and_vectors_come_back_from_faiss(tmp_path
     from facesearch.index.repair import open_spaces
 
     url = f"sqlite:///{tmp_path / DB_FILENAME}"
-    upgrade_to(url, "0004")
-    engine = sa.create_engine(url)
-    tables = sa.MetaData()
-    tables.reflect(engine)
-    with engine.begin() as connection:
-        connection.execute(tables.tables["photos"].insert(), [
-            {"id": 1, "path": "/p/a.jpg", "content_hash": "ab", "size": 1, "mtime": 0.0,
-             "status": "indexed", "indexed_at": datetime.now(UTC)}])
-        connection.execute(tables.tables["faces"].insert(), [
-            {"id": 1, "photo_id": 1, "face_index": 0, "x0": 0, "y0": 0, "x1": 1, "y1": 1,
-             "landmarks": "[]", "det_score": 1.0, "attributes": "{}", "vector_id": 40}])
-        connection.execute(tables.tables["face_vectors"].insert(), [
-            {"face_id": 1, "space": MASTER, "vector_id": 40}])
-    engine.dispose()
+    _old_index_rows(url, "0004", {1: 40})
     vector = _master_vectors(1)
     old = VectorSpace.open(tmp_path / FAISS_FILENAME)
     old.add([40], vector)
