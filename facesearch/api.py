@@ -21,16 +21,17 @@ from facesearch.index.spaces import FAISS_FILENAME, Spaces, VectorSpace, space_s
 from facesearch.index.store import (DB_FILENAME, DamagedDatabaseError, PhotoStatus, Store, database_exists,
                                     database_url, redacted)
 from facesearch.models import master_card
-from facesearch.pipeline.describer import Describer
+from facesearch.pipeline.describer import Describer, pipeline_version
 from facesearch.pipeline.faces import Face
-from facesearch.pipeline.sources import IMAGE_EXTENSIONS, find_images, photo_key
+from facesearch.pipeline.sources import IMAGE_EXTENSIONS, content_hash, find_images, photo_key
+from facesearch.search.compare import Comparison, compare_faces
 from facesearch.search.filters import Filter, parse_filter
 from facesearch.search.hits import Hit, Hits
 from facesearch.search.planner import Request, StoreCatalog, rank
 from facesearch.search.ranking import region_weights
 from facesearch.search.text import asks_for_everyone, not_understood, parse
 from facesearch.settings import Settings
-from facesearch.spec import REGIONS, VECTOR_DIM, region_similarities
+from facesearch.spec import IDENTITY, REGIONS, VECTOR_DIM, region_similarities
 # browsing (faces and photos by id, thumbnails): the web page's reads
 import threading
 
@@ -127,6 +128,12 @@ class FaceSearch:
                 return card
         return self._model
 
+    @property
+    def _version(self) -> str:
+        """The version stamped on photos this FaceSearch describes and compared with the index's:
+        the master model's, plus a detector or parser other than the defaults."""
+        return pipeline_version(self._card.version, self.settings)
+
     def refresh(self) -> bool:
         """Pick up what another process committed since the vectors were read (an `index` or
         `remove` run): re-read the vector spaces if one of their FAISS files changed. Returns
@@ -144,7 +151,7 @@ class FaceSearch:
         self.refresh()
         if len(self.vectors) == 0:
             raise FaceSearchError(f"the index at {self.index_dir} is empty (no faces indexed yet)")
-        if self.store.get_meta("model_version") != self._card.version:
+        if self.store.get_meta("model_version") != self._version:
             problem = self._record_model()
             if problem:  # vectors of two models do not compare
                 raise FaceSearchError(problem)
@@ -152,12 +159,12 @@ class FaceSearch:
     def _record_model(self) -> str | None:
         """Record this model as the index's when it described every indexed photo; otherwise say
         which photos another model described (after an upgrade `index` describes them again)."""
-        count, example = self.store.photos_of_other_models(self._card.version)
+        count, example = self.store.photos_of_other_models(self._version)
         if count:
             return (f"{count} indexed photo(s), e.g. {example.path}, were described by model "
-                    f"{example.model_version or 'unknown'}, not by this facesearch's {self._card.version}: "
+                    f"{example.model_version or 'unknown'}, not by this facesearch's {self._version}: "
                     f"run `facesearch index` on their folders again to re-describe them")
-        self.store.set_meta("model_version", self._card.version)
+        self.store.set_meta("model_version", self._version)
         return None
 
     # --- describing -----------------------------------------------------------------------------
@@ -173,6 +180,20 @@ class FaceSearch:
             if isinstance(result, Exception):
                 raise result
             yield result[1]  # (original size, faces)
+
+    def compare(self, first: str | os.PathLike | np.ndarray,
+                second: str | os.PathLike | np.ndarray) -> list[Comparison]:
+        """Same person or not, for every pair of faces of two photos (paths or RGB arrays):
+        search.compare.Comparison with the identity similarity and the calibrated probability,
+        face i of `first` (largest first) against face j of `second`. Needs no index.
+        FaceSearchError (one line) when a photo cannot be read or shows no face."""
+        described = []
+        for image in (first, second):
+            faces = self.describe(image)
+            if not faces:
+                raise FaceSearchError(f"no face found in {image if not isinstance(image, np.ndarray) else 'the image'}")
+            described.append(faces)
+        return compare_faces(*described)
 
     # --- indexing -------------------------------------------------------------------------------
     def index(self, paths: Iterable[str | os.PathLike], progress: bool = False,
@@ -196,7 +217,7 @@ class FaceSearch:
             reconcile(self.store, self.spaces)
             self.store.set_meta("dims", str(VECTOR_DIM))
             self.store.set_meta("index_type", self.vectors.index_type)
-            indexer = Indexer(self.store, self.spaces, self.describer.stream, self._model.version,
+            indexer = Indexer(self.store, self.spaces, self.describer.stream, self._version,
                               commit_every=self.settings.commit_every,
                               checkpoint_seconds=self.settings.checkpoint_seconds)
             report = indexer.run(paths, files, progress=progress, on_problem=on_problem,
@@ -284,7 +305,14 @@ class FaceSearch:
         self._require_index()
         if not Path(new).is_dir():
             raise FaceSearchError(f"{new}: no such folder")
+        old_root, new_root = os.path.abspath(old), os.path.abspath(new)
+        if old_root == new_root:
+            raise FaceSearchError(f"{old} and {new} are the same folder: nothing to relocate")
         with IndexLock(self.index_dir, "relocate"):
+            stored = self._stored_under(old)
+            if stored and not any(os.path.exists(new_root + path[len(old_root):]) for path in stored):
+                raise FaceSearchError(f"none of the {len(stored)} indexed photo(s) under {old} is under "
+                                      f"{new} (e.g. {stored[0][len(old_root) + 1:]}): nothing relocated")
             changed = self.store.relocate(old, new)
         if not changed:
             raise FaceSearchError(f"no indexed photo is under {old}")
@@ -294,7 +322,8 @@ class FaceSearch:
     def query(self, image: str | os.PathLike | np.ndarray | None = None, text: str | None = None,
               k: int | None = None, face: int = 0, *, weights: Mapping[str, float] | None = None,
               region: str | None = None, where: str | Filter | None = None,
-              exclude: str | os.PathLike | Iterable[str | os.PathLike] | None = None) -> Hits:
+              exclude: str | os.PathLike | Iterable[str | os.PathLike] | None = None,
+              match: str = "default") -> Hits:
         """The k stored faces (default Settings.k) most like a photo's face (`face`-th largest),
         a description, or a photo's face changed as the description says; best first. With
         `where` alone (or a text such as "a person" that names no class) it browses: the faces
@@ -310,7 +339,12 @@ class FaceSearch:
         the plain per-region similarities. `where` keeps only the faces that meet a filter
         (facesearch.search.filters), e.g. "male < 0.5 and smiling > 0.5" or "path ~ '*/2019/*'";
         k hits come back whenever k faces match. Ranked by search.planner.rank, the one query
-        path. Raises FaceSearchError (one line) for anything a user can get wrong."""
+        path. Raises FaceSearchError (one line) for anything a user can get wrong.
+
+        `match` (image queries): "person" (the same person first, by the identity space),
+        "look-alike" (faces like it among other people: faces judged its person are left out)
+        or "default" (its person first, then look-alikes); each hit of an image query then
+        carries `same_person`, a calibrated probability (search.planner's match modes)."""
         k = self.settings.k if k is None else k
         if image is None and text is None and where is None:
             raise FaceSearchError("give an image, a text, a --where filter, or a combination to query")
@@ -333,19 +367,20 @@ class FaceSearch:
         if image is None and not terms and restriction is not None:
             terms = restriction.terms()  # browsing: best fit to what the filter asks first
         self._open_existing()
-        query_face = None
+        query_face = query_identity = None
         if image is not None:
             faces = self._query_faces(image)
             if not faces:
                 raise FaceSearchError(f"no face found in {image if not isinstance(image, np.ndarray) else 'the image'}")
             if not 0 <= face < len(faces):
                 raise FaceSearchError(f"--face {face} is out of range: the image has {len(faces)} face(s)")
-            query_face = faces[face]
+            query_face, query_identity = faces[face]
         left_out = self._vector_ids_of(exclude)
         catalog = StoreCatalog(self.store)
         request = Request(k=k + len(left_out), face=query_face, terms=terms,
-                          block_weights=block_weights, where=restriction)
-        ranked = rank(request, self._card.centres, self.vectors, catalog)
+                          block_weights=block_weights, where=restriction, identity=query_identity,
+                          match=match)
+        ranked = rank(request, self._card.centres, self.vectors, catalog, self.spaces.get(IDENTITY))
         ranked.candidates = [c for c in ranked.candidates if c[1] not in left_out][:k]
         ids = [i for _, i in ranked.candidates]
         stored = self.vectors.reconstruct(ids) if ids else np.zeros((0, VECTOR_DIM), np.float32)
@@ -359,14 +394,17 @@ class FaceSearch:
                             bbox=[round(v, 1) for v in (row.x0, row.y0, row.x1, row.y1)],
                             regions=dict(zip(REGIONS, (round(float(v), 4) for v in similarity))),
                             attributes=row.attributes, missing=not os.path.exists(photo.path),
-                            other_paths=other_paths.get(photo.id, [])))
+                            other_paths=other_paths.get(photo.id, []),
+                            same_person=(ranked.same_person or {}).get(vector_id)))
         return hits
 
-    def _query_faces(self, image: str | os.PathLike | np.ndarray) -> list[np.ndarray]:
-        """The master vectors (364,) of a query photo's faces, largest first: the stored ones
-        when the photo is indexed by this model and unchanged on disk since (size and
-        modification time, as `index` judges it; no network is loaded then), else described now.
-        Raises FaceSearchError for a file that cannot be read as an image."""
+    def _query_faces(self, image: str | os.PathLike | np.ndarray
+                     ) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """(master vector (364,), identity vector (512,) or None) of a query photo's faces,
+        largest first: the stored ones when the photo is indexed by this model and unchanged on
+        disk since (size and modification time, as `index` judges it; no network is loaded
+        then; identity None for a photo indexed before the identity space), else described
+        now. Raises FaceSearchError for a file that cannot be read as an image."""
         if not isinstance(image, np.ndarray) and Path(image).suffix.lower() in IMAGE_EXTENSIONS:
             try:
                 photo = self.store.photo_by_path(image)
@@ -374,19 +412,28 @@ class FaceSearch:
             except OSError:
                 photo = None
             if (photo is not None and photo.status == PhotoStatus.INDEXED and photo.faces
-                    and photo.model_version == self._card.version
+                    and photo.model_version == self._version
                     and photo.size == info.st_size and photo.mtime == info.st_mtime):
-                faces = sorted(photo.faces, key=lambda row: row.face_index)
-                return list(self.vectors.reconstruct([row.vector_id for row in faces]))
-        return [described.vector for described in self.describe(image)]
+                ids = [row.vector_id for row in sorted(photo.faces, key=lambda row: row.face_index)]
+                identity = self.spaces.get(IDENTITY)
+                identities = (identity.reconstruct(ids) if identity is not None
+                              and np.isin(ids, identity.ids()).all() else [None] * len(ids))
+                return list(zip(self.vectors.reconstruct(ids), identities))
+        return [(described.vector, described.identity) for described in self.describe(image)]
 
     def _vector_ids_of(self, photos: str | os.PathLike | Iterable[str | os.PathLike] | None
                        ) -> set[int]:
-        """The vector ids of the faces of these photos (those not indexed have none)."""
+        """The vector ids of the faces of these photos, found by path or by content (a copy of
+        an indexed photo under another name is the same photo); photos not indexed have none."""
         if photos is None:
             return set()
         photos = [photos] if isinstance(photos, (str, os.PathLike)) else list(photos)
-        found = (self.store.photo_by_path(path) for path in photos)
+        paths = set()
+        for path in photos:
+            paths.add(path)
+            if Path(path).is_file():
+                paths.update(row.path for row in self.store.photos_with_hash(content_hash(path)))
+        found = (self.store.photo_by_path(path) for path in paths)
         return {face.vector_id for photo in found if photo is not None for face in photo.faces}
 
     # --- information ----------------------------------------------------------------------------

@@ -41,6 +41,8 @@ def _check_output(path: Path, flag: str, given: list = ()) -> None:
     and it is none of the files the user gave as input (those are never written to)."""
     if path.is_dir():
         _fail(f"{flag} {path} is a folder; give a file name")
+    if flag == "--sheet" and path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".html", ".htm"):
+        _fail(f"{flag} {path}: a contact sheet is a .png, .jpg or .html file")
     if not path.parent.is_dir():
         _fail(f"{flag} {path}: the folder {path.parent} does not exist")
     if any(g is not None and Path(g).exists() and Path(g).resolve() == path.resolve() for g in given):
@@ -87,6 +89,8 @@ def index(paths: list[Path] = typer.Argument(..., help="Photos or folders (searc
     if report.photos == 0 and report.skipped:
         typer.echo(f"warning: no photos found; {len(report.skipped)} file(s) not read, e.g. "
                    f"{report.skipped[0][0]} ({report.skipped[0][1]})", err=True)
+    elif report.photos == 0 and not report.failed:
+        typer.echo(f"warning: no photos found under {', '.join(map(str, paths))}", err=True)
     if report.failed:  # the exit status says whether any file failed (`facesearch info` lists them)
         raise typer.Exit(1)
 
@@ -122,6 +126,7 @@ def query(image: Optional[Path] = typer.Option(None, "--image", "-i", help="Find
           region: Optional[str] = typer.Option(None, "--region", help="Rank by one region alone: background, hair, face_skin, eyes, eyebrows, lips, nose."),
           where: Optional[str] = typer.Option(None, "--where", help="Only faces meeting a filter: \"male<0.5 and smiling>0.5\", \"30<=age<40\", \"path~'*/2019/*'\", \"date>=2019-06-01\". Alone, it browses: the faces meeting it, best fit first."),
           exclude_self: bool = typer.Option(False, "--exclude-self", help="Leave the faces of --image itself out of the hits."),
+          match: str = typer.Option("default", "--match", help="With --image: person (the same person, by identity), look-alike (people who look alike, not the same person), default (the same person first, then look-alikes)."),
           index: Optional[Path] = IndexOption, db_url: Optional[str] = DbOption) -> None:
     """Print the faces most like --image, fitting --text, or --image changed as --text says;
     with --where alone, the faces meeting the filter. `facesearch vocabulary` lists the words
@@ -137,7 +142,7 @@ def query(image: Optional[Path] = typer.Option(None, "--image", "-i", help="Find
     region_weights = parse_weights(weights) if weights is not None else None
     hits = _search(index, db_url).query(image=image, text=text, k=k, face=face or 0, region=region,
                                         weights=region_weights, where=where,
-                                        exclude=[image] if exclude_self else None)
+                                        exclude=[image] if exclude_self else None, match=match)
     if not hits and where is not None:
         typer.echo("no indexed face meets the --where filter", err=True)
     if as_json:
@@ -160,9 +165,25 @@ def query(image: Optional[Path] = typer.Option(None, "--image", "-i", help="Find
 
 
 @app.command()
+def compare(first: Path = typer.Argument(..., help="A photo."),
+            second: Path = typer.Argument(..., help="Another photo."),
+            as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Say, for each pair of faces of the two photos, whether they are the same person, with the
+    calibrated probability."""
+    from facesearch.api import FaceSearch
+
+    pairs = FaceSearch().compare(first, second)
+    if as_json:
+        typer.echo(json.dumps([pair.to_dict() for pair in pairs], indent=2))
+        return
+    for pair in pairs:
+        typer.echo(pair.summary())
+
+
+@app.command()
 def describe(image: Path = typer.Argument(..., help="A photo."),
              out: Optional[Path] = typer.Option(None, "--out", "-o", help="Save an overlay picture: boxes, landmarks, region masks."),
-             as_json: bool = typer.Option(False, "--json", help="Print JSON (with the 364-dim vectors).")) -> None:
+             as_json: bool = typer.Option(False, "--json", help="Print JSON (with the 364-dim master and 512-dim identity vectors).")) -> None:
     """Find the faces in a photo and show their attributes (and, with --out, their regions)."""
     from facesearch.api import FaceSearch
 
@@ -284,15 +305,24 @@ def train(run_dir: Path = typer.Option(Path("runs/default"), help="Checkpoints, 
 def evaluate(dlib: bool = typer.Option(True, help="Measure dlib's descriptor on the same faces (if installed)."),
              cache: Path = typer.Option(Path("cache"), help="Preprocessed training data (made if missing)."),
              data: Optional[Path] = typer.Option(None, help="Data folder [default: ../shared/data or $FACESEARCH_DATA]."),
-             as_json: bool = typer.Option(False, "--json", help="Print JSON (per-attribute accuracies included).")) -> None:
+             as_json: bool = typer.Option(False, "--json", help="Print JSON (per-attribute accuracies included)."),
+             match_modes: bool = typer.Option(True, "--match-modes/--no-match-modes", help="Also measure the match modes (identity space) on the CelebA validation identities, end to end (photos described once, cached).")) -> None:
     """Measure the shipped model on the validation identities, beside dlib's descriptor."""
     from facesearch.training.evaluate import evaluate_shipped_model, format_table
 
     ours, anchor = evaluate_shipped_model(dlib, cache, data)
+    modes = None
+    if match_modes:
+        from facesearch.training.identity_calibration import figures, format_modes
+
+        modes = figures(cache, root=data)
     if as_json:
-        typer.echo(json.dumps({"facesearch": ours, "dlib": anchor}, indent=2))
+        typer.echo(json.dumps({"facesearch": ours, "dlib": anchor, "match_modes": modes}, indent=2))
     else:
         typer.echo(format_table(ours, anchor))
+        if modes is not None:
+            typer.echo("")
+            typer.echo(format_modes(modes))
 
 
 @app.command(name="eval-text")
@@ -304,6 +334,22 @@ def evaluate_text(steps: bool = typer.Option(True, help="Also measure each step'
 
     report = evaluate_text_search(steps=steps, limit=limit)
     typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+
+
+def _database_problem(error: Exception) -> str | None:
+    """One line for an error of the SQL database (a damaged file, a URL that names no usable
+    database), without the row data SQLite's messages quote; None for other errors."""
+    exc = sys.modules.get("sqlalchemy.exc")
+    if exc is None:
+        return None
+    if isinstance(error, (exc.ArgumentError, exc.NoSuchModuleError)):
+        return (f"the database URL cannot be used ({type(error).__name__}): check --db-url or "
+                "FACESEARCH_DB_URL (e.g. postgresql://user@host/name)")
+    if isinstance(error, exc.DatabaseError):
+        cause = type(getattr(error, "orig", None) or error).__name__
+        return (f"the index's database could not be read ({cause}); it may be damaged: run "
+                "`facesearch check`, then `facesearch check --repair`")
+    return None
 
 
 def _debug() -> bool:
@@ -345,6 +391,10 @@ def main() -> None:
         if usage is not None:
             typer.echo(f"error: {usage}", err=True)
             sys.exit(2)
+        database = _database_problem(error)
+        if database is not None and not _debug():
+            typer.echo(f"error: {database}", err=True)
+            sys.exit(1)
         if _debug():
             raise
         message = str(error).strip().splitlines()

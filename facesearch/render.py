@@ -43,7 +43,8 @@ def top_attributes(attributes: dict[str, float], n: int = SHOWN_ATTRIBUTES) -> s
 
 
 def hits_table(hits: list[Hit]) -> str:
-    """A readable table of hits: rank, score, best regions, file, box, attributes."""
+    """A readable table of hits: rank, score, best regions, file, box, same-person probability
+    (image queries), attributes."""
     if not hits:
         return "no hits"
     lines = [f"{'#':>3} {'score':>7}  {'best regions':<26} {'face':>6}  path / box / attributes"]
@@ -51,8 +52,10 @@ def hits_table(hits: list[Hit]) -> str:
         regions = sorted(hit.regions.items(), key=lambda item: -item[1])[:2]
         best = ", ".join(f"{name} {value:.2f}" for name, value in regions)
         box = ",".join(f"{v:.0f}" for v in hit.bbox)
-        lines.append(f"{hit.rank:>3} {hit.score:>7.3f}  {best:<26} {hit.face_id:>6}  {hit.path}")
-        lines.append(f"{'':>46}[{box}]  {top_attributes(hit.attributes)}")
+        gone = "  (file missing)" if hit.missing else ""
+        lines.append(f"{hit.rank:>3} {hit.score:>7.3f}  {best:<26} {hit.face_id:>6}  {hit.path}{gone}")
+        person = "" if hit.same_person is None else f"same person {hit.same_person:.2f}, "
+        lines.append(f"{'':>46}[{box}]  {person}{top_attributes(hit.attributes)}")
     return "\n".join(lines)
 
 

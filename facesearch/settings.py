@@ -102,6 +102,9 @@ class Settings:
                           ("detection_min_face", 4), ("detection_threads", 1)):
             if getattr(self, name) < low:
                 raise SettingError(f"{name} must be at least {low} (got {getattr(self, name)})")
+        if not 0.0 <= self.min_detection_score <= 1.0:
+            raise SettingError(f"min_detection_score is a detector confidence from 0 to 1 "
+                               f"(got {self.min_detection_score})")
         if self.compression is not None and self.compression not in COMPRESSIONS:
             raise SettingError(f"{self._env_name('compression')}={self.compression!r}: use one of "
                                f"{', '.join(COMPRESSIONS)}")

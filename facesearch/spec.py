@@ -18,6 +18,9 @@ REGION_DIM = 52
 VECTOR_DIM = len(REGIONS) * REGION_DIM  # 364
 #: Name of the master vectors' space (index.spaces) and of the embedder that makes them.
 MASTER = "master"
+#: Name of the identity vectors' space (512-d ArcFace, models/arcface.py) and its dimension.
+IDENTITY = "identity"
+IDENTITY_DIM = 512
 #: Aligned face size (height, width) fed to the network.
 INPUT_SIZE = (112, 96)
 #: Backbone stride: 112x96 / 16 -> the 7x6 feature grid.

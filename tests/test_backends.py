@@ -196,7 +196,11 @@ def test_embedders_are_chosen_by_the_space_they_fill() -> None:
     from facesearch.models import EMBEDDERS, embedder
     from facesearch.models.descriptor import shipped_model
 
-    assert EMBEDDERS.names == ("master",)
+    from facesearch.models.arcface import IdentityModel
+
+    assert EMBEDDERS.names == ("identity", "master")
     assert embedder("master", Settings()) is shipped_model()  # loaded once per process
-    with pytest.raises(FaceSearchError, match="unknown embedder 'identity'.*use one of master"):
-        embedder("identity", Settings())
+    identity = embedder("identity", Settings())
+    assert isinstance(identity, IdentityModel) and (identity.name, identity.dim) == ("identity", 512)
+    with pytest.raises(FaceSearchError, match="unknown embedder 'people'.*use one of identity, master"):
+        embedder("people", Settings())

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import MULTI_FACE_PHOTOS, sample
+from conftest import MULTI_FACE_PHOTOS, rgb, sample
 from facesearch.pipeline import alignment
 from facesearch.spec import ALIGN_TEMPLATE, INPUT_SIZE
 from facesearch.pipeline.detect import Detection
@@ -160,3 +160,19 @@ def test_muting_is_safe_when_models_run_side_by_side(capfd) -> None:
         thread.join()
     os.write(2, b"visible\n")
     assert capfd.readouterr().err == "visible\n"
+
+
+def test_min_detection_score_drops_weaker_detections(data_dir: Path) -> None:
+    """Settings.min_detection_score holds for mediapipe's detections too (its own threshold
+    let a 0.51 sequined shoulder through at 0.99), and must be a confidence in [0, 1]."""
+    from facesearch.errors import FaceSearchError
+    from facesearch.pipeline.detect.mediapipe import MediapipeDetector
+    from facesearch.settings import Settings
+
+    photo = rgb(data_dir / "celeba" / "wild" / "017886.jpg")
+    everything = MediapipeDetector(min_score=0.3).detect(photo)
+    strict = MediapipeDetector(min_score=0.9).detect(photo)
+    assert strict and all(face.score >= 0.9 for face in strict)
+    assert len(strict) < len(everything)
+    with pytest.raises(FaceSearchError, match="from 0 to 1"):
+        Settings(min_detection_score=2)

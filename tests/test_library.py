@@ -14,7 +14,7 @@ from clitools import assert_one_line_error, run
 from conftest import copy_photos
 from PIL import Image
 
-from facesearch import FaceSearch
+from facesearch import FaceSearch, FaceSearchError
 from facesearch.index.indexer import IndexInterrupted
 from facesearch.index.repair import BACKFILLED
 from facesearch.index.spaces import FAISS_FILENAME, VectorSpace
@@ -193,6 +193,19 @@ def test_relocate_rewrites_paths(library, facesearch_command) -> None:
     report, _ = _index(index_dir, moved)
     assert (report.unchanged, report.indexed, report.removed) == (3, 0, 0)
     assert run(facesearch_command, "remove", moved, "--index", index_dir, cwd=moved).stdout.startswith("removed 3")
+
+
+def test_relocate_refuses_a_folder_that_holds_none_of_the_photos(library) -> None:
+    index_dir, lib, _ = library
+    empty = lib.parent / "empty"
+    empty.mkdir()
+    with FaceSearch(index_dir, on_notice=lambda _: None) as fs:
+        with pytest.raises(FaceSearchError, match="none of the 3 indexed photo"):
+            fs.relocate(lib, empty)
+        with pytest.raises(FaceSearchError, match="the same folder"):
+            fs.relocate(lib, lib)
+        assert len(fs.query(text="a person", k=5)) == 3 and not any(
+            hit.missing for hit in fs.query(text="a person", k=5))
 
 
 def test_copies_and_hard_links_are_one_photo(library) -> None:

@@ -150,6 +150,15 @@ def test_exclude_leaves_the_query_photo_out(built_index: BuiltIndex) -> None:
     assert [h.face_id for h in excluded[:3]] == [h.face_id for h in plain if h.path != str(photo)][:3]
 
 
+def test_exclude_knows_a_copy_of_the_query_photo(built_index: BuiltIndex, tmp_path) -> None:
+    """A copy of an indexed photo under another name is that photo: excluded all the same."""
+    import shutil
+
+    fs, photo = built_index.fs, built_index.photos[0]
+    copy = Path(shutil.copy2(photo, tmp_path / "renamed copy.jpg"))
+    assert str(photo) not in {h.path for h in fs.query(image=copy, k=5, exclude=copy)}
+
+
 def test_an_indexed_query_photo_gives_the_same_hits_as_describing_it(built_index: BuiltIndex) -> None:
     fs, photo = built_index.fs, built_index.photos[1]
     stored = fs.query(image=photo, k=5)

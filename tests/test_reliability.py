@@ -37,7 +37,7 @@ from facesearch.index.indexer import Indexer, reconcile
 from facesearch.index.spaces import MASTER, Spaces
 from facesearch.index.store import Store
 from facesearch.pipeline.faces import Face
-from facesearch.spec import VECTOR_DIM
+from facesearch.spec import IDENTITY, IDENTITY_DIM, VECTOR_DIM
 
 WILD = "celeba/wild"
 
@@ -188,7 +188,8 @@ def test_hostile_files_are_skipped_and_every_good_photo_indexed(
     # tiny.png has no face; alias.jpg (a link to with space.jpg) is found under its own path and
     # recorded as that photo's other path, not described again
     photos = good + 1 + len(BAD) + 1
-    assert done.stdout.strip().startswith(f"{photos} photos: {good + 1} indexed ({good} faces"), done.stdout
+    assert done.stdout.strip().startswith(f"{photos} photos: {good} indexed ({good} faces"), done.stdout
+    assert "1 without a face" in done.stdout  # tiny.png: described, counted apart from "indexed"
     assert f"{len(BAD)} failed" in done.stdout and "1 copies of indexed photos" in done.stdout
 
     fs = FaceSearch(tmp_path / "idx")
@@ -342,9 +343,9 @@ def test_ctrl_c_keeps_what_was_described(data_dir: Path, tmp_path: Path, monkeyp
 FAKE_DESCRIBE_SECONDS = 10.0
 
 
-def fake_vector(path: Path) -> np.ndarray:
-    """A unit master vector (VECTOR_DIM,) that only the file's bytes decide."""
-    vector = np.random.default_rng(zlib.crc32(Path(path).read_bytes())).standard_normal(VECTOR_DIM)
+def fake_vector(path: Path, dim: int = VECTOR_DIM) -> np.ndarray:
+    """A unit vector (dim,: the master one's by default) that only the file's bytes decide."""
+    vector = np.random.default_rng(zlib.crc32(Path(path).read_bytes())).standard_normal(dim)
     return (vector / np.linalg.norm(vector)).astype(np.float32)
 
 
@@ -361,7 +362,8 @@ class FakeRun:
             self.now += FAKE_DESCRIBE_SECONDS
             face = Face(vector=fake_vector(path), bbox=[0.0, 0.0, 10.0, 10.0],
                         landmarks=[[1.0, 1.0]] * 5, attributes={"Smiling": 0.5}, score=0.9,
-                        crop=np.zeros((1, 1, 3), np.uint8), masks=np.zeros((7, 1, 1), np.float32))
+                        crop=np.zeros((1, 1, 3), np.uint8), masks=np.zeros((7, 1, 1), np.float32),
+                        identity=fake_vector(path, IDENTITY_DIM))
             yield (10, 10), [face]
 
     def __call__(self, checkpoint_seconds: float, commit_every: int = 2):
@@ -408,7 +410,7 @@ def test_a_long_run_writes_the_vector_file_once_plus_checkpoints(
     run_ = FakeRun(tmp_path / "idx", tmp_path / "db", monkeypatch)
     saved = count_saves(monkeypatch)
     report, rows = run_(checkpoint_seconds)
-    assert saved == [MASTER] * saves
+    assert saved == [name for _ in range(saves) for name in (MASTER, IDENTITY)]  # each space, once a checkpoint
     assert (report.indexed, report.faces) == (10, 10)
     master = Spaces.open(tmp_path / "idx").master
     assert sorted(rows) == sorted(master.ids().tolist()) and master.model_version == "fake-model"

@@ -154,3 +154,14 @@ def test_no_face_in_a_picture_without_one(scrfd, data_dir: Path) -> None:
     # A real photo blurred beyond recognition, turned or not, shows no face either.
     image = cv2.GaussianBlur(scenes.read(data_dir / "celeba" / "wild" / INDEX_PHOTOS[0]), (0, 0), 25)
     assert scrfd.detect(image) == []
+
+
+def test_an_index_made_with_another_detector_is_not_mixed_in(built_index) -> None:
+    """A detector aligns faces its own way, so its vectors do not compare with another's: a
+    query with scrfd on a mediapipe index says to index again instead of mixing them."""
+    from facesearch import FaceSearch, FaceSearchError, Settings
+
+    with FaceSearch(built_index.index_dir, settings=Settings(detector="scrfd")) as fs:
+        with pytest.raises(FaceSearchError, match=r"\+detector=scrfd: run `facesearch index`"):
+            fs.query(text="a smiling person")
+    assert built_index.fs.query(text="a smiling person", k=1)  # the index itself is untouched

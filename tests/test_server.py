@@ -44,7 +44,10 @@ def test_the_page_its_script_and_the_api_docs_are_served(served) -> None:
     page = client.get("/")
     assert page.status_code == 200 and 'id="text"' in page.text and "/static/app.js" in page.text
     assert "fetch(" in client.get("/static/app.js").text
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "http" not in docs.text.replace("http-equiv", "")  # offline
+    assert "SwaggerUIBundle" in client.get("/static/docs/swagger-ui-bundle.js").text
+    assert client.get("/static/docs/swagger-ui.css").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/api/search", "/api/faces/{face_id}/thumbnail", "/api/photos/{photo_id}/image"} <= set(paths)
     # images are asked for by id only: no request takes a file path

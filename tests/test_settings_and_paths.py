@@ -63,9 +63,9 @@ def test_the_api_and_the_evaluation_rank_through_the_planner(built_index: BuiltI
     calls = []
     real = planner.rank
 
-    def spy(request, centres, space, catalog):
+    def spy(request, centres, space, catalog, identity=None):
         calls.append(type(space).__name__)
-        return real(request, centres, space, catalog)
+        return real(request, centres, space, catalog, identity)
 
     monkeypatch.setattr(planner, "rank", spy)
     monkeypatch.setattr("facesearch.api.rank", spy)

@@ -45,6 +45,7 @@ from facesearch.pipeline.sources import content_hash, photo_key, printable
 from facesearch.pipeline.faces import Face
 from facesearch.index.store import PhotoAlias, PhotoStatus, Store
 from facesearch.index.spaces import MASTER, Spaces
+from facesearch.spec import IDENTITY
 
 
 @dataclass
@@ -69,7 +70,8 @@ class IndexReport:
     def summary(self) -> str:
         """One line (two when indexed photos are missing from disk elsewhere)."""
         rate = self.faces / self.seconds if self.seconds else 0.0
-        line = (f"{self.photos} photos: {self.indexed} indexed ({self.faces} faces, "
+        with_faces = self.indexed - len(self.no_face)  # `indexed` counts every photo described
+        line = (f"{self.photos} photos: {with_faces} indexed ({self.faces} faces, "
                 f"{rate:.1f} faces/s), {self.unchanged} unchanged, {self.removed} removed, "
                 f"{len(self.no_face)} without a face, {len(self.failed)} failed")
         if self.moved or self.duplicates:
@@ -123,7 +125,8 @@ NEXT_VECTOR_ID = "next_vector_id"
 
 #: How a described face gives its vector in each vector space (spaces.SPACES): space name ->
 #: Face -> vector (dim,). A face has the same vector id in every space (one id counter).
-FACE_VECTORS: dict[str, Callable[[Face], np.ndarray]] = {MASTER: lambda face: face.vector}
+FACE_VECTORS: dict[str, Callable[[Face], np.ndarray]] = {MASTER: lambda face: face.vector,
+                                                         IDENTITY: lambda face: face.identity}
 
 #: A newly described photo is a re-encoded copy (another file of an indexed photo: resaved,
 #: recompressed, resized) when it has as many faces as that photo, each matching one of its faces
@@ -193,6 +196,9 @@ class Indexer:
                 keyed.setdefault(key, path)
         report.photos = len(keyed) + len(loops)
         known = {photo.path: photo for photo in self.store.photos()}
+        # photos indexed before one of the spaces existed are described again to fill it
+        self._lacking = set().union(*(self.store.photos_lacking_space(name)
+                                      for name in self.spaces if name != MASTER))
         self._aliases = self.store.aliases()
         self._new_hashes: dict[str, str] = {}   # content hash -> key, of photos described this run
         self._deferred_aliases: list[tuple[str, str, int, float]] = []
@@ -264,7 +270,8 @@ class Indexer:
         or None if nothing is to be described: it is unchanged, it moved (its content is stored
         under a path that is gone), or it is another path of an indexed photo. Files that failed
         before are tried again (the cause, a permission say, may be gone), and photos another
-        model described are described again."""
+        model described are described again, and so are photos whose faces lack a vector in a
+        space (indexes made before the identity space)."""
         shown = printable(path)
         if key is None:
             return _Pending(path, "", 0, 0.0, False, PhotoStatus.ERROR,
@@ -287,7 +294,8 @@ class Indexer:
             return failed("file name is not valid UTF-8 (rename the file to index it)",
                           info.st_size, info.st_mtime)
         retry = existing is not None and (existing.status == PhotoStatus.ERROR or (
-            existing.status == PhotoStatus.INDEXED and existing.model_version != self.model_version))
+            existing.status == PhotoStatus.INDEXED and (existing.model_version != self.model_version
+                                                        or key in self._lacking)))
         if existing and not retry and existing.size == info.st_size and existing.mtime == info.st_mtime:
             report.unchanged += 1
             return None

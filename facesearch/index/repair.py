@@ -216,8 +216,10 @@ _SALVAGED_TABLES = ("index_meta", "photos", "faces", "face_classes", "face_vecto
 _SALVAGE_CHUNK = 64
 #: After the copy, in order: a photo that lost a face row, or a face that lost its classes,
 #: goes whole (the next `index` describes it again, as a new photo); rows whose parent was lost
-#: go; a face that lost its master vector row gets one without bytes, filled in from the FAISS
-#: file on the next open (repair.backfill_vectors, told to look again).
+#: go; a face that lost its vector row in a space gets one without bytes (the vector id of every
+#: space is the face's vector_id), filled in from that space's FAISS file on the next open
+#: (repair.backfill_vectors, told to look again); in a space other than master only when the
+#: index holds vectors of that space at all (an index made before it gains them by `index`).
 _SALVAGE_FIXES = (
     "DELETE FROM photos WHERE status = 'indexed' AND id NOT IN (SELECT photo_id FROM faces)",
     "DELETE FROM photos WHERE id IN (SELECT photo_id FROM faces WHERE id NOT IN "
@@ -226,8 +228,11 @@ _SALVAGE_FIXES = (
     "DELETE FROM face_classes WHERE face_id NOT IN (SELECT id FROM faces)",
     "DELETE FROM face_vectors WHERE face_id NOT IN (SELECT id FROM faces)",
     "DELETE FROM photo_aliases WHERE photo_id NOT IN (SELECT id FROM photos)",
-    "INSERT INTO face_vectors (face_id, space, vector_id, vector) SELECT id, 'master', vector_id, "
-    "NULL FROM faces WHERE id NOT IN (SELECT face_id FROM face_vectors WHERE space = 'master')",
+    *(f"INSERT INTO face_vectors (face_id, space, vector_id, vector) SELECT id, '{spec.name}', "
+      f"vector_id, NULL FROM faces WHERE id NOT IN (SELECT face_id FROM face_vectors WHERE "
+      f"space = '{spec.name}')" + ("" if spec is SPACES[0] else
+                                   f" AND EXISTS (SELECT 1 FROM face_vectors WHERE space = '{spec.name}')")
+      for spec in SPACES),
     f"DELETE FROM index_meta WHERE key LIKE '{BACKFILLED}:%'",
 )
 

@@ -47,7 +47,7 @@ import faiss
 import numpy as np
 
 from facesearch.settings import COMPRESSIONS, DEFAULTS
-from facesearch.spec import MASTER, VECTOR_DIM
+from facesearch.spec import IDENTITY, IDENTITY_DIM, MASTER, VECTOR_DIM
 
 #: The FAISS file of the master vectors, in the index folder (other spaces: "<name>.faiss").
 FAISS_FILENAME = "vectors.faiss"
@@ -98,8 +98,9 @@ class SpaceSpec:
         return FAISS_FILENAME if self.name == MASTER else f"{self.name}.faiss"
 
 
-#: The spaces every index has, master first. Only master exists today.
-SPACES: tuple[SpaceSpec, ...] = (SpaceSpec(MASTER, VECTOR_DIM),)
+#: The spaces every index has, master first: the master vectors (364-d, region similarities)
+#: and the identity vectors (512-d ArcFace, `identity.faiss`: same person or not).
+SPACES: tuple[SpaceSpec, ...] = (SpaceSpec(MASTER, VECTOR_DIM), SpaceSpec(IDENTITY, IDENTITY_DIM))
 
 
 def file_signature(path: Path) -> tuple[int, int, int] | None:

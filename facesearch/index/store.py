@@ -465,6 +465,16 @@ class Store:
             first = session.scalars(sa.select(PhotoRow).where(other).order_by(PhotoRow.path).limit(1)).first()
             return count, first
 
+    def photos_lacking_space(self, space: str) -> set[str]:
+        """Paths of the indexed photos with a face that has no vector in `space` (an index made
+        before that space existed: the next index run describes them again)."""
+        has_vector = (sa.select(FaceVector.face_id)
+                      .where(FaceVector.face_id == FaceRow.id, FaceVector.space == space).exists())
+        query = (sa.select(PhotoRow.path).join(PhotoRow.faces)
+                 .where(PhotoRow.status == PhotoStatus.INDEXED, ~has_vector).distinct())
+        with self.session() as session:
+            return set(session.scalars(query))
+
     def failed_photos(self) -> list[PhotoRow]:
         """The photos whose indexing raised an error, by path."""
         query = sa.select(PhotoRow).where(PhotoRow.status == PhotoStatus.ERROR).order_by(PhotoRow.path)

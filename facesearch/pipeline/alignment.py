@@ -7,6 +7,11 @@ import numpy as np
 from facesearch.spec import ALIGN_TEMPLATE, INPUT_SIZE
 
 TEMPLATE = np.asarray(ALIGN_TEMPLATE, dtype=np.float64)
+#: The standard 5-point ArcFace template (InsightFace's, in a 112x112 crop): eyes, nose tip,
+#: mouth corners, image-left first, as every detector here gives them.
+ARCFACE_TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
+                             [41.5493, 92.3655], [70.7299, 92.2041]], dtype=np.float64)
+ARCFACE_SIZE = 112
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -51,3 +56,11 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 def invert(matrix: np.ndarray) -> np.ndarray:
     """Inverse of a 2x3 affine matrix."""
     return cv2.invertAffineTransform(matrix)
+
+
+def arcface_crop(image: np.ndarray, landmarks5: np.ndarray) -> np.ndarray:
+    """The (112, 112, 3) uint8 crop an ArcFace network takes: an RGB image warped so that its
+    face's 5 landmarks ((5, 2) in the image's pixels) land on ARCFACE_TEMPLATE."""
+    matrix = similarity_transform(landmarks5, ARCFACE_TEMPLATE)
+    return cv2.warpAffine(image, matrix, (ARCFACE_SIZE, ARCFACE_SIZE), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)

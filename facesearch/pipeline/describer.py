@@ -1,4 +1,4 @@
-"""Photos -> faces with master vectors, fast: photos are read through their media source
+"""Photos -> faces with master and identity vectors, fast: photos are read through their media source
 (sources.media_source: decoding) and prepared (detection, alignment, region masks) on
 `Settings.describe_threads` threads while the embedder (the descriptor network unless another is
 given) describes the faces of `Settings.describe_batch` photos at a time.
@@ -22,7 +22,7 @@ from facesearch.models import embedder
 from facesearch.pipeline.faces import Face
 from facesearch.pipeline.sources import media_source
 from facesearch.settings import DEFAULTS, Settings
-from facesearch.spec import MASTER
+from facesearch.spec import IDENTITY, MASTER
 
 if TYPE_CHECKING:
     from facesearch.models.base import Embedder
@@ -30,6 +30,18 @@ if TYPE_CHECKING:
 
 #: One photo's outcome: (original size (w, h), or None for an array; its faces, largest first).
 Described = tuple[tuple[int, int] | None, list[Face]]
+
+
+def pipeline_version(model_version: str, settings: Settings) -> str:
+    """What a photo's stored vectors depend on: the master model's version and, when not the
+    shipped defaults, the detector and parser that aligned and masked its faces (another
+    detector's landmarks move every vector: an identical photo scored 6.32 of 7 across them).
+    Indexes compare vectors only within one such version; the defaults keep the bare model
+    version, so indexes made before stay valid."""
+    changed = [f"{kind}={name}" for kind, name, default in (
+        ("detector", settings.detector, DEFAULTS.detector),
+        ("parser", settings.parser, DEFAULTS.parser)) if name != default]
+    return model_version if not changed else f"{model_version}+{','.join(changed)}"
 
 
 class Describer:
@@ -48,6 +60,12 @@ class Describer:
         if self._given_model is not None:
             return self._given_model
         return embedder(MASTER, self.settings)
+
+    @cached_property
+    def identity_model(self) -> Embedder:
+        """The identity space's embedder (models.EMBEDDERS["identity"]: ArcFace), which gives
+        every face its `identity` vector."""
+        return embedder(IDENTITY, self.settings)
 
     @cached_property
     def _threads(self) -> ThreadPoolExecutor:
@@ -80,8 +98,8 @@ class Describer:
         batch = self.settings.describe_batch
 
         def finish(count: int) -> Iterator:
-            try:  # load the model (torch, the weights) while the photos are being prepared
-                _ = self.model
+            try:  # load the models (torch, the weights) while the photos are being prepared
+                _ = self.model, self.identity_model
             except Exception:  # noqa: BLE001 - describe_prepared below reports it per photo
                 pass
             results = [_outcome(pending.popleft()) for _ in range(count)]
@@ -105,16 +123,17 @@ class Describer:
             yield from finish(min(batch, len(pending)))
 
     def describe_prepared(self, photos: list[list[PreparedFace]]) -> list[list[Face]]:
-        """The embedder over the prepared faces of several photos in one batch; faces per photo."""
+        """The embedders (master, then identity) over the prepared faces of several photos in
+        one batch; faces per photo."""
         prepared = [face for faces in photos for face in faces]
         if not prepared:
             return [[] for _ in photos]
-        grid_masks = np.stack([p.grid_masks for p in prepared]) if self.model.uses_masks else None
-        embedded = self.model.embed(np.stack([p.crop for p in prepared]), grid_masks)
+        embedded = _embed(self.model, prepared)
+        identities = _embed(self.identity_model, prepared).vectors
         faces = [Face(vector=embedded.vectors[i], bbox=[round(float(v), 1) for v in p.bbox],
                       landmarks=[[round(float(x), 1), round(float(y), 1)] for x, y in p.landmarks],
                       attributes=embedded.attributes(i), score=round(p.score, 4),
-                      crop=p.crop, masks=p.masks)
+                      crop=p.crop, masks=p.masks, identity=identities[i])
                  for i, p in enumerate(prepared)]
         ends = np.cumsum([len(photo) for photo in photos])
         return [faces[end - len(photo):end] for photo, end in zip(photos, ends)]
@@ -124,6 +143,13 @@ class Describer:
         if "_threads" in self.__dict__:
             self.__dict__.pop("_threads").shutdown(wait=True)
             self.__dict__.pop("_thread_state", None)
+
+
+def _embed(model: Embedder, prepared: list[PreparedFace]):
+    """One embedder over prepared faces, each given the crop (and masks) the embedder takes."""
+    crops = np.stack([p.identity_crop if model.crop == IDENTITY else p.crop for p in prepared])
+    grid_masks = np.stack([p.grid_masks for p in prepared]) if model.uses_masks else None
+    return model.embed(crops, grid_masks)
 
 
 def _outcome(future: Future):

@@ -10,7 +10,8 @@ from facesearch.spec import region_block
 
 @dataclass
 class Face:
-    """A face found in a photo: its master vector, where it is, and its predicted classes.
+    """A face found in a photo: its master vector, its identity vector, where it is, and its
+    predicted classes.
 
     Not to be confused with `facesearch.index.store.FaceRow`, the stored row of an indexed face.
     """
@@ -22,12 +23,16 @@ class Face:
     score: float                # detector confidence
     crop: np.ndarray = field(repr=False)   # aligned face (112, 96, 3)
     masks: np.ndarray = field(repr=False)  # region masks (7, 112, 96)
+    #: (512,) float32 unit-norm ArcFace identity vector (models/arcface.py): same person or not.
+    identity: np.ndarray | None = field(default=None, repr=False)
 
     def region_vector(self, region: str) -> np.ndarray:
         """The 52-dim block f_k of one region."""
         return region_block(self.vector, region)
 
     def to_dict(self) -> dict:
-        """JSON-ready: bbox, landmarks, score, attributes and the vector as a list."""
+        """JSON-ready: bbox, landmarks, score, attributes, the vector and the identity vector as
+        lists."""
         return {"bbox": self.bbox, "landmarks": self.landmarks, "score": self.score,
-                "attributes": self.attributes, "vector": self.vector.tolist()}
+                "attributes": self.attributes, "vector": self.vector.tolist(),
+                "identity": None if self.identity is None else self.identity.tolist()}

@@ -27,6 +27,9 @@ class PreparedFace:
     score: float            # detector confidence
     crop: np.ndarray        # (112, 96, 3) uint8 aligned face
     masks: np.ndarray       # (7, 112, 96) float32 one-hot region masks of the crop
+    #: (112, 112, 3) uint8 crop aligned to the ArcFace template on the photo's own pixels (the
+    #: identity embedder's input, alignment.arcface_crop).
+    identity_crop: np.ndarray | None = None
     #: The detector's extra point sets (Detection.points) in crop pixels, e.g. "mesh" (468, 2).
     points: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -70,5 +73,6 @@ class FacePreparer:
                 continue
             faces.append(PreparedFace(bbox=face.bbox * scale, landmarks=face.landmarks * scale,
                                       score=face.score, crop=crop, masks=masks,
+                                      identity_crop=alignment.arcface_crop(pixels, face.landmarks),
                                       points=in_crop.points))
         return faces

@@ -20,6 +20,9 @@ class Hit:
     attributes: dict[str, float]  # class -> stored probability, and "age" in years
     missing: bool = False        # the photo's file is gone from disk (`index --prune` drops it)
     other_paths: list[str] = field(default_factory=list)  # the same photo's other paths (copies, links)
+    #: An image query's calibrated probability (0-1) that this face is the query face's person
+    #: (identity space, models.arcface); None for text queries and indexes without identity vectors.
+    same_person: float | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready fields."""

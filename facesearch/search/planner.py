@@ -15,6 +15,17 @@ the benchmarks all call `rank`, so what is measured is what users run. The steps
    search restricted to the matching ids, by the share of faces that match.
 4. The candidates' stored class probabilities (`Catalog.probabilities`) re-rank the pool by how
    well each face fits the text (`rerank`).
+
+Match modes of an image query (`Request.match`, MATCHES; the identity space given to `rank`):
+the identity space (512-d ArcFace) says who is the same person: a stored face is judged the
+query's person when its identity cosine reaches the calibrated threshold (models.arcface:
+same_person probability 0.5). `person` orders faces by identity similarity; `look-alike` ranks
+by the (weighted) region similarities among the faces NOT judged the query's person;
+`default` puts the faces judged the query's person first (by identity similarity), then the
+look-alikes. In every mode a hit's score is the weighted sum of its region similarities and
+`Ranked.same_person` holds each hit's calibrated probability. A text or mixed query, and an
+index whose identity space lacks faces (made before it; `facesearch index` fills it in), rank
+by the master vector alone (`match` must then be "default").
 """
 from __future__ import annotations
 
@@ -26,6 +37,8 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import sqlalchemy as sa
 
+from facesearch.errors import FaceSearchError
+from facesearch.models.arcface import calibration
 from facesearch.search.filters import Filter
 from facesearch.search.ranking import (DEFAULT, RankingSettings, mixed_vector, pool_size, rerank,
                                        text_vector, weighted)
@@ -43,6 +56,11 @@ OVERFETCH_MIN_SHARE = 0.2
 SMALL_COLLECTION = 20_000
 #: Rows sampled to estimate a filter's share of the faces.
 SHARE_SAMPLE = 1_000
+#: Match modes of an image query (see the module's docstring); "default" first.
+MATCHES: tuple[str, ...] = ("default", "person", "look-alike")
+#: Identity neighbours fetched first when collecting the faces judged the query's person
+#: (grown 4x until the farthest fetched is below the threshold).
+SAME_PERSON_FETCH = 64
 
 
 class Space(Protocol):
@@ -52,6 +70,8 @@ class Space(Protocol):
 
     def search(self, queries: np.ndarray, k: int, restrict: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray: ...
 
 
 class Catalog(Protocol):
@@ -78,6 +98,8 @@ class Request:
     block_weights: np.ndarray | None = None    # (7,) region weights, None for the plain sum
     where: Filter | None = None                # --where restriction (SQL catalogs only)
     ranking: RankingSettings = field(default=DEFAULT)
+    identity: np.ndarray | None = None         # (512,) identity vector of the query face
+    match: str = "default"                     # an image query's match mode (MATCHES)
 
     @property
     def browsing(self) -> bool:
@@ -92,6 +114,9 @@ class Ranked:
     vector: np.ndarray
     candidates: list[tuple[float, int]]
     strategy: str = "plain"  # "plain", or a filtered search's "overfetch" / "restricted"
+    #: A match-mode query's calibrated probability, per candidate's vector id, that it is the
+    #: query's person; None when the identity space was not used.
+    same_person: dict[int, float] | None = None
 
 
 def query_vector(request: Request, centres: np.ndarray) -> np.ndarray:
@@ -106,10 +131,25 @@ def query_vector(request: Request, centres: np.ndarray) -> np.ndarray:
     return np.asarray(request.face, dtype=np.float32)
 
 
-def rank(request: Request, centres: np.ndarray, space: Space, catalog: Catalog) -> Ranked:
-    """The k best stored faces for a request, best first (the module's docstring: steps 1-4).
-    Browsing (no face, no classes: `Request.browsing`) lists the first k faces meeting `where`
-    (all faces without it) in index order, score 1; the catalog must then be a StoreCatalog."""
+def rank(request: Request, centres: np.ndarray, space: Space, catalog: Catalog,
+         identity: Space | None = None) -> Ranked:
+    """The k best stored faces for a request, best first (the module's docstring: steps 1-4,
+    and the match modes of an image query, which need `identity`, the identity space holding
+    a vector for every face of `catalog`). Browsing (no face, no classes: `Request.browsing`)
+    lists the first k faces meeting `where` (all faces without it) in index order, score 1;
+    the catalog must then be a StoreCatalog. FaceSearchError for an unknown match mode, or a
+    mode other than "default" that cannot apply (a text in the query, no identity vectors)."""
+    if request.match not in MATCHES:
+        raise FaceSearchError(f"unknown match mode {request.match!r}: use one of {', '.join(MATCHES)}")
+    usable = (request.face is not None and not request.terms and request.identity is not None
+              and identity is not None and len(identity) >= catalog.count())
+    if usable:
+        return rank_match(request, space, identity, catalog)
+    if request.match != "default":
+        if request.face is None or request.terms:
+            raise FaceSearchError(f"match {request.match!r} applies to image queries without a text")
+        raise FaceSearchError(f"match {request.match!r} needs identity vectors, which this index lacks "
+                              "for some faces: run `facesearch index` on its folders again to add them")
     vector = query_vector(request, centres)
     if request.browsing:
         clause = request.where.clause(catalog.dialect) if request.where is not None else sa.true()
@@ -132,6 +172,79 @@ def rank(request: Request, centres: np.ndarray, space: Space, catalog: Catalog) 
     ranked = rerank(request.terms, candidates, probabilities, mixed=request.face is not None,
                     settings=request.ranking)
     return Ranked(vector, ranked[:request.k], strategy)
+
+
+def rank_match(request: Request, space: Space, identity: Space, catalog: Catalog) -> Ranked:
+    """An image query in its match mode (the module's docstring): `space` holds the master
+    vectors, `identity` the identity vectors, under the same vector ids."""
+    threshold = calibration().threshold
+    vector = np.asarray(request.face, dtype=np.float32)
+    searched = weighted(vector, request.block_weights)
+    query_identity = np.asarray(request.identity, dtype=np.float32)
+    if request.match == "person":
+        found = _search(identity, catalog, query_identity, request.k, request.where)
+        same = {i: s for s, i in found}
+        chosen = [i for _, i in found]
+        scores = _scores(space, searched, chosen)
+        candidates = list(zip(scores, chosen))
+        strategy = "person"
+    else:
+        judged = _same_person(identity, catalog, query_identity, threshold, request.where)
+        first = [] if request.match == "look-alike" else sorted(judged, key=judged.get, reverse=True)
+        first = first[:request.k]
+        rest = [(s, i) for s, i in _search(space, catalog, searched, request.k + len(judged), request.where)
+                if i not in judged][:request.k - len(first)]
+        candidates = list(zip(_scores(space, searched, first), first)) + rest
+        rest_ids = [i for _, i in rest]
+        same = judged | dict(zip(rest_ids, _identity_scores(identity, query_identity, rest_ids)))
+        strategy = request.match
+    probabilities = calibration().probability(np.array([same[i] for _, i in candidates]))
+    return Ranked(vector, candidates, strategy,
+                  {i: round(float(p), 4) for (_, i), p in zip(candidates, probabilities)})
+
+
+def _search(space: Space, catalog: Catalog, query: np.ndarray, k: int, where: Filter | None
+            ) -> list[tuple[float, int]]:
+    """The k best (score, vector id) of one query vector in a space, among faces with a row
+    (and meeting `where`)."""
+    if where is None:
+        orphans = max(0, len(space) - catalog.count())
+        scores, ids = space.search(query[None], min(k + orphans, len(space)))
+        scores, ids = scores[0], ids[0]
+    else:
+        found = search_filtered(catalog, space, query, k, where)
+        scores, ids = found.scores, found.ids
+    ids = np.asarray(ids, np.int64)
+    keep = ids >= 0
+    scores, ids = np.asarray(scores)[keep], ids[keep]
+    known, _ = catalog.probabilities(ids, ())
+    return [(float(s), int(i)) for s, i in zip(scores[known], ids[known])][:k]
+
+
+def _same_person(identity: Space, catalog: Catalog, query: np.ndarray, threshold: float,
+                 where: Filter | None) -> dict[int, float]:
+    """{vector id: identity cosine} of every face (meeting `where`) judged the query's person:
+    cosine at or above `threshold`."""
+    fetch = SAME_PERSON_FETCH
+    while True:
+        found = _search(identity, catalog, query, fetch, where)
+        if len(found) < fetch or found[-1][0] < threshold or fetch >= len(identity):
+            return {i: s for s, i in found if s >= threshold}
+        fetch *= 4
+
+
+def _scores(space: Space, searched: np.ndarray, ids: list[int]) -> list[float]:
+    """The (weighted) master scores of stored faces by vector id."""
+    if not ids:
+        return []
+    return [float(v) for v in space.reconstruct(np.asarray(ids, np.int64)) @ searched]
+
+
+def _identity_scores(identity: Space, query: np.ndarray, ids: list[int]) -> list[float]:
+    """Identity cosines of stored faces with the query's identity vector."""
+    if not ids:
+        return []
+    return [float(v) for v in identity.reconstruct(np.asarray(ids, np.int64)) @ query]
 
 
 # --- SQL ----------------------------------------------------------------------------------------

@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 
 from facesearch.api import FaceSearch
 from facesearch.errors import FaceSearchError
@@ -88,7 +90,7 @@ def create_app(settings: Settings | None = None, token: str | None = None,
     settings = search.settings if search is not None else (settings or Settings.from_env())
     fs = search if search is not None else FaceSearch(settings=settings)
     lock = threading.Lock()  # the describer and the vector spaces are not made for threads
-    app = FastAPI(title="facesearch", version="1",
+    app = FastAPI(title="facesearch", version="1", docs_url=None, redoc_url=None,
                   description="Face similarity search by photo, by description, or both.")
     app.state.search = fs
     app.state.token = token
@@ -111,7 +113,19 @@ def create_app(settings: Settings | None = None, token: str | None = None,
     async def one_line_error(request: Request, error: FaceSearchError):
         return JSONResponse({"detail": str(error)}, status_code=400)
 
+    # The OpenAPI page's script and styles from the swagger-ui-bundle package, not from a CDN:
+    # the docs work offline like the rest of the page (mounted before /static, which would
+    # otherwise answer for /static/docs/...).
+    app.mount("/static/docs", StaticFiles(directory=swagger_ui_path), name="docs-assets")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        """The OpenAPI documentation (Swagger UI, served from the package)."""
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="facesearch API",
+                                   swagger_js_url="/static/docs/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/docs/swagger-ui.css",
+                                   swagger_favicon_url="/static/docs/favicon-32x32.png")
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:

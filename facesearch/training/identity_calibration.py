@@ -1,0 +1,245 @@
+"""Fitting and measuring the identity space: the calibration of `same_person` and the figures of
+the match modes.
+
+    python -m facesearch.training.identity_calibration          # refit, write the JSON, print figures
+    python -m facesearch.training.identity_calibration --check  # figures only, nothing written
+
+Every CelebA photo of ../shared/data (aligned and wild) is described end to end, as `facesearch
+index` does (decode, detect, align, master vector, identity vector; the largest face), once: the
+vectors are cached in `cache/identity_<source>.npz`.
+
+Calibration (models/arcface.py `CALIBRATION_FILE`): logistic regression (Platt scaling) of
+"same person" on the cosine of two identity vectors, fitted on the CelebA identities OUTSIDE the
+validation split (training.train.validation_mask, share 0.1; those identities are used for
+nothing else by this file) with every same-identity pair and as many random different-identity
+pairs (so the probabilities assume even odds). The operating point is probability 0.5; its
+false-accept and false-reject rates are measured on the validation identities' pairs, which the
+fit never saw, and stored with the constants.
+
+Figures (validation identities only): identity mAP (leave-one-out, training.metrics) in `person`
+mode (identity cosine, which is what `match="person"` ranks by) beside the master vector's, and
+look-alike mode's top-10 attribute agreement with how many of those hits are the query's own
+person (by label).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from facesearch.models.arcface import CALIBRATION_FILE, VERSION
+from facesearch.settings import Settings
+from facesearch.training.data import labelled_images
+from facesearch.training.metrics import LOOKALIKES, identity_retrieval
+from facesearch.training.train import validation_mask
+
+#: The sources described (CelebA, with identities).
+CALIBRATION_SOURCES = ("celeba_aligned", "celeba_wild")
+#: Share of identities in validation (TrainSettings.validation_share's default).
+VALIDATION_SHARE = 0.1
+
+
+def described(source: str, cache_dir: Path = Path("cache"), settings: Settings | None = None,
+              root: Path | None = None) -> dict:
+    """{files, identity (N,), celeba (N, 40), master (N, 364), identity_vectors (N, 512),
+    validation (N,) bool} of the photos of `source` (under `root`, default the data folder) in which a face was found (the largest
+    face), described end to end with the shipped models; cached in cache_dir."""
+    from facesearch.pipeline.describer import Describer
+
+    cache = Path(cache_dir) / f"identity_{source}.npz"
+    if cache.exists():
+        with np.load(cache) as data:
+            return {name: data[name] for name in data.files}
+    images = labelled_images(source, root)
+    describer = Describer(settings or Settings.from_env())
+    keep, master, identity = [], [], []
+    for n, outcome in enumerate(describer.stream([image.path for image in images])):
+        if isinstance(outcome, Exception) or not outcome[1]:
+            continue
+        keep.append(n)
+        master.append(outcome[1][0].vector)
+        identity.append(outcome[1][0].identity)
+    describer.close()
+    kept = [images[n] for n in keep]
+    labels = np.array([image.identity for image in kept], np.int64)
+    files = np.array([image.path.name for image in kept])
+    data = {"files": files, "identity": labels,
+            "celeba": np.array([image.celeba for image in kept], np.int8),
+            "master": np.stack(master).astype(np.float32),
+            "identity_vectors": np.stack(identity).astype(np.float32),
+            "validation": validation_mask(labels, files, VALIDATION_SHARE),
+            "photos": np.array(len(images))}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, **data)
+    return data
+
+
+def pairs(identity: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(i, j, same) index pairs: every same-identity pair and as many random different ones."""
+    i, j = np.triu_indices(len(identity), k=1)
+    same = identity[i] == identity[j]
+    positives = np.flatnonzero(same)
+    negatives = rng.choice(np.flatnonzero(~same), size=min(len(positives), int((~same).sum())),
+                           replace=False)
+    chosen = np.concatenate([positives, negatives])
+    return i[chosen], j[chosen], same[chosen]
+
+
+def fit(cosines: np.ndarray, same: np.ndarray) -> tuple[float, float]:
+    """(slope, intercept) of P(same | cosine) by logistic regression (scikit-learn, almost no
+    regularisation)."""
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=1e6).fit(cosines.reshape(-1, 1), same.astype(int))
+    return float(model.coef_[0, 0]), float(model.intercept_[0])
+
+
+def error_rates(cosines: np.ndarray, same: np.ndarray, threshold: float) -> dict[str, float]:
+    """False-accept rate (different pairs at or above the threshold) and false-reject rate
+    (same pairs below it)."""
+    return {"false_accept": float((cosines[~same] >= threshold).mean()),
+            "false_reject": float((cosines[same] < threshold).mean()),
+            "same_pairs": int(same.sum()), "different_pairs": int((~same).sum())}
+
+
+def _gather(cache_dir: Path, root: Path | None = None) -> dict[str, dict]:
+    return {source: described(source, cache_dir, root=root) for source in CALIBRATION_SOURCES}
+
+
+def _concat(data: dict[str, dict], validation: bool) -> tuple[np.ndarray, np.ndarray]:
+    vectors = np.concatenate([d["identity_vectors"][d["validation"] == validation] for d in data.values()])
+    labels = np.concatenate([d["identity"][d["validation"] == validation] for d in data.values()])
+    return vectors, labels
+
+
+def calibrate(cache_dir: Path = Path("cache"), seed: int = 0) -> dict:
+    """Fit the calibration (the module's docstring) and measure it on validation pairs; returns
+    the JSON record (slope, intercept, threshold, how it was fitted, measured rates)."""
+    data = _gather(cache_dir)
+    rng = np.random.default_rng(seed)
+    vectors, labels = _concat(data, validation=False)
+    i, j, same = pairs(labels, rng)
+    cosines = np.einsum("nd,nd->n", vectors[i], vectors[j])
+    slope, intercept = fit(cosines, same)
+    threshold = -intercept / slope
+    held_vectors, held_labels = _concat(data, validation=True)
+    hi, hj, held_same = pairs(held_labels, rng)
+    held = np.einsum("nd,nd->n", held_vectors[hi], held_vectors[hj])
+    return {"slope": slope, "intercept": intercept, "threshold": threshold,
+            "probability_at_threshold": 0.5, "model": VERSION,
+            "fitted_on": {"sources": list(CALIBRATION_SOURCES),
+                          "identities": "CelebA identities outside the validation split "
+                                        f"(training.train.validation_mask, share {VALIDATION_SHARE})",
+                          "n_identities": int(len(np.unique(labels))), "faces": int(len(labels)),
+                          **error_rates(cosines, same, threshold)},
+            "measured_on": {"identities": "the validation identities (never seen by the fit)",
+                            "n_identities": int(len(np.unique(held_labels))),
+                            "faces": int(len(held_labels)),
+                            **error_rates(held, held_same, threshold)},
+            "method": "logistic regression (Platt) of same/different on the identity cosine, "
+                      "every same pair and as many random different pairs (even odds), seed "
+                      f"{seed}; refit with python -m facesearch.training.identity_calibration",
+            "fitted": datetime.now(UTC).strftime("%Y-%m-%d")}
+
+
+def lookalike_mode(master: np.ndarray, identity_vectors: np.ndarray, labels: np.ndarray,
+                   attributes: np.ndarray, threshold: float, k: int = LOOKALIKES) -> dict[str, float]:
+    """Look-alike mode on a gallery (leave-one-out): every face's k best by master similarity
+    among the faces whose identity cosine is below `threshold` (not judged its person); the
+    share of the 40 attributes those hits share with it, and the share of hits that are in fact
+    its person (by label)."""
+    similarity = master @ master.T
+    judged_same = identity_vectors @ identity_vectors.T >= threshold
+    similarity[judged_same] = -np.inf   # the face itself included
+    nearest = np.argsort(-similarity, axis=1)[:, :k]
+    agreement = (attributes[:, None, :] == attributes[nearest]).mean(axis=(1, 2))
+    own = labels[nearest] == labels[:, None]
+    return {"lookalike_agreement": float(agreement.mean()), "own_person_share": float(own.mean()),
+            "queries_with_own_person": int(own.any(axis=1).sum()), "queries": int(len(labels))}
+
+
+def default_mode_rank1(master: np.ndarray, identity_vectors: np.ndarray, labels: np.ndarray,
+                       threshold: float) -> float:
+    """Default mode's rank-1 (leave-one-out): the first hit is the most similar face by identity
+    when it is judged the query's person (cosine >= threshold), else the best look-alike by
+    master similarity; the share of queries whose first hit is their person."""
+    by_identity = identity_vectors @ identity_vectors.T
+    by_master = master @ master.T
+    np.fill_diagonal(by_identity, -np.inf)
+    np.fill_diagonal(by_master, -np.inf)
+    top = by_identity.argmax(1)
+    judged = by_identity[np.arange(len(labels)), top] >= threshold
+    first = np.where(judged, top, by_master.argmax(1))
+    return float((labels[first] == labels).mean())
+
+
+def figures(cache_dir: Path = Path("cache"), threshold: float | None = None,
+            root: Path | None = None) -> dict[str, dict]:
+    """Per source, on validation identities: identity mAP / rank-1 in person mode (identity
+    cosine) and with the master vector, default mode's rank-1, and look-alike mode's agreement
+    and own-person share."""
+    if threshold is None:
+        threshold = shipped_threshold()
+    out = {}
+    for source, d in _gather(cache_dir, root).items():
+        v = d["validation"]
+        out[source] = {
+            "person": identity_retrieval(d["identity_vectors"][v], d["identity"][v]),
+            "master": identity_retrieval(d["master"][v], d["identity"][v]),
+            "lookalike": lookalike_mode(d["master"][v], d["identity_vectors"][v], d["identity"][v],
+                                        d["celeba"][v], threshold),
+            "default_rank1": default_mode_rank1(d["master"][v], d["identity_vectors"][v],
+                                                d["identity"][v], threshold),
+            "faces": int(v.sum()), "photos_described": int(d["photos"])}
+    return out
+
+
+def shipped_threshold() -> float:
+    """The shipped calibration's threshold (cosine)."""
+    from facesearch.models.arcface import calibration
+
+    return calibration().threshold
+
+
+#: Anchors printed beside the match-mode rows (`facesearch eval`, validation identities of all
+#: sources: the model card's figures).
+ANCHORS = {"dlib_map": 0.838, "master_map": 0.506}
+
+
+def format_modes(found: dict[str, dict]) -> str:
+    """The match modes' rows of `facesearch eval` (figures() per source) as a text table."""
+    lines = [f"{'match modes (validation identities)':<46} {'value':>11}  anchor / target", "-" * 104]
+    for source, f in found.items():
+        where = "aligned crops" if source == "celeba_aligned" else "wild photos, end to end"
+        lines += [
+            f"{'person: identity mAP, ' + where:<46} {f['person']['mAP']:>11.3f}  "
+            f"target >= {0.93 if source == 'celeba_aligned' else 0.90}; dlib {ANCHORS['dlib_map']}, "
+            f"master vector here {f['master']['mAP']:.3f} (all sources {ANCHORS['master_map']})",
+            f"{'  person: rank-1':<46} {f['person']['rank1']:>11.1%}",
+            f"{'  default: rank-1':<46} {f['default_rank1']:>11.1%}  target within 2 points of person's",
+            f"{'look-alike: top-10 attribute agreement':<46} {f['lookalike']['lookalike_agreement']:>11.3f}  target >= 0.82",
+            f"{'  look-alike hits of the own person':<46} {f['lookalike']['own_person_share']:>11.2%}  "
+            f"target 0 ({f['lookalike']['queries_with_own_person']} of {f['lookalike']['queries']} queries had one)",
+            f"{'  faces (photos described)':<46} {f['faces']:>11}  ({int(f['photos_described'])} photos in {source})"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Refit and write the calibration (unless --check), then print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="measure only; write nothing")
+    parser.add_argument("--cache", type=Path, default=Path("cache"))
+    args = parser.parse_args(argv)
+    record = calibrate(args.cache)
+    print(json.dumps(record, indent=2))
+    if not args.check:
+        CALIBRATION_FILE.write_text(json.dumps(record, indent=2) + "\n")
+        print(f"written: {CALIBRATION_FILE}")
+    print(format_modes(figures(args.cache, record["threshold"])))
+
+
+if __name__ == "__main__":
+    main()
