@@ -155,6 +155,9 @@ def query(image: Optional[Path] = typer.Option(None, "--image", "-i", help="Find
             if hits.understood.not_known:
                 typer.echo(f"not known to this model yet (emotions), left out: "
                            f"{', '.join(hits.understood.not_known)}")
+            if hits.understood.not_understood:
+                typer.echo(f"not understood, left out: {', '.join(hits.understood.not_understood)} "
+                           f"(`facesearch vocabulary` lists what can be asked)")
         typer.echo(hits_table(hits))
     if sheet is not None:
         from facesearch.render import save_contact_sheet

@@ -214,3 +214,14 @@ def test_cli_browse_exclude_self_vocabulary_and_info_numbers(built_index: BuiltI
     assert done.returncode == 0 and "Black_Hair" in done.stdout and "under 20" in done.stdout
     details = json.loads(run(facesearch_command, "info", "--json", *index, cwd=tmp_path).stdout)
     assert details["dims"] == 364
+
+
+def test_words_left_out_of_a_partly_understood_text_are_named() -> None:
+    understood = text.parse("smiling woman with freckles and a tattoo")
+    assert {t.name for t in understood.terms} == {"Smiling", "female"}
+    assert understood.not_understood == ["freckles", "tattoo"]
+    assert understood.as_dict()["not_understood"] == ["freckles", "tattoo"]
+    # a fully understood text leaves nothing out: linking words, filler and pronouns are no words
+    for phrase in ("a man over 50 with glasses, not smiling", "clean-shaven guy with specs",
+                 "someone in her thirties with black hair"):
+        assert text.parse(phrase).not_understood == [], phrase

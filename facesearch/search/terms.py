@@ -62,6 +62,9 @@ class TextQuery:
     terms: list[ClassTerm] = field(default_factory=list)
     #: Words of the text the model cannot answer yet (e.g. emotions), said rather than dropped.
     not_known: list[str] = field(default_factory=list)
+    #: Other words of the text that no understood term covers ("freckles" in "smiling, with
+    #: freckles"): the query ran without them, and says so.
+    not_understood: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """One readable line: `Black_Hair (0.91), Smiling (0.88), NOT Eyeglasses (0.85)`."""
@@ -79,7 +82,7 @@ class TextQuery:
     def as_dict(self) -> dict:
         """JSON-ready: the text, the one-line description and the terms."""
         return {"text": self.text, "understood": self.summary(), "terms": self.to_json(),
-                "not_known": list(self.not_known)}
+                "not_known": list(self.not_known), "not_understood": list(self.not_understood)}
 
     def explain(self, attributes: dict[str, float]) -> dict[str, float]:
         """How well a face (its stored `attributes`) fits each term, e.g.

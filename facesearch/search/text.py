@@ -422,7 +422,27 @@ def parse(text: str, threshold: float = SIMILARITY_THRESHOLD) -> TextQuery:
         stop = start + len(clause.spans)
         terms += _match_clause(clause, similarity[start:stop], threshold)
         start = stop
-    return TextQuery(text=text, terms=_keep_best(terms, ()), not_known=unknown_emotions(text))
+    kept = _keep_best(terms, ())
+    emotions = unknown_emotions(text)
+    return TextQuery(text=text, terms=kept, not_known=emotions,
+                     not_understood=_uncovered_words(text, kept, emotions) if kept else [])
+
+
+#: Words that only join or negate clauses (never "not understood").
+_LINKING = re.compile(rf"^(?:and|with|but|who|whose|while|plus|also|or|{_NEGATIONS})$")
+
+
+def _uncovered_words(text: str, terms: list[ClassTerm], emotions: list[str]) -> list[str]:
+    """The content words of `text` that no understood term's phrase covers, in order, once
+    each: not filler, linking or negation words, pronouns, "person"-like words, or the
+    emotions reported apart."""
+    covered = {word for term in terms for word in _WORD.findall(term.phrase.lower())}
+    left: dict[str, None] = {}
+    for word in _WORD.findall(_NON_PREFIX.sub("not ", text.lower().replace("\u2019", "'"))):
+        if not (word in covered or word in _SKIPPABLE or word in _PRONOUNS or word in _EVERYONE
+                or word in emotions or _LINKING.match(word)):
+            left[word] = None
+    return list(left)
 
 
 
