@@ -16,6 +16,8 @@ import numpy as np
 from facesearch.errors import FaceSearchError
 from facesearch.index.indexer import Indexer, IndexReport, reconcile
 from facesearch.index.lock import IndexBusyError, IndexLock
+from facesearch.index import people as people_store
+from facesearch.models.arcface import calibration
 from facesearch.index.repair import CheckReport, check, open_spaces, require_sqlite_file, salvage_sqlite
 from facesearch.index.spaces import FAISS_FILENAME, Spaces, VectorSpace, space_signatures
 from facesearch.index.store import (DB_FILENAME, DamagedDatabaseError, PhotoStatus, Store, database_exists,
@@ -204,7 +206,8 @@ class FaceSearch:
         dropped with `prune`. Bad files are recorded and reported, not fatal; videos are
         named in `skipped`. One index or remove run at a time: another one holding the index
         raises IndexBusyError. Ctrl-C raises indexer.IndexInterrupted once what was described
-        is saved."""
+        is saved. Then new faces join their people and new people are found (index.people;
+        `report.people` says what changed)."""
         paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
         self._refuse_vanished_roots(paths)
         problems: list[tuple[str, str]] = []
@@ -223,6 +226,12 @@ class FaceSearch:
             report = indexer.run(paths, files, progress=progress, on_problem=on_problem,
                                  problems=problems, prune=prune)
             report.skipped = skipped
+            if IDENTITY in self.spaces and (report.faces or report.removed
+                                            or not people_store.grouped(self.store)):
+                # new faces join their persons, new persons are found (index.people)
+                report.people = people_store.update_people(
+                    self.store, calibration().threshold, self.settings.people_min_faces,
+                    self.settings.people_min_samples)
             if self.vectors.meta.get("compression_notice"):
                 self.on_notice(self.vectors.meta["compression_notice"])
             self._record_model()  # photos outside `paths` may still be another model's
@@ -323,7 +332,7 @@ class FaceSearch:
               k: int | None = None, face: int = 0, *, weights: Mapping[str, float] | None = None,
               region: str | None = None, where: str | Filter | None = None,
               exclude: str | os.PathLike | Iterable[str | os.PathLike] | None = None,
-              match: str = "default") -> Hits:
+              match: str = "default", person: str | None = None) -> Hits:
         """The k stored faces (default Settings.k) most like a photo's face (`face`-th largest),
         a description, or a photo's face changed as the description says; best first. With
         `where` alone (or a text such as "a person" that names no class) it browses: the faces
@@ -344,9 +353,13 @@ class FaceSearch:
         `match` (image queries): "person" (the same person first, by the identity space),
         "look-alike" (faces like it among other people: faces judged its person are left out)
         or "default" (its person first, then look-alikes); each hit of an image query then
-        carries `same_person`, a calibrated probability (search.planner's match modes)."""
+        carries `same_person`, a calibrated probability (search.planner's match modes).
+
+        `person` keeps only the faces of the person with that name (or id; `fs.people()`),
+        like `where="person = 'Alice'"` (alone, it browses that person's faces); every hit
+        carries its `person` ({"id", "name"} or None)."""
         k = self.settings.k if k is None else k
-        if image is None and text is None and where is None:
+        if image is None and text is None and where is None and person is None:
             raise FaceSearchError("give an image, a text, a --where filter, or a combination to query")
         if k < 1:
             raise FaceSearchError(f"k must be at least 1 (got {k})")
@@ -354,6 +367,8 @@ class FaceSearch:
             raise FaceSearchError("--face picks a face of --image; there is no --image")
         block_weights = region_weights(weights, region)
         restriction = parse_filter(where) if isinstance(where, str) else where
+        if person is not None:
+            restriction = self._with_person(restriction, person)
         understood = None
         terms: list = []
         if text is not None:
@@ -387,6 +402,8 @@ class FaceSearch:
         hits = Hits()
         hits.understood = understood
         other_paths = self.store.aliases_of(catalog.rows[i][1].id for _, i in ranked.candidates)
+        persons = people_store.persons_of_faces(self.store, [catalog.rows[i][0].id
+                                                             for _, i in ranked.candidates])
         for rank_, ((score, vector_id), similarity) in enumerate(
                 zip(ranked.candidates, region_similarities(ranked.vector, stored)), start=1):
             row, photo = catalog.rows[vector_id]
@@ -395,8 +412,47 @@ class FaceSearch:
                             regions=dict(zip(REGIONS, (round(float(v), 4) for v in similarity))),
                             attributes=row.attributes, missing=not os.path.exists(photo.path),
                             other_paths=other_paths.get(photo.id, []),
-                            same_person=(ranked.same_person or {}).get(vector_id)))
+                            same_person=(ranked.same_person or {}).get(vector_id),
+                            person=persons.get(row.id)))
         return hits
+
+    def _with_person(self, restriction: Filter | None, person: str) -> Filter:
+        """`restriction` and "person = <person>" (FaceSearchError if no person has that name
+        or id)."""
+        self._open_existing()
+        people_store.person_ids_named(self.store, person)
+        quote = "'" if "'" not in person else '"'
+        if quote in person:
+            raise FaceSearchError("a person's name with both kinds of quote cannot be searched for")
+        value = person if person.strip().isdigit() else f"{quote}{person}{quote}"
+        alone = f"person = {value}"
+        return parse_filter(alone if restriction is None else f"({restriction.text}) and {alone}")
+
+    # --- people ---------------------------------------------------------------------------------
+    def people(self) -> list[dict]:
+        """The persons of the index (index.people), most faces first: each {"id", "name" (None
+        until named), "faces": [{"face_id", "path", "bbox", "det_score"}, best detection
+        first]}. Persons are found by `index`."""
+        self._open_existing()
+        return people_store.people(self.store)
+
+    def name_person(self, person_id: int, name: str) -> None:
+        """Name a person (kept across index runs). FaceSearchError: unknown person, empty name,
+        or a name another person has."""
+        self._open_existing()
+        people_store.name_person(self.store, person_id, name)
+
+    def merge_people(self, keep: int, other: int) -> None:
+        """Move person `other`'s faces to person `keep` (which keeps its id and name, or takes
+        `other`'s name if it has none) and drop `other`. FaceSearchError for unknown persons."""
+        self._open_existing()
+        people_store.merge_people(self.store, keep, other)
+
+    def remove_face(self, face_id: int) -> int:
+        """Take a face out of its person for good (never assigned automatically again); returns
+        that person's id. FaceSearchError if the face is unknown or in no person."""
+        self._open_existing()
+        return people_store.remove_face(self.store, face_id)
 
     def _query_faces(self, image: str | os.PathLike | np.ndarray
                      ) -> list[tuple[np.ndarray, np.ndarray | None]]:

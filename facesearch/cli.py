@@ -127,6 +127,7 @@ def query(image: Optional[Path] = typer.Option(None, "--image", "-i", help="Find
           where: Optional[str] = typer.Option(None, "--where", help="Only faces meeting a filter: \"male<0.5 and smiling>0.5\", \"30<=age<40\", \"path~'*/2019/*'\", \"date>=2019-06-01\". Alone, it browses: the faces meeting it, best fit first."),
           exclude_self: bool = typer.Option(False, "--exclude-self", help="Leave the faces of --image itself out of the hits."),
           match: str = typer.Option("default", "--match", help="With --image: person (the same person, by identity), look-alike (people who look alike, not the same person), default (the same person first, then look-alikes)."),
+          person: Optional[str] = typer.Option(None, "--person", help="Only faces of this person (a name from `facesearch people`, or an id); like --where \"person = 'NAME'\"."),
           index: Optional[Path] = IndexOption, db_url: Optional[str] = DbOption) -> None:
     """Print the faces most like --image, fitting --text, or --image changed as --text says;
     with --where alone, the faces meeting the filter. `facesearch vocabulary` lists the words
@@ -142,7 +143,8 @@ def query(image: Optional[Path] = typer.Option(None, "--image", "-i", help="Find
     region_weights = parse_weights(weights) if weights is not None else None
     hits = _search(index, db_url).query(image=image, text=text, k=k, face=face or 0, region=region,
                                         weights=region_weights, where=where,
-                                        exclude=[image] if exclude_self else None, match=match)
+                                        exclude=[image] if exclude_self else None, match=match,
+                                        person=person)
     if not hits and where is not None:
         typer.echo("no indexed face meets the --where filter", err=True)
     if as_json:
@@ -337,6 +339,66 @@ def evaluate_text(steps: bool = typer.Option(True, help="Also measure each step'
 
     report = evaluate_text_search(steps=steps, limit=limit)
     typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+
+
+people_app = typer.Typer(help="People: the faces of the index grouped by person (found by `facesearch index`). "
+                              "Without a command: list them.", no_args_is_help=False,
+                         invoke_without_command=True)
+app.add_typer(people_app, name="people")
+
+
+@people_app.callback()
+def people(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON (every face of every person)."),
+           index: Optional[Path] = IndexOption, db_url: Optional[str] = DbOption) -> None:
+    """List the people: id, name, number of faces, a cover face (the best detected)."""
+    ctx.obj = (index, db_url)
+    if ctx.invoked_subcommand is not None:
+        return
+    found = _search(index, db_url).people()
+    if as_json:
+        typer.echo(json.dumps(found, indent=2))
+        return
+    if not found:
+        typer.echo("no people yet: `facesearch index` groups faces into people (a person needs "
+                   f"{Settings.from_env().people_min_faces} similar faces)")
+        return
+    typer.echo(f"{'id':>5}  {'name':<20} {'faces':>5}  cover face")
+    for person in found:
+        cover = person["faces"][0] if person["faces"] else None
+        cover_text = f"{cover['path']} (face {cover['face_id']})" if cover else "-"
+        typer.echo(f"{person['id']:>5}  {person['name'] or '-':<20} {len(person['faces']):>5}  {cover_text}")
+
+
+def _people_index(ctx: typer.Context, index: Optional[Path], db_url: Optional[str]):
+    """The index of a `people` subcommand: its own --index / --db-url, else those given to
+    `people`."""
+    return _search(index or ctx.obj[0], db_url or ctx.obj[1])
+
+
+@people_app.command(name="name")
+def people_name(ctx: typer.Context, person_id: int = typer.Argument(..., help="The person's id."),
+                name: str = typer.Argument(..., help="The name to give."),
+                index: Optional[Path] = IndexOption, db_url: Optional[str] = DbOption) -> None:
+    """Name a person (kept across index runs)."""
+    _people_index(ctx, index, db_url).name_person(person_id, name)
+    typer.echo(f"person {person_id} is {name!r}")
+
+
+@people_app.command(name="merge")
+def people_merge(ctx: typer.Context, keep: int = typer.Argument(..., help="The person that stays (keeps its id and name)."),
+                 other: int = typer.Argument(..., help="The person whose faces move to KEEP."),
+                 index: Optional[Path] = IndexOption, db_url: Optional[str] = DbOption) -> None:
+    """Merge person OTHER into person KEEP."""
+    _people_index(ctx, index, db_url).merge_people(keep, other)
+    typer.echo(f"person {other} merged into person {keep}")
+
+
+@people_app.command(name="remove-face")
+def people_remove_face(ctx: typer.Context, face_id: int = typer.Argument(..., help="A face id (`face_id` of a hit or of `people --json`)."),
+                       index: Optional[Path] = IndexOption, db_url: Optional[str] = DbOption) -> None:
+    """Take a face out of its person, for good (it is never put back automatically)."""
+    person_id = _people_index(ctx, index, db_url).remove_face(face_id)
+    typer.echo(f"face {face_id} taken out of person {person_id}")
 
 
 def _database_problem(error: Exception) -> str | None:

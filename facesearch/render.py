@@ -44,7 +44,7 @@ def top_attributes(attributes: dict[str, float], n: int = SHOWN_ATTRIBUTES) -> s
 
 def hits_table(hits: list[Hit]) -> str:
     """A readable table of hits: rank, score, best regions, file, box, same-person probability
-    (image queries), attributes."""
+    (image queries), person (name, else id), attributes."""
     if not hits:
         return "no hits"
     lines = [f"{'#':>3} {'score':>7}  {'best regions':<26} {'face':>6}  path / box / attributes"]
@@ -55,6 +55,8 @@ def hits_table(hits: list[Hit]) -> str:
         gone = "  (file missing)" if hit.missing else ""
         lines.append(f"{hit.rank:>3} {hit.score:>7.3f}  {best:<26} {hit.face_id:>6}  {hit.path}{gone}")
         person = "" if hit.same_person is None else f"same person {hit.same_person:.2f}, "
+        if hit.person is not None:  # the person (index.people) the face belongs to
+            person += f"person {hit.person['name'] or hit.person['id']}, "
         lines.append(f"{'':>46}[{box}]  {person}{top_attributes(hit.attributes)}")
     return "\n".join(lines)
 

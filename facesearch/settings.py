@@ -94,12 +94,19 @@ class Settings:
     upload_max_bytes: int = _env("upload_max_bytes", "int",
                                  "largest photo (bytes) the web page accepts as a query", 20_000_000)
     debug: bool = _env("debug", "bool", "show tracebacks instead of one-line errors", False)
+    people_min_faces: int = _env("people_min_faces", "int",
+                                 "fewest faces that make a new person (HDBSCAN min_cluster_size); "
+                                 "fewer similar faces wait unassigned for more photos", 3)
+    people_min_samples: int = _env("people_min_samples", "int",
+                                   "HDBSCAN min_samples of the people clustering (higher: more "
+                                   "faces left out of any person)", 1)
 
     def __post_init__(self) -> None:
         for name, low in (("k", 1), ("describe_threads", 1), ("describe_batch", 1),
                           ("commit_every", 1), ("ivf_threshold", 0), ("max_decode_side", 64),
                           ("upload_max_bytes", 1), ("detection_size", 64),
-                          ("detection_min_face", 4), ("detection_threads", 1)):
+                          ("detection_min_face", 4), ("detection_threads", 1),
+                          ("people_min_faces", 2), ("people_min_samples", 1)):
             if getattr(self, name) < low:
                 raise SettingError(f"{name} must be at least {low} (got {getattr(self, name)})")
         if not 0.0 <= self.min_detection_score <= 1.0:

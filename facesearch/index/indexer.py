@@ -43,6 +43,7 @@ from facesearch.settings import DEFAULTS
 from facesearch.pipeline.images import ImageError, truncated_at_end
 from facesearch.pipeline.sources import content_hash, photo_key, printable
 from facesearch.pipeline.faces import Face
+from facesearch.index.people import PeopleUpdate
 from facesearch.index.store import PhotoAlias, PhotoStatus, Store
 from facesearch.index.spaces import MASTER, Spaces
 from facesearch.spec import IDENTITY
@@ -66,6 +67,7 @@ class IndexReport:
     partial: list[str] = field(default_factory=list)  # truncated photos read as far as they go
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why): media not read
     seconds: float = 0.0
+    people: PeopleUpdate | None = None  # what the people update after the run did (index.people)
 
     def summary(self) -> str:
         """One line (two when indexed photos are missing from disk elsewhere)."""
@@ -76,6 +78,9 @@ class IndexReport:
                 f"{len(self.no_face)} without a face, {len(self.failed)} failed")
         if self.moved or self.duplicates:
             line += f", {self.moved} moved, {self.duplicates} copies of indexed photos"
+        if self.people is not None and (self.people.assigned or self.people.created):
+            line += (f", {self.people.assigned} faces joined known people, "
+                     f"{self.people.created} new people")
         if self.skipped:
             line += f", {len(self.skipped)} not read ({self.skipped[0][1]}, e.g. {self.skipped[0][0]})"
         if self.missing:

@@ -212,12 +212,14 @@ def check(folder: Path, store: Store, compression: str | None = None,
 
 
 #: Tables copied by salvage_sqlite, parents first (alembic_version is made by the new file).
-_SALVAGED_TABLES = ("index_meta", "photos", "faces", "face_classes", "face_vectors", "photo_aliases")
+_SALVAGED_TABLES = ("index_meta", "photos", "persons", "faces", "face_classes", "face_vectors",
+                    "photo_aliases")
 _SALVAGE_CHUNK = 64
 #: After the copy, in order: a photo that lost a face row, or a face that lost its classes,
 #: goes whole (the next `index` describes it again, as a new photo); rows whose parent was lost
-#: go; a face that lost its vector row in a space gets one without bytes (the vector id of every
-#: space is the face's vector_id), filled in from that space's FAISS file on the next open
+#: go; a face whose person was lost is in none (the next `index` groups it again); a face that
+#: lost its vector row in a space gets one without bytes (the vector id of every space is the
+#: face's vector_id), filled in from that space's FAISS file on the next open
 #: (repair.backfill_vectors, told to look again); in a space other than master only when the
 #: index holds vectors of that space at all (an index made before it gains them by `index`).
 _SALVAGE_FIXES = (
@@ -228,6 +230,7 @@ _SALVAGE_FIXES = (
     "DELETE FROM face_classes WHERE face_id NOT IN (SELECT id FROM faces)",
     "DELETE FROM face_vectors WHERE face_id NOT IN (SELECT id FROM faces)",
     "DELETE FROM photo_aliases WHERE photo_id NOT IN (SELECT id FROM photos)",
+    "UPDATE faces SET person_id = NULL WHERE person_id NOT IN (SELECT id FROM persons)",
     *(f"INSERT INTO face_vectors (face_id, space, vector_id, vector) SELECT id, '{spec.name}', "
       f"vector_id, NULL FROM faces WHERE id NOT IN (SELECT face_id FROM face_vectors WHERE "
       f"space = '{spec.name}')" + ("" if spec is SPACES[0] else

@@ -134,6 +134,11 @@ class FaceRow(Base):
     det_score: Mapped[float] = mapped_column(sa.Float)
     attributes: Mapped[dict[str, float]] = mapped_column(sa.JSON)
     vector_id: Mapped[int] = mapped_column(sa.BigInteger, unique=True, index=True)
+    #: The person this face belongs to (index.people; None: none yet). Migration 0006.
+    person_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("persons.id", ondelete="SET NULL"), index=True)
+    #: A user took the face out of its person: never assigned automatically again.
+    person_locked: Mapped[bool | None] = mapped_column(sa.Boolean)
 
     photo: Mapped[PhotoRow] = relationship(back_populates="faces")
     classes: Mapped[FaceClasses | None] = relationship(
@@ -141,6 +146,19 @@ class FaceRow(Base):
     #: The face's vector id in each space (the master one equals `vector_id`).
     vectors: Mapped[list[FaceVector]] = relationship(
         cascade="all, delete-orphan", passive_deletes=True, order_by="FaceVector.space")
+
+
+class PersonRow(Base):
+    """A person: faces grouped by identity (index.people). `id` is kept for good, `name` is the
+    user's (None until named), `centroid` the mean of its faces' identity vectors (unit norm,
+    float16 bytes, see encode_vector), kept while its faces are described again."""
+
+    __tablename__ = "persons"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str | None] = mapped_column(sa.String, index=True)
+    centroid: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=_utc_now)
 
 
 class FaceVector(Base):

@@ -9,10 +9,12 @@ Filters are a small expression language over the stored class probabilities and 
                                         photo matches by any of its paths: copies, links)
     date >= 2019-06-01                  (the photo file's modification time, local time)
     indexed < 2026-11-22T18:00          (when the photo was indexed, local time)
+    person = 'Alice'                    (faces of the person named Alice, index.people; a
+                                        number is a person's id: person = 3)
 
 Names: every class of spec.CLASSES, case-insensitively (an exact-case spelling wins: `male` is
 the gender class, `Male` CelebA's, `MALE` is an error), `age`, `path`, `date` (or `mtime`) and
-`indexed` (or `indexed_at`). Operators: < <= > >= = == != (numbers, dates, paths), ~ and !~ (path
+`indexed` (or `indexed_at`), `person`. Operators: < <= > >= = == != (numbers, dates, paths), ~ and !~ (path
 globs), `and`, `or`, `not`, parentheses. Values: numbers, 'single' or "double" quoted strings,
 dates YYYY-MM-DD[THH:MM[:SS]]. A date names an interval (a day, a minute, a second): `date =
 2019-06-01` is that whole day, `date > 2019-06-01` is after it.
@@ -68,7 +70,7 @@ _TOKENS = re.compile(r"""
 _KEYWORDS = {"and", "or", "not"}
 _FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "=": "=", "==": "==", "!=": "!="}
 _METADATA = {"age": "age", "path": "path", "date": "date", "mtime": "date",
-             "indexed": "indexed", "indexed_at": "indexed"}
+             "indexed": "indexed", "indexed_at": "indexed", "person": "person"}
 _CLASS_KEYS: dict[str, list[str]] = {}
 for _name in CLASSES:
     _CLASS_KEYS.setdefault(_name.lower(), []).append(_name)
@@ -83,7 +85,7 @@ class _Token:
 
 @dataclass(frozen=True)
 class Field:
-    kind: str  # "class", "age", "path", "date", "indexed"
+    kind: str  # "class", "age", "path", "date", "indexed", "person"
     name: str  # the class name, or the kind
 
 
@@ -203,7 +205,7 @@ class Filter:
         close = difflib.get_close_matches(key, [name.lower() for name in known], n=1, cutoff=0.7)
         hint = f" (did you mean {next(n for n in known if n.lower() == close[0])}?)" if close else ""
         self._fail(token, f"unknown name {token.text!r}{hint}; names are class names, age, path, "
-                          "date, indexed")
+                          "date, indexed, person")
 
     def _compare(self, field: Field, op: _Token, value: Field | _Token) -> Compare:
         if isinstance(value, Field):
@@ -220,6 +222,13 @@ class Filter:
             if value.kind != "string":
                 self._fail(value, "a path is given in quotes, e.g. path ~ '*/2019/*'")
             return Compare(field, op.text, value.text[1:-1])
+        if field.kind == "person":
+            if op.text not in ("=", "==", "!="):
+                self._fail(op, "person takes = or != (a name in quotes, or a person's id)")
+            if value.kind not in ("string", "number") or (value.kind == "number"
+                                                          and not value.text.isdigit()):
+                self._fail(value, "a person is a name in quotes (person = 'Alice') or an id")
+            return Compare(field, op.text, value.text[1:-1] if value.kind == "string" else int(value.text))
         if op.text in ("~", "!~"):
             self._fail(op, f"{op.text} matches paths only")
         text = value.text[1:-1] if value.kind == "string" else value.text
@@ -301,7 +310,14 @@ def _glob_to_like(pattern: str) -> str:
 
 
 def _sql(node: Node, dialect: str) -> sa.ColumnElement[bool]:
-    from facesearch.index.store import CLASS_COLUMNS, FaceClasses, FaceRow, PhotoAlias, PhotoRow
+    from facesearch.index.store import (
+        CLASS_COLUMNS,
+        FaceClasses,
+        FaceRow,
+        PersonRow,
+        PhotoAlias,
+        PhotoRow,
+    )
 
     if isinstance(node, Logic):
         parts = [_sql(part, dialect) for part in node.parts]
@@ -325,6 +341,10 @@ def _sql(node: Node, dialect: str) -> sa.ColumnElement[bool]:
         any_path = sa.or_(matching(PhotoRow.path), sa.exists().where(
             PhotoAlias.photo_id == PhotoRow.id, matching(PhotoAlias.path)))
         return sa.not_(any_path) if op in ("!=", "!~") else any_path
+    if field.kind == "person":  # by name, or by id for a number
+        named = (PersonRow.id == value if isinstance(value, int) else PersonRow.name == value)
+        of_person = FaceRow.person_id.in_(sa.select(PersonRow.id).where(named))
+        return sa.or_(FaceRow.person_id.is_(None), sa.not_(of_person)) if op == "!=" else of_person
     start, end = value
     if field.kind == "date":
         column, start, end = PhotoRow.mtime, start.timestamp(), end.timestamp()

@@ -23,6 +23,8 @@ class Hit:
     #: An image query's calibrated probability (0-1) that this face is the query face's person
     #: (identity space, models.arcface); None for text queries and indexes without identity vectors.
     same_person: float | None = None
+    #: The person (index.people) this face belongs to: {"id", "name" (None until named)}, or None.
+    person: dict | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready fields."""

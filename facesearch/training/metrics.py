@@ -114,3 +114,30 @@ def format_table(report: dict, anchor: dict | None = None) -> str:
         lines.append(f"{label:<42} {ours:>11} {theirs:>8}  {note}")
     lines.append(f"faces: {report.get('faces', '?')}, identity queries: {report.get('queries', '?')}")
     return "\n".join(lines)
+
+
+def bcubed(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """BCubed precision, recall and F of a clustering (Bagga & Baldwin 1998; Amigó et al. 2009).
+
+    `predicted` (n,) int: each item's cluster, a negative value meaning "in no cluster" (each
+    such item counts as a cluster of its own); `truth` (n,) int: each item's true class. For
+    every item, precision is the share of its cluster that has its class, recall the share of
+    its class that is in its cluster (both counting the item itself); the figures are the means
+    over items and F their harmonic mean. ValueError if the shapes differ or there are no items.
+    """
+    predicted = np.asarray(predicted).reshape(-1)
+    truth = np.asarray(truth).reshape(-1)
+    if predicted.shape != truth.shape or not len(truth):
+        raise ValueError("bcubed needs two label arrays of the same, non-zero length")
+    clusters = predicted.astype(np.int64).copy()
+    alone = clusters < 0
+    clusters[alone] = clusters.max(initial=0) + 1 + np.arange(int(alone.sum()))  # own clusters
+    _, cluster_index = np.unique(clusters, return_inverse=True)
+    _, class_index = np.unique(truth, return_inverse=True)
+    both = np.zeros((cluster_index.max() + 1, class_index.max() + 1), np.int64)
+    np.add.at(both, (cluster_index, class_index), 1)
+    shared = both[cluster_index, class_index].astype(np.float64)  # items of my cluster and class
+    precision = float(np.mean(shared / both.sum(axis=1)[cluster_index]))
+    recall = float(np.mean(shared / both.sum(axis=0)[class_index]))
+    f = 2 * precision * recall / (precision + recall)
+    return {"precision": precision, "recall": recall, "f": f}

@@ -1,0 +1,281 @@
+"""People: the faces of an index grouped into persons by their identity vectors.
+
+After every index run `update_people` does, in one transaction:
+
+1. every face without a person (and not taken out of one by the user) whose identity vector is
+   at least the calibrated same-person threshold (models.arcface.calibration().threshold, a
+   cosine) from a person's centroid joins the nearest such person (`assign`);
+2. the faces still without a person are clustered with scikit-learn's HDBSCAN (`cluster`): each
+   cluster becomes a new person; faces in no cluster wait for more photos (the next run tries
+   them again);
+3. every person's centroid is recomputed from its faces (unit mean); a person left without faces
+   and without a name is dropped (a named one is kept, with its last centroid, for its faces to
+   come back to).
+
+So a person keeps its id and name when its photos are described again (their new faces join it
+through its centroid) and when more photos come. Persons are kept in SQL (store.PersonRow,
+faces.person_id; migration 0006). Naming, merging and taking a face out are `name_person`,
+`merge_people` and `remove_face`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from facesearch.errors import FaceSearchError
+from facesearch.index.store import (
+    FaceRow,
+    FaceVector,
+    IndexMeta,
+    PersonRow,
+    PhotoRow,
+    Store,
+    decode_vectors,
+    encode_vector,
+)
+from facesearch.spec import IDENTITY, IDENTITY_DIM
+
+#: Meta key set once `update_people` has grouped the index (an index made before people lacks it).
+GROUPED = "people_grouped"
+
+
+@dataclass
+class PeopleUpdate:
+    """What `update_people` did."""
+
+    assigned: int = 0      # faces that joined an existing person
+    created: int = 0       # new persons
+    clustered: int = 0     # faces in those new persons
+    unassigned: int = 0    # faces left without a person (in no cluster yet)
+    dropped: int = 0       # persons left without faces and without a name, removed
+
+
+def cluster(vectors: np.ndarray, min_faces: int, min_samples: int) -> np.ndarray:
+    """HDBSCAN clusters of unit identity vectors (n, 512) float32, Euclidean distance (on unit
+    vectors a monotone function of the cosine), excess-of-mass selection: labels (n,) int64,
+    0.. a cluster, -1 in none. Fewer than `min_faces` vectors: all -1."""
+    vectors = np.asarray(vectors, dtype=np.float64)
+    if len(vectors) < max(min_faces, 2):
+        return np.full(len(vectors), -1, np.int64)
+    # scikit-learn takes a second to import: only when needed
+    from sklearn.cluster import HDBSCAN
+
+    found = HDBSCAN(min_cluster_size=min_faces, min_samples=min_samples, metric="euclidean",
+                    cluster_selection_method="eom", copy=True).fit_predict(vectors)
+    return found.astype(np.int64)
+
+
+def assign(vectors: np.ndarray, centroids: np.ndarray, threshold: float) -> np.ndarray:
+    """For each vector (n, d) the index of the nearest centroid (m, d) by cosine when that
+    cosine is at least `threshold`, else -1: (n,) int64. Rows are assumed unit norm."""
+    if not len(vectors) or not len(centroids):
+        return np.full(len(vectors), -1, np.int64)
+    cosines = np.asarray(vectors, np.float32) @ np.asarray(centroids, np.float32).T
+    best = cosines.argmax(axis=1)
+    return np.where(cosines[np.arange(len(vectors)), best] >= threshold, best, -1).astype(np.int64)
+
+
+def group(vectors: np.ndarray, centroids: np.ndarray, threshold: float, min_faces: int,
+          min_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """Steps 1 and 2 of the module's docstring for faces without a person: vectors (n, 512)
+    unit, the persons' centroids (m, 512) unit. Returns (joined (n,) int64: index of the person
+    joined or -1; clusters (n,) int64: for faces that joined none, their new cluster 0.. or -1
+    (in none); -1 for faces that joined a person)."""
+    joined = assign(vectors, centroids, threshold)
+    clusters = np.full(len(vectors), -1, np.int64)
+    free = np.flatnonzero(joined < 0)
+    clusters[free] = cluster(vectors[free], min_faces, min_samples)
+    return joined, clusters
+
+
+def unit_mean(vectors: np.ndarray) -> np.ndarray:
+    """The unit-norm mean (d,) float32 of vectors (n, d) (a person's centroid)."""
+    mean = np.asarray(vectors, np.float32).mean(axis=0)
+    return mean / max(float(np.linalg.norm(mean)), 1e-12)
+
+
+def update_people(store: Store, threshold: float, min_faces: int, min_samples: int) -> PeopleUpdate:
+    """Assign, cluster and recompute centroids (the module's docstring) in one transaction.
+    `threshold`: the same-person cosine (models.arcface.calibration().threshold); `min_faces`,
+    `min_samples`: HDBSCAN's min_cluster_size and min_samples (Settings.people_min_faces,
+    people_min_samples). Faces without an identity vector are left alone."""
+    update = PeopleUpdate()
+    with store.session() as session:
+        rows = session.execute(
+            sa.select(FaceRow.id, FaceRow.person_id, FaceRow.person_locked, FaceVector.vector)
+            .join(FaceVector, sa.and_(FaceVector.face_id == FaceRow.id, FaceVector.space == IDENTITY))
+            .where(FaceVector.vector.is_not(None)).order_by(FaceRow.id)).all()
+        if not rows:
+            session.merge(IndexMeta(key=GROUPED, value="1"))
+            return update
+        face_ids = np.array([row[0] for row in rows], np.int64)
+        person_of = np.array([row[1] if row[1] is not None else -1 for row in rows], np.int64)
+        locked = np.array([bool(row[2]) for row in rows])
+        vectors = decode_vectors([row[3] for row in rows], IDENTITY_DIM)
+        persons = list(session.scalars(sa.select(PersonRow).where(PersonRow.centroid.is_not(None))
+                                       .order_by(PersonRow.id)))
+        before = person_of.copy()
+        free = np.flatnonzero((person_of < 0) & ~locked)
+        centroids = decode_vectors([p.centroid for p in persons], IDENTITY_DIM)
+        joined, labels = group(vectors[free], centroids, threshold, min_faces, min_samples)
+        person_of[free[joined >= 0]] = [persons[n].id for n in joined[joined >= 0]]
+        update.assigned = int((joined >= 0).sum())
+        for label in np.unique(labels[labels >= 0]):
+            person = PersonRow()
+            session.add(person)
+            session.flush()
+            members = free[labels == label]
+            person_of[members] = person.id
+            update.created += 1
+            update.clustered += len(members)
+        update.unassigned = int(((joined < 0) & (labels < 0)).sum())
+        changed = person_of != before
+        for person_id in np.unique(person_of[changed]):
+            ids = face_ids[changed & (person_of == person_id)].tolist()
+            for start in range(0, len(ids), 500):
+                session.execute(sa.update(FaceRow).where(FaceRow.id.in_(ids[start:start + 500]))
+                                .values(person_id=int(person_id)))
+        _recompute_centroids(session, person_of, vectors)
+        update.dropped = _drop_empty(session)
+        session.merge(IndexMeta(key=GROUPED, value="1"))
+    return update
+
+
+def grouped(store: Store) -> bool:
+    """Whether `update_people` has run on this index (False for an index made before people)."""
+    return store.get_meta(GROUPED) is not None
+
+
+def _recompute_centroids(session: Session, person_of: np.ndarray, vectors: np.ndarray) -> None:
+    """Each person's centroid from its faces' vectors; written only where it changed."""
+    stored = {person_id: blob for person_id, blob
+              in session.execute(sa.select(PersonRow.id, PersonRow.centroid))}
+    for person_id in np.unique(person_of[person_of >= 0]):
+        centroid = encode_vector(unit_mean(vectors[person_of == person_id]))
+        if stored.get(int(person_id)) != centroid:
+            session.execute(sa.update(PersonRow).where(PersonRow.id == int(person_id))
+                            .values(centroid=centroid))
+
+
+def _drop_empty(session: Session) -> int:
+    """Drop the persons without faces and without a name; returns how many."""
+    has_face = sa.select(FaceRow.id).where(FaceRow.person_id == PersonRow.id).exists()
+    return session.execute(sa.delete(PersonRow).where(~has_face, PersonRow.name.is_(None))).rowcount or 0
+
+
+def _refresh_centroid(session: Session, person_id: int) -> None:
+    """Recompute one person's centroid from its faces (kept as it was when it has none)."""
+    blobs = session.scalars(sa.select(FaceVector.vector).join(FaceRow, FaceRow.id == FaceVector.face_id)
+                            .where(FaceRow.person_id == person_id, FaceVector.space == IDENTITY,
+                                   FaceVector.vector.is_not(None))).all()
+    if blobs:
+        session.execute(sa.update(PersonRow).where(PersonRow.id == person_id)
+                        .values(centroid=encode_vector(unit_mean(decode_vectors(blobs, IDENTITY_DIM)))))
+
+
+def _person(session: Session, person_id: int) -> PersonRow:
+    person = session.get(PersonRow, int(person_id))
+    if person is None:
+        raise FaceSearchError(f"there is no person {person_id}: `facesearch people` lists them")
+    return person
+
+
+def people(store: Store) -> list[dict]:
+    """Every person, most faces first: {"id", "name" (None until named), "faces": [{"face_id",
+    "path", "bbox" [x0, y0, x1, y1] pixels, "det_score"}, best detection first]}. An unnamed
+    person whose photos were all removed since the last index run is left out."""
+    with store.session() as session:
+        persons = list(session.scalars(sa.select(PersonRow).order_by(PersonRow.id)))
+        faces: dict[int, list[dict]] = {person.id: [] for person in persons}
+        query = (sa.select(FaceRow.person_id, FaceRow.id, PhotoRow.path, FaceRow.x0, FaceRow.y0,
+                           FaceRow.x1, FaceRow.y1, FaceRow.det_score).join(FaceRow.photo)
+                 .where(FaceRow.person_id.is_not(None))
+                 .order_by(FaceRow.det_score.desc(), FaceRow.id))
+        for person_id, face_id, path, x0, y0, x1, y1, score in session.execute(query):
+            faces[person_id].append({"face_id": face_id, "path": path,
+                                     "bbox": [round(v, 1) for v in (x0, y0, x1, y1)],
+                                     "det_score": round(float(score), 4)})
+        found = [{"id": person.id, "name": person.name, "faces": faces[person.id]}
+                 for person in persons if faces[person.id] or person.name is not None]
+    return sorted(found, key=lambda person: (-len(person["faces"]), person["id"]))
+
+
+def persons_of_faces(store: Store, face_ids: list[int]) -> dict[int, dict]:
+    """{face id: {"id", "name"}} of the person of each of these faces that has one."""
+    found: dict[int, dict] = {}
+    wanted = sorted({int(i) for i in face_ids})
+    with store.session() as session:
+        for start in range(0, len(wanted), 500):
+            query = (sa.select(FaceRow.id, PersonRow.id, PersonRow.name)
+                     .join(PersonRow, PersonRow.id == FaceRow.person_id)
+                     .where(FaceRow.id.in_(wanted[start:start + 500])))
+            for face_id, person_id, name in session.execute(query):
+                found[face_id] = {"id": person_id, "name": name}
+    return found
+
+
+def name_person(store: Store, person_id: int, name: str) -> None:
+    """Give a person a name (FaceSearchError: no such person, an empty name, or a name another
+    person has: merge them instead)."""
+    name = name.strip()
+    if not name:
+        raise FaceSearchError("a person's name cannot be empty")
+    with store.session() as session:
+        person = _person(session, person_id)
+        other = session.scalar(sa.select(PersonRow.id).where(PersonRow.name == name,
+                                                             PersonRow.id != person.id))
+        if other is not None:
+            raise FaceSearchError(f"person {other} is already called {name!r}: "
+                                  f"`facesearch people merge {other} {person.id}` joins them")
+        person.name = name
+
+
+def merge_people(store: Store, keep: int, other: int) -> None:
+    """Move every face of person `other` to person `keep` and drop `other`; `keep` keeps its id
+    and its name (or takes `other`'s when it has none). FaceSearchError for an unknown person
+    or a person merged with itself."""
+    if int(keep) == int(other):
+        raise FaceSearchError("a person cannot be merged with itself")
+    with store.session() as session:
+        kept, gone = _person(session, keep), _person(session, other)
+        name = kept.name or gone.name
+        session.execute(sa.update(FaceRow).where(FaceRow.person_id == gone.id).values(person_id=kept.id))
+        session.delete(gone)
+        session.flush()
+        kept.name = name
+        _refresh_centroid(session, kept.id)
+
+
+def remove_face(store: Store, face_id: int) -> int:
+    """Take a face out of its person, for good (it is never assigned automatically again);
+    returns the person's id. The person's centroid is recomputed from its other faces.
+    FaceSearchError if the face is unknown or in no person."""
+    with store.session() as session:
+        face = session.get(FaceRow, int(face_id))
+        if face is None:
+            raise FaceSearchError(f"there is no face {face_id} in the index")
+        if face.person_id is None:
+            raise FaceSearchError(f"face {face_id} is in no person")
+        person_id = face.person_id
+        face.person_id = None
+        face.person_locked = True
+        session.flush()
+        _refresh_centroid(session, person_id)
+    return person_id
+
+
+def person_ids_named(store: Store, name: str) -> list[int]:
+    """The ids of the persons called `name` (a number names a person by id); FaceSearchError
+    when there is none."""
+    with store.session() as session:
+        query = sa.select(PersonRow.id).where(PersonRow.name == name)
+        if name.strip().isdigit():
+            query = sa.select(PersonRow.id).where(sa.or_(PersonRow.name == name,
+                                                         PersonRow.id == int(name)))
+        found = list(session.scalars(query))
+    if not found:
+        raise FaceSearchError(f"no person is called {name!r}: `facesearch people` lists them")
+    return found

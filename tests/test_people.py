@@ -1,0 +1,233 @@
+"""People (index.people) on real photos: faces grouped into persons by identity, kept across
+index runs with their names, merged, a face taken out, queries filtered by person, an index made
+before migration 0006 upgraded; and the BCubed measure on a hand-made example."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import copy_photos, upgrade_to
+from PIL import Image
+from test_identity import _by_identity, _copy_aligned
+
+from facesearch import FaceSearch, FaceSearchError
+from facesearch.index.people import assign, cluster
+from facesearch.training.metrics import bcubed
+
+#: Validation identities (the same-person calibration never saw them): two people and a stranger.
+ALICE, BOB, STRANGER = 985, 1731, 1301
+
+
+def test_bcubed_on_a_hand_made_example() -> None:
+    """Items a b c of class 1, d e of class 2; clusters {a b} {c d}, e in none (its own).
+    Precision: a 1, b 1, c 1/2, d 1/2, e 1 -> 4/5. Recall: a 2/3, b 2/3, c 1/3, d 1/2, e 1/2
+    -> 8/15. F = 2 PR / (P + R) = 0.64."""
+    found = bcubed(np.array([0, 0, 1, 1, -1]), np.array([1, 1, 1, 2, 2]))
+    assert found["precision"] == pytest.approx(0.8)
+    assert found["recall"] == pytest.approx(8 / 15)
+    assert found["f"] == pytest.approx(0.64)
+    perfect = bcubed(np.array([5, 5, 7]), np.array([1, 1, 2]))
+    assert perfect == {"precision": 1.0, "recall": 1.0, "f": 1.0}
+    with pytest.raises(ValueError):
+        bcubed(np.array([0, 1]), np.array([0]))
+
+
+def test_assign_keeps_to_the_threshold_and_small_groups_wait() -> None:
+    centroids = np.eye(3, dtype=np.float32)
+    vectors = np.array([[0.9, 0.1, 0.0], [0.1, 0.1, 0.98], [0.5, 0.5, 0.5]], np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    assert assign(vectors, centroids, 0.8).tolist() == [0, 2, -1]
+    assert cluster(vectors[:2], 3, 1).tolist() == [-1, -1]  # fewer than min_faces: no person
+
+
+def _library(data_dir: Path, folder: Path, counts: dict[int, slice]) -> dict[str, int]:
+    """Copy these aligned photos of each identity into `folder`; returns {path: identity}."""
+    by_identity = _by_identity(data_dir)
+    owner = {}
+    for identity, chosen in counts.items():
+        for path in _copy_aligned(data_dir, by_identity[identity][chosen], folder):
+            owner[str(path)] = identity
+    return owner
+
+
+@pytest.fixture(scope="module")
+def library(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Alice 4 photos, Bob 4, a stranger 3, indexed once (tests here only read it)."""
+    folder = tmp_path_factory.mktemp("people-photos")
+    owner = _library(data_dir, folder, {ALICE: slice(0, 4), BOB: slice(0, 4), STRANGER: slice(0, 3)})
+    index_dir = tmp_path_factory.mktemp("people-index")
+    with FaceSearch(index_dir) as fs:
+        report = fs.index([folder])
+    return {"folder": folder, "index": index_dir, "owner": owner, "report": report}
+
+
+def _identities(found: list[dict], owner: dict[str, int]) -> list[set[int]]:
+    return [{owner[face["path"]] for face in person["faces"]} for person in found]
+
+
+def test_photos_of_one_identity_become_one_person_and_a_stranger_another(library: dict) -> None:
+    with FaceSearch(library["index"]) as fs:
+        found = fs.people()
+    assert library["report"].people.created == 3
+    assert [len(person["faces"]) for person in found] == [4, 4, 3]
+    assert sorted(min(owners) for owners in _identities(found, library["owner"])) == sorted(
+        [ALICE, BOB, STRANGER])
+    assert all(len(owners) == 1 for owners in _identities(found, library["owner"]))
+    assert all(person["name"] is None and set(person["faces"][0]) >= {"face_id", "path", "bbox"}
+               for person in found)
+
+
+def test_hits_carry_their_person_and_where_person_filters(library: dict) -> None:
+    query = next(path for path, who in library["owner"].items() if who == ALICE)
+    with FaceSearch(library["index"]) as fs:
+        alice = next(p for p in fs.people() if library["owner"][p["faces"][0]["path"]] == ALICE)
+        hits = fs.query(image=query, k=11)
+        only = fs.query(image=query, k=11, where=f"person = {alice['id']}")
+        others = fs.query(image=query, k=11, where=f"person != {alice['id']}")
+        with pytest.raises(FaceSearchError, match="no person is called 'Nobody'"):
+            fs.query(image=query, person="Nobody")
+        with pytest.raises(FaceSearchError, match="person takes = or !="):
+            fs.query(image=query, where="person < 3")
+    assert len(hits) == 11 and hits[0].person == {"id": alice["id"], "name": None}
+    assert all(hit.person is not None for hit in hits)
+    assert {hit.face_id for hit in only} == {face["face_id"] for face in alice["faces"]}
+    assert len(others) == 7 and all(hit.person["id"] != alice["id"] for hit in others)
+
+
+def _reencode(path: Path) -> None:
+    """Save the photo again (other bytes, same picture): the next index run describes it again."""
+    with Image.open(path) as image:
+        image.convert("RGB").save(path, quality=85)
+
+
+def test_names_merges_and_removals_persist_across_index_runs(data_dir: Path, tmp_path: Path,
+                                                             facesearch_command: list[str]) -> None:
+    folder, index_dir = tmp_path / "photos", tmp_path / "index"
+    owner = _library(data_dir, folder, {ALICE: slice(0, 3), BOB: slice(0, 3), STRANGER: slice(0, 3)})
+    with FaceSearch(index_dir) as fs:
+        fs.index([folder])
+        by_owner = {library_owner(p, owner): p for p in fs.people()}
+        alice, bob, stranger = by_owner[ALICE], by_owner[BOB], by_owner[STRANGER]
+        fs.name_person(alice["id"], "Alice")
+        fs.name_person(bob["id"], "Bob")
+        with pytest.raises(FaceSearchError, match="already called 'Alice'"):
+            fs.name_person(stranger["id"], "Alice")
+        fs.merge_people(bob["id"], stranger["id"])  # a user may join any two
+        taken = stranger["faces"][0]["face_id"]
+        assert fs.remove_face(taken) == bob["id"]
+        with pytest.raises(FaceSearchError, match="no person"):
+            fs.merge_people(bob["id"], stranger["id"])
+    # more photos come, and an indexed photo of Alice and one of Bob are described again
+    owner |= _library(data_dir, folder, {ALICE: slice(3, 5)})
+    alice_photo = Path(alice["faces"][0]["path"])
+    _reencode(alice_photo)
+    _reencode(Path(bob["faces"][0]["path"]))
+    with FaceSearch(index_dir) as fs:
+        report = fs.index([folder])
+        assert report.indexed == 4 and report.people.created == 0
+        after = {p["id"]: p for p in fs.people()}
+        assert set(after) == {alice["id"], bob["id"]}
+        assert after[alice["id"]]["name"] == "Alice" and after[bob["id"]]["name"] == "Bob"
+        assert {owner[f["path"]] for f in after[alice["id"]]["faces"]} == {ALICE}
+        assert len(after[alice["id"]]["faces"]) == 5
+        assert str(alice_photo) in {f["path"] for f in after[alice["id"]]["faces"]}
+        assert len(after[bob["id"]]["faces"]) == 5  # Bob's 3 and the stranger's 2 left
+        assert taken not in {f["face_id"] for p in after.values() for f in p["faces"]}
+        query = folder / _by_identity(data_dir)[ALICE][4]
+        named = fs.query(image=query, k=20, person="Alice")
+        where = fs.query(image=query, k=20, where="person = 'Alice' and male > -1")
+        not_alice = fs.query(image=query, k=20, where="person != 'Alice'")
+        browsed = fs.query(person="Alice", k=20)
+    assert [hit.person["name"] for hit in named] == ["Alice"] * 5
+    assert {hit.face_id for hit in where} == {hit.face_id for hit in named}
+    assert {hit.face_id for hit in browsed} == {hit.face_id for hit in named}
+    assert len(not_alice) == 6 and all(hit.person is None or hit.person["name"] == "Bob"
+                                       for hit in not_alice)
+    run = [*facesearch_command, "people", "--index", str(index_dir)]
+    listed = subprocess.run(run, capture_output=True, text=True, timeout=300, check=False)
+    assert listed.returncode == 0, listed.stderr
+    rows = listed.stdout.strip().splitlines()[1:]
+    assert [row.split()[:3] for row in rows] == sorted(  # most faces first, then by id
+        [[str(alice["id"]), "Alice", "5"], [str(bob["id"]), "Bob", "5"]])
+    assert all(row.split()[3].startswith(str(folder)) for row in rows)  # the cover face
+    renamed = subprocess.run([*run, "name", str(alice["id"]), "Alice B"], capture_output=True, check=False,
+                             text=True, timeout=300)
+    assert renamed.returncode == 0, renamed.stderr
+    bad = subprocess.run([*facesearch_command, "people", "merge", "999", str(alice["id"]), "--index",
+                          str(index_dir)], capture_output=True, text=True,
+                         timeout=300, check=False)
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
+        "error: there is no person 999: `facesearch people` lists them"]
+    out = subprocess.run([*run, "remove-face", str(named[-1].face_id)], capture_output=True,
+                         text=True, timeout=300, check=False)
+    assert out.returncode == 0 and out.stdout.strip() == (
+        f"face {named[-1].face_id} taken out of person {alice['id']}"), out.stderr
+    again = subprocess.run([*run, "remove-face", str(named[-1].face_id)], capture_output=True,
+                           text=True, timeout=300, check=False)
+    assert again.returncode == 1 and again.stderr.strip().splitlines() == [
+        f"error: face {named[-1].face_id} is in no person"]
+    hits = subprocess.run([*facesearch_command, "query", "--image", str(query), "--person", "Alice B",
+                           "--json", "--index", str(index_dir)], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert hits.returncode == 0, hits.stderr
+    assert [hit["person"] for hit in json.loads(hits.stdout)] == [
+        {"id": alice["id"], "name": "Alice B"}] * 4
+
+
+def library_owner(person: dict, owner: dict[str, int]) -> int:
+    """The one identity of a person's faces (AssertionError if they are several)."""
+    (identity,) = {owner[face["path"]] for face in person["faces"]}
+    return identity
+
+
+def test_an_index_made_before_people_gets_them_on_the_next_run(library: dict, tmp_path: Path) -> None:
+    """The library's index taken back to migration 0005 (no persons table, no person_id): it
+    opens, answers queries as before, and the next index run groups its faces, losing
+    nothing."""
+    index_dir = tmp_path / "old"
+    shutil.copytree(library["index"], index_dir)
+    url = f"sqlite:///{index_dir / 'facesearch.sqlite'}"
+    with FaceSearch(library["index"]) as fs:
+        query = next(iter(library["owner"]))
+        before = [(hit.face_id, hit.score) for hit in fs.query(image=query, k=11)]
+        faces_before = fs.info()["faces"]
+    from alembic import command
+    from alembic.config import Config
+
+    from facesearch.index.store import MIGRATIONS_DIR
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url)
+    command.downgrade(cfg, "0005")
+    upgrade_to(url, "0006")  # what opening it does: the new schema, no persons yet
+    with FaceSearch(index_dir) as fs:
+        old = fs.query(image=query, k=11)
+        assert [(hit.face_id, hit.score) for hit in old] == before
+        assert all(hit.person is None for hit in old) and fs.people() == []
+        report = fs.index([library["folder"]])
+        assert report.indexed == 0 and report.unchanged == 11 and report.people.created == 3
+        assert [len(p["faces"]) for p in fs.people()] == [4, 4, 3]
+        assert fs.info()["faces"] == faces_before
+        assert [(hit.face_id, hit.score) for hit in fs.query(image=query, k=11)] == before
+
+
+def test_in_the_wild_photos_of_one_identity_become_one_person(data_dir: Path, tmp_path: Path) -> None:
+    """Four in-the-wild CelebA photos of a validation identity and three of another: each
+    identity's photos form one person of its own (other faces in the photos may form none)."""
+    chosen = {7474: ["000987.jpg", "012052.jpg", "018604.jpg", "034061.jpg"],
+              7424: ["002184.jpg", "004810.jpg", "018923.jpg"]}
+    owner = {str(path): identity for identity, names in chosen.items()
+             for path in copy_photos(data_dir, names, tmp_path / "wild")}
+    with FaceSearch(tmp_path / "index") as fs:
+        fs.index([tmp_path / "wild"])
+        found = fs.people()
+    for identity, names in chosen.items():
+        person = [p for p in found if any(owner[f["path"]] == identity for f in p["faces"])]
+        assert len(person) == 1, (identity, found)
+        assert {owner[f["path"]] for f in person[0]["faces"]} == {identity}
+        assert len({f["path"] for f in person[0]["faces"]}) == len(names)
