@@ -239,3 +239,132 @@ def test_serve_on_all_interfaces_prints_and_requires_a_token(served, facesearch_
     finally:
         server.terminate()
         server.wait(20)
+
+
+# --- persons, the person filter and match modes -------------------------------------------------
+#: Aligned CelebA validation identities (the same-person calibration never saw them), 3 photos
+#: each: enough for `facesearch index` to make each a person (Settings.people_min_faces).
+ALICE, BOB = 985, 1731
+
+
+@pytest.fixture(scope="module")
+def people_index(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """An index of 3 photos of ALICE and 3 of BOB, made once; tests that change it copy it."""
+    from test_identity import _by_identity, _copy_aligned
+
+    by_identity = _by_identity(data_dir)
+    folder = tmp_path_factory.mktemp("people-photos")
+    owner = {str(path): who for who in (ALICE, BOB)
+             for path in _copy_aligned(data_dir, by_identity[who][:3], folder)}
+    index_dir = tmp_path_factory.mktemp("people-served") / "index"
+    with FaceSearch(index_dir) as fs:
+        fs.index([folder])
+    return {"index": index_dir, "owner": owner}
+
+
+@pytest.fixture
+def people_client(people_index: dict, tmp_path: Path):
+    """(client, {identity: person id}, owner) over a private copy of the people index."""
+    import shutil
+
+    index_dir = Path(shutil.copytree(people_index["index"], tmp_path / "index"))
+    fs = FaceSearch(index_dir)
+    with TestClient(create_app(search=fs)) as client:
+        found = client.get("/api/people").json()["people"]
+        ids = {people_index["owner"][person["faces"][0]["path"]]: person["id"] for person in found}
+        yield client, ids, people_index["owner"]
+    fs.close()
+
+
+def test_people_are_listed_with_a_cover_face_and_a_count(people_client) -> None:
+    client, ids, owner = people_client
+    found = client.get("/api/people").json()["people"]
+    assert sorted(ids) == [ALICE, BOB] and [person["count"] for person in found] == [3, 3]
+    for person in found:
+        assert person["name"] is None and person["cover"] == person["faces"][0]["face_id"]
+        assert {owner[face["path"]] for face in person["faces"]} == {owner[person["faces"][0]["path"]]}
+        cover = client.get(f"/api/faces/{person['cover']}/thumbnail")
+        assert cover.status_code == 200 and cover.headers["content-type"] == "image/jpeg"
+    assert {"/api/people", "/api/people/{person_id}", "/api/people/{person_id}/merge"} <= set(
+        client.get("/openapi.json").json()["paths"])
+    assert client.get("/people").status_code == 200 and 'id="people-view"' in client.get("/people").text
+
+
+def test_renaming_a_person_shows_on_hits_and_bad_names_are_one_line_400s(people_client) -> None:
+    client, ids, _ = people_client
+    renamed = client.post(f"/api/people/{ids[ALICE]}", json={"name": "  Alice "})
+    assert renamed.status_code == 200 and renamed.json() == {"id": ids[ALICE], "name": "Alice"}
+    names = {p["id"]: p["name"] for p in client.get("/api/people").json()["people"]}
+    assert names == {ids[ALICE]: "Alice", ids[BOB]: None}
+    hits = client.get("/api/search", params={"where": "age < 200", "k": 6}).json()["hits"]
+    assert sorted(str(hit["person"]) for hit in hits) == sorted(
+        [str({"id": ids[ALICE], "name": "Alice"})] * 3 + [str({"id": ids[BOB], "name": None})] * 3)
+    taken = client.post(f"/api/people/{ids[BOB]}", json={"name": "Alice"})
+    assert taken.status_code == 400
+    assert taken.json()["detail"] == (f"person {ids[ALICE]} is already called 'Alice': "
+                                      f"`facesearch people merge {ids[ALICE]} {ids[BOB]}` joins them")
+    empty = client.post(f"/api/people/{ids[BOB]}", json={"name": "  "})
+    assert empty.status_code == 400 and empty.json()["detail"] == "a person's name cannot be empty"
+    unknown = client.post("/api/people/99999", json={"name": "Carol"})
+    assert unknown.status_code == 400 and unknown.json()["detail"].startswith("there is no person 99999")
+    assert client.post(f"/api/people/{ids[BOB]}", json={}).status_code == 422
+    assert {p["id"]: p["name"] for p in client.get("/api/people").json()["people"]} == names
+
+
+def test_renaming_needs_the_token_when_the_server_has_one(people_client) -> None:
+    client, ids, _ = people_client
+    fs = client.app.state.search
+    with TestClient(create_app(search=fs, token="s3cret")) as guarded:
+        assert guarded.get("/api/people").status_code == 401
+        refused = guarded.post(f"/api/people/{ids[BOB]}", json={"name": "Bob"})
+        assert refused.status_code == 401
+        assert all(p["name"] is None for p in client.get("/api/people").json()["people"])
+        done = guarded.post(f"/api/people/{ids[BOB]}", json={"name": "Bob"},
+                            headers={"X-Facesearch-Token": "s3cret"})
+        assert done.status_code == 200
+    assert {p["name"] for p in client.get("/api/people").json()["people"]} == {"Bob", None}
+
+
+def test_the_person_filter_by_id_or_name(people_client) -> None:
+    client, ids, owner = people_client
+    client.post(f"/api/people/{ids[BOB]}", json={"name": "Bob"})
+    for person in (str(ids[BOB]), "Bob"):
+        hits = client.get("/api/search", params={"person": person, "k": 10}).json()["hits"]
+        assert len(hits) == 3 and {owner[hit["path"]] for hit in hits} == {BOB}
+        assert all(hit["person"] == {"id": ids[BOB], "name": "Bob"} for hit in hits)
+    smiling = client.get("/api/search", params={"person": "Bob", "text": "smiling", "k": 10}).json()
+    assert {owner[hit["path"]] for hit in smiling["hits"]} == {BOB} and smiling["understood"]
+    unknown = client.get("/api/search", params={"person": "Zed"})
+    assert unknown.status_code == 400 and unknown.json()["detail"].startswith("no person is called 'Zed'")
+
+
+def test_match_modes_of_a_photo_and_their_errors(people_client) -> None:
+    client, _, owner = people_client
+    query = next(path for path, who in owner.items() if who == ALICE)
+    image = {"image": ("q.jpg", Path(query).read_bytes(), "image/jpeg")}
+    same = client.post("/api/search", files=image, data={"k": "6", "match": "person"}).json()["hits"]
+    assert [owner[hit["path"]] for hit in same[:3]] == [ALICE] * 3
+    assert all(hit["same_person"] > 0.5 for hit in same[:3]) and same[0]["path"] == query
+    alike = client.post("/api/search", files=image, data={"k": "6", "match": "look-alike"}).json()["hits"]
+    assert alike and all(hit["same_person"] < 0.5 and owner[hit["path"]] == BOB for hit in alike)
+    default = client.post("/api/search", files=image, data={"k": "6"}).json()["hits"]
+    assert [owner[hit["path"]] for hit in default] == [ALICE] * 3 + [BOB] * 3
+    face_id = same[0]["face_id"]
+    liked = client.get(f"/api/faces/{face_id}/similar", params={"k": 6, "match": "look-alike"}).json()["hits"]
+    assert [hit["face_id"] for hit in liked] == [hit["face_id"] for hit in alike]
+    twin = client.post("/api/search", files=image, data={"match": "twin"})
+    assert twin.status_code == 400
+    assert twin.json()["detail"] == "unknown match mode 'twin': use one of default, person, look-alike"
+    text = client.get("/api/search", params={"text": "smiling", "match": "person"})
+    assert text.status_code == 400 and "applies to image queries" in text.json()["detail"]
+
+
+def test_merging_two_people(people_client) -> None:
+    client, ids, _ = people_client
+    client.post(f"/api/people/{ids[BOB]}", json={"name": "Bob"})
+    merged = client.post(f"/api/people/{ids[ALICE]}/merge", json={"other": ids[BOB]})
+    assert merged.status_code == 200 and merged.json() == {"id": ids[ALICE], "name": "Bob", "count": 6}
+    found = client.get("/api/people").json()["people"]
+    assert [(p["id"], p["count"]) for p in found] == [(ids[ALICE], 6)]
+    itself = client.post(f"/api/people/{ids[ALICE]}/merge", json={"other": ids[ALICE]})
+    assert itself.status_code == 400 and itself.json()["detail"] == "a person cannot be merged with itself"

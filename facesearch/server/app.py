@@ -1,6 +1,7 @@
 """The FastAPI app behind `facesearch serve`: a JSON API (OpenAPI docs at /docs) and one page
 (static/index.html, plain HTML, CSS and JavaScript shipped with the package: nothing is fetched
-from the internet, so it works offline).
+from the internet, so it works offline), with its search view at / and its people view at
+/people (persons, cover faces, names edited in place).
 
 Images are served only by face or photo id from the index, never by path. Uploaded photos are
 limited to Settings.upload_max_bytes and decoded with the same bounded loader as indexing. One
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import Body, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -30,6 +31,7 @@ from facesearch.api import FaceSearch
 from facesearch.errors import FaceSearchError
 from facesearch.pipeline.images import load_image
 from facesearch.render import REGION_COLORS, top_attributes
+from facesearch.search.planner import MATCHES
 from facesearch.search.ranking import parse_weights
 from facesearch.settings import Settings
 from facesearch.spec import REGIONS
@@ -42,6 +44,9 @@ TOKEN_HEADER = "x-facesearch-token"
 #: Bytes a multipart body may carry beyond the photo itself (the form's text fields).
 _FORM_OVERHEAD = 64 * 1024
 _PHOTO_CACHE = "private, max-age=3600"
+_MATCH_HELP = (f"an image query's match mode, one of {', '.join(MATCHES)} (person: that face's "
+               "person first; look-alike: other people like it)")
+_PERSON_HELP = "only the faces of the person with this name or id (GET /api/people)"
 
 
 def is_loopback(host: str) -> bool:
@@ -132,6 +137,11 @@ def create_app(settings: Settings | None = None, token: str | None = None,
         """The search page; it reads its query from the URL (`/?text=black+hair&k=20`)."""
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
+    @app.get("/people", include_in_schema=False)
+    def people_page() -> FileResponse:
+        """The same page, showing its people view."""
+        return page()
+
     @app.get("/api/info", summary="What is in the index, and the page's limits")
     def info() -> dict:
         with lock:
@@ -142,9 +152,11 @@ def create_app(settings: Settings | None = None, token: str | None = None,
                 "region_colors": {name: "#%02x%02x%02x" % REGION_COLORS[name] for name in REGIONS}, "max_k": MAX_K,
                 "upload_max_bytes": settings.upload_max_bytes}
 
-    def _options(weights: str | None, region: str | None, where: str | None) -> dict[str, Any]:
+    def _options(weights: str | None, region: str | None, where: str | None,
+                 match: str | None = None, person: str | None = None) -> dict[str, Any]:
         return {"weights": parse_weights(weights) if weights and weights.strip() else None,
-                "region": region or None, "where": where if where and where.strip() else None}
+                "region": region or None, "where": where if where and where.strip() else None,
+                "match": match or "default", "person": person if person and person.strip() else None}
 
     def _answer(run, started: float) -> dict:
         with lock:
@@ -158,22 +170,28 @@ def create_app(settings: Settings | None = None, token: str | None = None,
                     k: int | None = Query(None, ge=1, le=MAX_K),
                     where: str | None = Query(None, description="filter, e.g. male<0.5 and age<30"),
                     weights: str | None = Query(None, description="e.g. hair=2,background=0"),
-                    region: str | None = Query(None, description="rank by one region alone")) -> dict:
+                    region: str | None = Query(None, description="rank by one region alone"),
+                    match: str | None = Query(None, description=_MATCH_HELP),
+                    person: str | None = Query(None, description=_PERSON_HELP)) -> dict:
         """Hits, best first: rank, score, face_id, bbox, regions (per-region similarity),
-        attributes, summary (top attributes), and for text `query`/`fits` (why it matched)."""
+        attributes, summary (top attributes), person ({"id", "name"} or null), and for text
+        `query`/`fits` (why it matched)."""
         started = time.perf_counter()
-        options = _options(weights, region, where)
+        options = _options(weights, region, where, match, person)
         return _answer(lambda: fs.query(text=text or None, k=k, **options), started)
 
     @app.post("/api/search", summary="Faces like an uploaded photo's (and/or a description)")
     def search_photo(image: UploadFile | None = File(None), text: str | None = Form(None),
                      k: int | None = Form(None, ge=1, le=MAX_K), face: int = Form(0, ge=0),
                      where: str | None = Form(None), weights: str | None = Form(None),
-                     region: str | None = Form(None)) -> dict:
+                     region: str | None = Form(None),
+                     match: str | None = Form(None, description=_MATCH_HELP),
+                     person: str | None = Form(None, description=_PERSON_HELP)) -> dict:
         """As GET /api/search, with a photo (multipart field `image`, at most
-        Settings.upload_max_bytes): its `face`-th largest face is the query."""
+        Settings.upload_max_bytes): its `face`-th largest face is the query, and each hit
+        carries `same_person` (probability 0-1 that it is that face's person)."""
         started = time.perf_counter()
-        options = _options(weights, region, where)
+        options = _options(weights, region, where, match, person)
         pixels = _read_upload(image, settings) if image is not None and image.filename else None
         return _answer(lambda: fs.query(image=pixels, text=text or None, k=k, face=face, **options),
                        started)
@@ -184,10 +202,13 @@ def create_app(settings: Settings | None = None, token: str | None = None,
 
     @app.get("/api/faces/{face_id}/similar", summary="More like this indexed face")
     def similar(face_id: int, k: int | None = Query(None, ge=1, le=MAX_K), where: str | None = None,
-                weights: str | None = None, region: str | None = None) -> dict:
+                weights: str | None = None, region: str | None = None,
+                match: str | None = Query(None, description=_MATCH_HELP),
+                person: str | None = Query(None, description=_PERSON_HELP)) -> dict:
+        """As POST /api/search with this indexed face as the photo."""
         started = time.perf_counter()
         _found(fs.face(face_id), f"no face {face_id}")
-        options = _options(weights, region, where)
+        options = _options(weights, region, where, match, person)
         return _answer(lambda: fs.more_like_face(face_id, k=k, **options), started)
 
     @app.get("/api/faces/{face_id}/thumbnail", summary="A square JPEG crop of a face",
@@ -205,6 +226,36 @@ def create_app(settings: Settings | None = None, token: str | None = None,
     def photo_image(photo_id: int) -> Response:
         data = _found(fs.photo_image(photo_id), f"no photo {photo_id}, or its file is gone")
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": _PHOTO_CACHE})
+
+    @app.get("/api/people", summary="The persons of the index, most faces first")
+    def people() -> dict:
+        """{"people": [{"id", "name" (null until named), "count" (faces), "cover" (face id of
+        its best detected face), "faces": [{"face_id", "path", "bbox", "det_score"}]}]}."""
+        with lock:
+            found = fs.people()
+        return {"people": [person | {"count": len(person["faces"]),
+                                     "cover": person["faces"][0]["face_id"] if person["faces"] else None}
+                           for person in found]}
+
+    @app.post("/api/people/{person_id}", summary="Rename a person")
+    def rename_person(person_id: int, name: str = Body(..., embed=True, max_length=200,
+                                                        description="the new name")) -> dict:
+        """Gives person `person_id` a name (needs the token when the server has one). 400 with
+        a one-line `detail` for an unknown person, an empty name, or a name another person
+        has (merge them instead)."""
+        with lock:
+            fs.name_person(person_id, name)
+        return {"id": person_id, "name": name.strip()}
+
+    @app.post("/api/people/{person_id}/merge", summary="Merge another person into this one")
+    def merge_person(person_id: int, other: int = Body(..., embed=True,
+                                                       description="the person merged in")) -> dict:
+        """Moves person `other`'s faces to `person_id`, which keeps its id and name (or takes
+        `other`'s when it has none); `other` is gone. 400 for an unknown person or itself."""
+        with lock:
+            fs.merge_people(person_id, other)
+            merged = next((p for p in fs.people() if p["id"] == person_id), {"name": None, "faces": []})
+        return {"id": person_id, "name": merged["name"], "count": len(merged["faces"])}
 
     app.add_middleware(_BodyLimit, limit=settings.upload_max_bytes + _FORM_OVERHEAD)
     return app

@@ -1,9 +1,11 @@
 // facesearch's page: plain JavaScript over the JSON API (/docs). The query lives in the URL
 // (/?text=...&k=...&where=...&weights=...; /?like=FACE_ID for "more like this face";
+// &match=person|look-alike for a photo's match mode; &person=ID for one person's faces;
 // &photo=ID opens a photo), so results can be bookmarked; an uploaded photo cannot be.
+// /people shows the people view: persons with a cover face, names edited in place.
 "use strict";
 const $ = (id) => document.getElementById(id);
-let regions = [], colors = {}, photoFile = null, busy = 0;
+let regions = [], colors = {}, photoFile = null, busy = 0, liking = "", personFilter = "";
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -72,11 +74,16 @@ function setPhoto(file) {
   $("preview").hidden = !file; $("clear-photo").hidden = !file; $("face-pick").hidden = !file;
   if (file) $("preview").src = URL.createObjectURL(file);
   else { $("preview").removeAttribute("src"); $("photo").value = ""; }
+  updateMatch();
 }
+// the match mode means something for a photo alone (or "more like this face"), not with a text
+function updateMatch() { $("match").disabled = !(photoFile || liking) || !!$("text").value.trim(); }
+function matchValue() { return $("match").disabled ? "" : $("match").value; }
 
 // --- searching ---------------------------------------------------------------------------
 function queryFromForm() {
-  return { text: $("text").value.trim(), k: $("k").value, where: $("where").value.trim(), weights: weightsText() };
+  return { text: $("text").value.trim(), k: $("k").value, where: $("where").value.trim(), weights: weightsText(),
+           match: matchValue(), person: personFilter };
 }
 function urlFor(params) {
   const search = new URLSearchParams();
@@ -91,7 +98,7 @@ async function run(params, push) {
   $("status").textContent = "searching…";
   try {
     let answer;
-    const common = { k: params.k, where: params.where, weights: params.weights };
+    const common = { k: params.k, where: params.where, weights: params.weights, match: params.match, person: params.person };
     if (params.like) {
       answer = await api(`/api/faces/${encodeURIComponent(params.like)}/similar?` + new URLSearchParams(clean(common)));
     } else if (photoFile && !params.fromUrl) {
@@ -105,8 +112,10 @@ async function run(params, push) {
     }
     if (mine !== busy) return;
     const byPhoto = photoFile && !params.like && !params.fromUrl;
-    if (byPhoto) history.replaceState(null, "", "/");  // an upload cannot be carried in a URL
-    else if (push) history.pushState(null, "", urlFor({ text: params.text, like: params.like, k: params.k, where: params.where, weights: params.weights }));
+    // an upload cannot be carried in a URL (its match mode and person filter can)
+    if (byPhoto) history.replaceState(null, "", urlFor({ match: params.match, person: params.person }));
+    else if (push) history.pushState(null, "", urlFor({ text: params.text, like: params.like, k: params.k, where: params.where,
+                                                         weights: params.weights, match: params.match, person: params.person }));
     render(answer, params);
   } catch (error) {
     if (mine !== busy) return;
@@ -123,7 +132,7 @@ function render(answer, params) {
     $("understood").textContent = `understood “${answer.understood.text}” as: ${answer.understood.understood}`;
     $("understood").hidden = false;
   }
-  const what = params.like ? `faces like face ${params.like}` : "hits";
+  const what = params.like ? `faces like face ${params.like}` : params.person && !params.text ? "faces of this person" : "hits";
   $("status").textContent = answer.hits.length
     ? `${answer.hits.length} ${what} in ${answer.took_ms} ms` + (params.where ? ` (filter: ${params.where})` : "")
     : (params.where ? "no indexed face meets the filter" : "no hits");
@@ -155,10 +164,79 @@ function hitCard(hit) {
     thumb(hit),
     el("div", { class: "head" }, el("span", {}, `#${hit.rank}`), el("span", {}, hit.score.toFixed(3))),
     el("div", { class: "path" }, shortPath(hit.path), hit.missing ? el("span", { class: "badge" }, " missing") : null),
+    personLine(hit),
     bars, fits, el("div", { class: "attrs" }, hit.summary));
   card.addEventListener("click", () => openFace(hit.face_id, true));
   card.addEventListener("keydown", (event) => { if (event.key === "Enter") openFace(hit.face_id, true); });
   return card;
+}
+
+function personLine(hit) {  // its person's name when known; for a photo, how sure it is the same person
+  const name = hit.person && hit.person.name;
+  const same = typeof hit.same_person === "number" ? `same person ${Math.round(hit.same_person * 100)}%` : null;
+  if (!name && !same) return null;
+  const link = name ? el("a", { class: "person-name", href: `/?person=${hit.person.id}`, title: "all faces of this person",
+                                onclick: (event) => event.stopPropagation() }, name) : null;  // not the card's photo
+  return el("div", { class: "person" }, link,
+            name && same ? " · " : null, same ? el("span", { class: "same", title: "calibrated probability that this is the query face's person" }, same) : null);
+}
+
+// --- the people view ----------------------------------------------------------------------
+function showPeopleError(message) { $("people-error").textContent = message || ""; $("people-error").hidden = !message; }
+
+async function loadPeople() {
+  showPeopleError(null);
+  let answer;
+  try { answer = await api("/api/people"); } catch (error) { showPeopleError(error.message); return; }
+  const grid = $("people");
+  grid.replaceChildren();
+  if (!answer.people.length) grid.append(el("p", { class: "muted" }, "No persons yet: `facesearch index` groups faces of one person (3 or more) into persons."));
+  for (const person of answer.people) grid.append(personCard(person));
+}
+
+function personCard(person) {
+  const link = `/?person=${person.id}`;
+  const cover = person.cover == null ? el("div", { class: "thumb missing" }, "no faces")
+    : el("a", { href: link, title: "all faces of this person" },
+         el("img", { class: "thumb", loading: "lazy", alt: `person ${person.id}`, src: `/api/faces/${person.cover}/thumbnail` }));
+  const name = el("input", { type: "text", class: "person-name", value: person.name || "", placeholder: `person ${person.id}: name…`,
+                             "aria-label": `name of person ${person.id}`, "data-person": person.id });
+  const state = el("span", { class: "muted saved" });
+  const save = async () => {
+    const wanted = name.value.trim();
+    if (wanted === (person.name || "")) return;
+    showPeopleError(null);
+    try {
+      const answer = await api(`/api/people/${person.id}`, { method: "POST", headers: { "Content-Type": "application/json" },
+                                                             body: JSON.stringify({ name: wanted }) });
+      person.name = answer.name; name.value = answer.name; state.textContent = "saved";
+      name.closest("article").dataset.label = answer.name;
+    } catch (error) { showPeopleError(error.message); name.value = person.name || ""; state.textContent = ""; }
+  };
+  name.addEventListener("keydown", (event) => { if (event.key === "Enter") { event.preventDefault(); save(); } });
+  name.addEventListener("change", save);
+  const merge = el("select", { class: "merge", "aria-label": "merge another person into this one" },
+                   el("option", { value: "" }, "merge in…"));
+  merge.addEventListener("focus", () => {  // the other persons, listed when opened
+    if (merge.options.length > 1) return;
+    for (const other of [...document.querySelectorAll("#people .person-card")].map((c) => c.dataset)) {
+      if (other.person !== String(person.id)) merge.append(el("option", { value: other.person }, other.label));
+    }
+  });
+  merge.addEventListener("change", async () => {
+    if (!merge.value) return;
+    const other = merge.options[merge.selectedIndex].text;
+    if (!confirm(`Merge ${other} into ${person.name || "person " + person.id}? Its faces move here.`)) { merge.value = ""; return; }
+    try {
+      await api(`/api/people/${person.id}/merge`, { method: "POST", headers: { "Content-Type": "application/json" },
+                                                    body: JSON.stringify({ other: Number(merge.value) }) });
+      loadPeople();
+    } catch (error) { showPeopleError(error.message); merge.value = ""; }
+  });
+  return el("article", { class: "hit person-card", "data-person": person.id, "data-label": person.name || `person ${person.id}` },
+    cover, name,
+    el("div", { class: "head" }, el("a", { href: link }, `${person.count} face${person.count === 1 ? "" : "s"}`), state),
+    merge);
 }
 
 // --- the photo of a face -----------------------------------------------------------------
@@ -219,22 +297,50 @@ function moreLike(faceId) {
   closePhoto(false);
   setPhoto(null);
   $("text").value = "";
-  run({ like: String(faceId), k: $("k").value, where: $("where").value.trim(), weights: weightsText() }, true);
+  liking = String(faceId); updateMatch();
+  run({ like: liking, k: $("k").value, where: $("where").value.trim(), weights: weightsText(), match: matchValue(), person: personFilter }, true);
 }
 
 // --- the URL ------------------------------------------------------------------------------
 function fromUrl() {
+  const people = location.pathname === "/people";
+  $("people-view").hidden = !people; $("search-view").hidden = people;
+  $("nav-people").classList.toggle("current", people); $("nav-search").classList.toggle("current", !people);
+  if (people) { loadPeople(); return; }
   const params = new URLSearchParams(location.search);
+  liking = params.get("like") || "";
+  personFilter = params.get("person") || "";
+  $("match").value = params.get("match") || "";
+  $("person-filter").hidden = !personFilter;
+  if (personFilter) showPersonFilter(personFilter);
   $("text").value = params.get("text") || "";
   $("where").value = params.get("where") || "";
   if (params.get("k")) $("k").value = params.get("k");
   setWeights(params.get("weights") || "");
   const query = { text: params.get("text") || "", like: params.get("like") || "", k: $("k").value,
-                  where: params.get("where") || "", weights: params.get("weights") || "", fromUrl: true };
-  if (query.text || query.like || query.where) run(query, false);
+                  where: params.get("where") || "", weights: params.get("weights") || "", fromUrl: true,
+                  match: params.get("match") || "", person: personFilter };
+  updateMatch();
+  if (query.text || query.like || query.where || query.person) run(query, false);
   else { $("results").replaceChildren(); $("status").textContent = ""; }
   if (params.get("photo")) openPhoto(params.get("photo"), Number(params.get("face")) || null, false).catch((e) => showError(e.message));
   else $("photo-view").hidden = true;
+}
+
+async function showPersonFilter(person) {  // "faces of NAME": the person= filter of the search
+  const box = $("person-filter");
+  const all = el("a", { href: "#" }, "everyone");
+  all.addEventListener("click", (event) => {
+    event.preventDefault();
+    const params = new URLSearchParams(location.search);
+    params.delete("person");
+    history.pushState(null, "", urlFor(Object.fromEntries(params)));
+    fromUrl();
+  });
+  box.replaceChildren("only the faces of ", el("b", {}, `person ${person}`), " (search ", all, " instead)");
+  const found = await api("/api/people").catch(() => null);
+  const known = found && found.people.find((p) => String(p.id) === person || p.name === person);
+  if (known && known.name) box.querySelector("b").textContent = known.name;
 }
 
 async function start() {
@@ -247,11 +353,13 @@ async function start() {
   $("query").addEventListener("submit", (event) => {
     event.preventDefault();
     const params = queryFromForm();
-    if (!params.text && !photoFile && !params.where) { showError("type a description, pick a photo, or both"); return; }
+    if (!params.text && !photoFile && !params.where && !params.person) { showError("type a description, pick a photo, or both"); return; }
+    liking = ""; updateMatch(); params.match = matchValue();
     run(params, true);
   });
   $("photo").addEventListener("change", () => setPhoto($("photo").files[0] || null));
   $("clear-photo").addEventListener("click", () => setPhoto(null));
+  $("text").addEventListener("input", updateMatch);
   $("reset-weights").addEventListener("click", () => setWeights(""));
   $("close-photo").addEventListener("click", () => closePhoto(true));
   $("photo-view").addEventListener("click", (event) => { if (event.target === $("photo-view")) closePhoto(true); });
