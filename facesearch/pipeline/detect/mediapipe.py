@@ -14,7 +14,8 @@ import numpy as np
 
 from facesearch.models import mediapipe as mediapipe_models
 from facesearch.pipeline import alignment
-from facesearch.pipeline.detect.base import Detection, Detector, box_area
+from facesearch.pipeline.detect import tiling
+from facesearch.pipeline.detect.base import Detection, Detector
 from facesearch.settings import DEFAULTS, Settings
 
 #: Mesh points used for the 5 alignment landmarks.
@@ -81,8 +82,7 @@ class MediapipeDetector(Detector):
                 scores.append(detection.score[0])
                 keypoints.append([(p.x * width, p.y * height) for p in location.relative_keypoints])
         faces = []
-        for i in _non_max_suppression(np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
-                                      np.asarray(scores)):
+        for i in tiling.nms(boxes, scores, NMS_IOU, contained=NMS_CONTAINED):
             box = np.asarray(boxes[i])
             if min(box[2] - box[0], box[3] - box[1]) < MIN_FACE_SIDE:
                 continue
@@ -130,27 +130,8 @@ def _landmarks_from_keypoints(keypoints: np.ndarray) -> np.ndarray:
     return np.array([left_eye, right_eye, keypoints[2], mouth - offset, mouth + offset])
 
 
-def _non_max_suppression(boxes: np.ndarray, scores: np.ndarray) -> list[int]:
-    """Indices of the boxes kept, best score first, dropping boxes overlapping a better one."""
-    order = list(np.argsort(-scores))
-    keep: list[int] = []
-    while order:
-        best = order.pop(0)
-        keep.append(best)
-        order = [i for i in order if not _same_face(boxes[best], boxes[i])]
-    return keep
-
-
 def _overlap(a: np.ndarray, b: np.ndarray) -> float:
     """Area of the intersection of two boxes."""
     width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     return width * height
-
-
-def _same_face(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether two boxes overlap enough (IoU, or one inside the other) to be one face."""
-    inter = _overlap(a, b)
-    union = box_area(a) + box_area(b) - inter
-    smaller = min(box_area(a), box_area(b))
-    return (union > 0 and inter / union > NMS_IOU) or (smaller > 0 and inter / smaller > NMS_CONTAINED)

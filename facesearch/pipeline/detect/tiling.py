@@ -103,26 +103,44 @@ def padded(image: np.ndarray, multiple: int) -> np.ndarray:
     return np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)))
 
 
-def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one (4,) box with each of (n, 4) boxes (x0, y0, x1, y1) -> (n,)."""
+def _intersections(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Intersection areas of one (4,) box with each of (n, 4) boxes -> (n,)."""
     width = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
     height = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-    inter = width * height
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    union = (box[2] - box[0]) * (box[3] - box[1]) + areas - inter
+    return width * height
+
+
+def _areas(boxes: np.ndarray) -> np.ndarray:
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one (4,) box with each of (n, 4) boxes (x0, y0, x1, y1) -> (n,)."""
+    inter = _intersections(box, boxes)
+    union = (box[2] - box[0]) * (box[3] - box[1]) + _areas(boxes) - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou: float = 0.4) -> np.ndarray:
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float = 0.4,
+        contained: float | None = None) -> np.ndarray:
     """Indices of the (n, 4) boxes kept by greedy non-maximum suppression, best score first: a
-    box overlapping (IoU > `iou`) a better kept one is dropped."""
+    box overlapping (IoU > `iou`) a better kept one is dropped; with `contained`, so is a box
+    whose intersection with a better kept one covers more than that share of the smaller of
+    the two (a box inside another)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     order = np.argsort(-np.asarray(scores), kind="stable")
     keep: list[int] = []
     while order.size:
         best, order = order[0], order[1:]
         keep.append(int(best))
         if order.size:
-            order = order[box_iou(boxes[best], boxes[order]) <= iou]
+            rest = boxes[order]
+            drop = box_iou(boxes[best], rest) > iou
+            if contained is not None:
+                smaller = np.minimum(_areas(boxes[best][None])[0], _areas(rest))
+                inter = _intersections(boxes[best], rest)
+                drop |= (smaller > 0) & (inter > contained * smaller)
+            order = order[~drop]
     return np.asarray(keep, dtype=np.int64)
 
 
