@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from facesearch.errors import first_line
 from facesearch.settings import DEFAULTS
 from facesearch.pipeline.images import ImageError, truncated_at_end
 from facesearch.pipeline.sources import content_hash, photo_key, printable
@@ -93,11 +94,6 @@ class IndexReport:
 class IndexInterrupted(KeyboardInterrupt):
     """Ctrl-C during indexing, after what was described was written; the message says how
     much was saved and how to resume."""
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
 #: Stands in for the crop and masks of faces waiting for a checkpoint: they are not stored, and
@@ -389,7 +385,7 @@ class Indexer:
                 item.status, item.error = PhotoStatus.ERROR, printable(str(result))
             elif isinstance(result, Exception):
                 item.status = PhotoStatus.ERROR
-                item.error = f"{printable(path)}: could not be described ({printable(_first_line(result))})"
+                item.error = f"{printable(path)}: could not be described ({printable(first_line(result, with_type=True))})"
             else:
                 item.size_px = result[0]
                 item.faces = [dataclasses.replace(face, crop=_DROPPED, masks=_DROPPED)

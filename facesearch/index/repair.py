@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facesearch.errors import FaceSearchError
+from facesearch.errors import FaceSearchError, first_line
 from facesearch.index.spaces import SPACES, Spaces, SpaceSpec, VectorSpace
 from facesearch.index.store import Store
 
@@ -34,11 +34,6 @@ BACKFILLED = "vectors_backfilled"
 
 def _ignore(_line: str) -> None:
     return None
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
 
 
 def _open_file(folder: Path, spec: SpaceSpec, compression: str | None,
@@ -52,7 +47,7 @@ def _open_file(folder: Path, spec: SpaceSpec, compression: str | None,
     except RuntimeError:  # FAISS's C++ assertion text says nothing a user can act on
         return None, "truncated or damaged: FAISS cannot read it"
     except (ValueError, OSError, EOFError) as error:
-        return None, _first_line(error)[:200]
+        return None, first_line(error)[:200]
 
 
 def backfill_vectors(store: Store, space: VectorSpace) -> int:

@@ -33,7 +33,7 @@ from sqlalchemy.orm import (
 )
 
 from facesearch import spec
-from facesearch.errors import FaceSearchError
+from facesearch.errors import FaceSearchError, first_line
 from facesearch.index.spaces import MASTER
 
 #: The Alembic scripts, shipped inside the package (alembic.ini points here too).
@@ -307,11 +307,6 @@ def _is_damage(error: BaseException) -> bool:
     return any(word in text for word in ("malformed", "not a database", "corrupt", "disk i/o"))
 
 
-def _first_line(error: BaseException) -> str:
-    lines = str(getattr(error, "orig", None) or error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
-
-
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
@@ -390,10 +385,10 @@ class Store:
     def damaged(self, error: BaseException) -> FaceSearchError:
         """The one-line error for a database that cannot be read (`error`, the driver's)."""
         if not _is_damage(error):
-            return FaceSearchError(f"the index database cannot be opened: {_first_line(error)}")
+            return FaceSearchError(f"the index database cannot be opened: {first_line(error)}")
         where = self.sqlite_file or redacted(self.engine.url)
         return DamagedDatabaseError(
-            f"{where}: the index database is damaged ({_first_line(error)}); run "
+            f"{where}: the index database is damaged ({first_line(error)}); run "
             f"`facesearch check --repair` to recover what can still be read (the damaged file is kept "
             f"beside it), or index the photos again into a new index")
 
@@ -407,7 +402,7 @@ class Store:
                 found = [row[0] for row in connection.exec_driver_sql("PRAGMA integrity_check")]
                 keys = list(connection.exec_driver_sql("PRAGMA foreign_key_check"))
         except sa.exc.DatabaseError as error:
-            return [_first_line(error)]
+            return [first_line(error)]
         problems = [line for line in found if line != "ok"]
         if keys:
             problems.append(f"{len(keys)} row(s) point at rows that do not exist")

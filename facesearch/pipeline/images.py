@@ -18,7 +18,7 @@ except ImportError:  # pragma: no cover - a dependency; without it HEIC files sa
 else:
     register_heif_opener()
 
-from facesearch.errors import FaceSearchError
+from facesearch.errors import FaceSearchError, first_line
 from facesearch.settings import DEFAULTS
 
 Image.MAX_IMAGE_PIXELS = None  # we bound memory ourselves: draft(), MAX_DECODED_BYTES, strips
@@ -101,7 +101,7 @@ def load_image(path: str | os.PathLike, max_side: int = DEFAULTS.max_decode_side
     except MemoryError:
         raise ImageError(f"{path}: too large to decode (out of memory)") from None
     except Exception as error:  # noqa: BLE001 - hostile files make decoders raise anything
-        raise ImageError(f"{path}: unreadable image ({_first_line(error)})") from None
+        raise ImageError(f"{path}: unreadable image ({first_line(error)})") from None
 
 
 def _decode(image: Image.Image, path: Path, max_side: int) -> DecodedImage:
@@ -226,6 +226,3 @@ def _unreadable_reason(path: Path) -> str:
     return "not an image (or an unsupported format)"
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
