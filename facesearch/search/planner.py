@@ -158,17 +158,8 @@ def rank(request: Request, centres: np.ndarray, space: Space, catalog: Catalog,
         return Ranked(vector, [(1.0, int(i)) for i in ids[known]], "browse")
     searched = weighted(vector, request.block_weights)
     pool = pool_size(request.k, request.ranking) if request.terms else request.k
-    strategy = "plain"
-    if request.where is None:
-        orphans = max(0, len(space) - catalog.count())
-        scores, ids = space.search(searched[None], pool + orphans)
-        scores, ids = scores[0], ids[0]
-    else:
-        found = search_filtered(catalog, space, searched, pool, request.where)
-        scores, ids, strategy = found.scores, found.ids, found.strategy
-    ids = np.asarray(ids, np.int64)
-    known, probabilities = catalog.probabilities(ids, needed_columns(request.terms))
-    candidates = [(float(s), int(i)) for s, i in zip(np.asarray(scores)[known], ids[known])]
+    candidates, probabilities, strategy = _nearest(space, catalog, searched, pool, request.where,
+                                                   needed_columns(request.terms))
     ranked = rerank(request.terms, candidates, probabilities, mixed=request.face is not None,
                     settings=request.ranking)
     return Ranked(vector, ranked[:request.k], strategy)
@@ -203,22 +194,32 @@ def rank_match(request: Request, space: Space, identity: Space, catalog: Catalog
                   {i: round(float(p), 4) for (_, i), p in zip(candidates, probabilities)})
 
 
+def _nearest(space: Space, catalog: Catalog, query: np.ndarray, n: int, where: Filter | None,
+             names: Sequence[str] = ()) -> tuple[list[tuple[float, int]], np.ndarray, str]:
+    """Step 3: the best (score, vector id) of one query vector in a space among the faces with
+    a row (and meeting `where`): about `n`, more when vectors without rows were fetched past;
+    their probability matrix (the columns `names` filled, terms.COLUMNS order); and how they
+    were found ("plain", or a filtered search's "overfetch" / "restricted")."""
+    strategy = "plain"
+    if where is None:  # vectors left without rows by an interrupted run take places in the top n
+        orphans = max(0, len(space) - catalog.count())
+        scores, ids = space.search(query[None], min(n + orphans, max(len(space), 1)))
+        scores, ids = scores[0], ids[0]
+    else:
+        found = search_filtered(catalog, space, query, n, where)
+        scores, ids, strategy = found.scores, found.ids, found.strategy
+    ids = np.asarray(ids, np.int64)
+    keep = ids >= 0
+    scores, ids = np.asarray(scores)[keep], ids[keep]
+    known, probabilities = catalog.probabilities(ids, names)
+    return [(float(s), int(i)) for s, i in zip(scores[known], ids[known])], probabilities, strategy
+
+
 def _search(space: Space, catalog: Catalog, query: np.ndarray, k: int, where: Filter | None
             ) -> list[tuple[float, int]]:
     """The k best (score, vector id) of one query vector in a space, among faces with a row
     (and meeting `where`)."""
-    if where is None:
-        orphans = max(0, len(space) - catalog.count())
-        scores, ids = space.search(query[None], min(k + orphans, len(space)))
-        scores, ids = scores[0], ids[0]
-    else:
-        found = search_filtered(catalog, space, query, k, where)
-        scores, ids = found.scores, found.ids
-    ids = np.asarray(ids, np.int64)
-    keep = ids >= 0
-    scores, ids = np.asarray(scores)[keep], ids[keep]
-    known, _ = catalog.probabilities(ids, ())
-    return [(float(s), int(i)) for s, i in zip(scores[known], ids[known])][:k]
+    return _nearest(space, catalog, query, k, where)[0][:k]
 
 
 def _same_person(identity: Space, catalog: Catalog, query: np.ndarray, threshold: float,
