@@ -89,8 +89,8 @@ class FaceSearch:
 
     @cached_property
     def spaces(self) -> Spaces:
-        """Every vector space of the index as last read from disk (`refresh()` reads them again)."""
-        self._signature = space_signatures(self.index_dir)
+        """Every vector space of the index as last read from disk (`refresh()` reads them again);
+        the files' signature is taken after opening, which may have saved repaired files."""
         spaces = open_spaces(self.index_dir, self.store, self.settings.compression,
                              self.settings.ivf_threshold, notice=self.on_notice, save=self._save_repaired)
         self._signature = space_signatures(self.index_dir)
@@ -193,7 +193,7 @@ class FaceSearch:
         for image in (first, second):
             faces = self.describe(image)
             if not faces:
-                raise FaceSearchError(f"no face found in {image if not isinstance(image, np.ndarray) else 'the image'}")
+                raise _no_face(image)
             described.append(faces)
         return compare_faces(*described)
 
@@ -386,7 +386,7 @@ class FaceSearch:
         if image is not None:
             faces = self._query_faces(image)
             if not faces:
-                raise FaceSearchError(f"no face found in {image if not isinstance(image, np.ndarray) else 'the image'}")
+                raise _no_face(image)
             if not 0 <= face < len(faces):
                 raise FaceSearchError(f"--face {face} is out of range: the image has {len(faces)} face(s)")
             query_face, query_identity = faces[face]
@@ -632,6 +632,11 @@ def _print_notice(line: str) -> None:
     import sys
 
     print(f"note: {line}", file=sys.stderr)
+
+
+def _no_face(image: str | os.PathLike | np.ndarray) -> FaceSearchError:
+    """The one-line error for a query or compared photo (path or array) without a face."""
+    return FaceSearchError(f"no face found in {'the image' if isinstance(image, np.ndarray) else image}")
 
 
 def _size_if_present(path: Path) -> int:
