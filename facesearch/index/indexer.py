@@ -45,6 +45,7 @@ from facesearch.pipeline.images import ImageError, truncated_at_end
 from facesearch.pipeline.sources import content_hash, photo_key, printable
 from facesearch.pipeline.faces import Face
 from facesearch.index.people import PeopleUpdate
+from facesearch.index.repair import restore_from_sql
 from facesearch.index.store import PhotoAlias, PhotoStatus, Store
 from facesearch.index.spaces import MASTER, Spaces
 from facesearch.spec import IDENTITY
@@ -487,12 +488,9 @@ def reconcile(store: Store, spaces: Spaces) -> tuple[int, int]:
     for name, space in spaces.items():
         stored = store.all_vector_ids(name)
         dropped_vectors += space.sync_ids(stored)
-        missing = np.setdiff1d(np.asarray(stored, dtype=np.int64), space.ids())
-        ids, vectors = store.stored_vectors(name, space.dim, missing.tolist())
-        if len(ids):
-            space.add(ids, vectors)
-            restored += len(ids)
-        photos.update(store.photos_of_vectors(name, np.setdiff1d(missing, ids).tolist()))
+        put_back, lost = restore_from_sql(store, space, stored)
+        restored += put_back
+        photos.update(store.photos_of_vectors(name, lost.tolist()))
     if photos:
         spaces.remove(store.delete_photos(photos))
     if dropped_vectors or photos or restored:

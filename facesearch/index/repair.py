@@ -78,6 +78,21 @@ def rebuild_space(store: Store, folder: Path, spec: SpaceSpec, compression: str 
     return space
 
 
+def restore_from_sql(store: Store, space: VectorSpace, stored: np.ndarray | None = None
+                     ) -> tuple[int, np.ndarray]:
+    """Put back into `space` the vectors SQL holds for faces whose vector the space lacks.
+    `stored`: the space's vector ids in SQL, if the caller has them already. Returns (how many
+    were put back, the lacking vector ids SQL has no bytes for either)."""
+    if stored is None:
+        stored = store.all_vector_ids(space.name)
+    stored = np.asarray(stored, dtype=np.int64)
+    lacking = stored[~np.isin(stored, space.ids())]
+    ids, vectors = store.stored_vectors(space.name, space.dim, lacking.tolist())
+    if len(ids):
+        space.add(ids, vectors)
+    return len(ids), lacking[~np.isin(lacking, ids)]
+
+
 def open_spaces(folder: Path, store: Store, compression: str | None = None,
                 ivf_threshold: int | None = None, notice: Notice = _ignore,
                 save: Callable[[Spaces], bool] | None = None,
@@ -93,12 +108,9 @@ def open_spaces(folder: Path, store: Store, compression: str | None = None,
         space, problem = _open_file(folder, spec, compression, ivf_threshold)
         if space is not None:
             backfill_vectors(store, space)
-            stored = np.asarray(store.all_vector_ids(spec.name), dtype=np.int64)
-            lacking = stored[~np.isin(stored, space.ids())]
-            restorable, vectors = store.stored_vectors(spec.name, spec.dim, lacking.tolist())
-            if len(restorable):
-                space.add(restorable, vectors)
-                notice(f"{spec.filename} lacked {len(restorable)} vector(s) the database holds: "
+            restored, _ = restore_from_sql(store, space)
+            if restored:
+                notice(f"{spec.filename} lacked {restored} vector(s) the database holds: "
                        "put back from the database")
                 changed = True
         else:
