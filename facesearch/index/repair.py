@@ -71,6 +71,7 @@ def rebuild_space(store: Store, folder: Path, spec: SpaceSpec, compression: str 
     """A new space holding exactly the vectors SQL has for `spec` (not saved)."""
     space = VectorSpace.empty(folder / spec.filename, compression, ivf_threshold,
                               name=spec.name, dim=spec.dim)
+    space.exact = exact_vectors_from(store, space)
     ids, vectors = store.stored_vectors(spec.name, spec.dim)
     if len(ids):
         space.add(ids, vectors)
@@ -93,6 +94,16 @@ def restore_from_sql(store: Store, space: VectorSpace, stored: np.ndarray | None
     return len(ids), lacking[~np.isin(lacking, ids)]
 
 
+def exact_vectors_from(store: Store, space: VectorSpace
+                       ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The exact vectors of `space` for re-ranking its compressed codes (VectorSpace.exact):
+    the float16 copies SQL holds (Store.stored_vectors), read for the candidates of each query
+    (about RERANK_FACTOR x k rows by primary key)."""
+    def exact(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return store.stored_vectors(space.name, space.dim, ids)
+    return exact
+
+
 def open_spaces(folder: Path, store: Store, compression: str | None = None,
                 ivf_threshold: int | None = None, notice: Notice = _ignore,
                 save: Callable[[Spaces], bool] | None = None,
@@ -107,6 +118,7 @@ def open_spaces(folder: Path, store: Store, compression: str | None = None,
     for spec in specs:
         space, problem = _open_file(folder, spec, compression, ivf_threshold)
         if space is not None:
+            space.exact = exact_vectors_from(store, space)
             backfill_vectors(store, space)
             restored, _ = restore_from_sql(store, space)
             if restored:
@@ -181,6 +193,7 @@ def check(folder: Path, store: Store, compression: str | None = None,
     for spec in specs:
         space, problem = _open_file(folder, spec, compression, ivf_threshold)
         if space is not None:
+            space.exact = exact_vectors_from(store, space)
             filled = backfill_vectors(store, space) if repair else 0
             if filled:
                 report.repaired.append(f"{filled} vector(s) copied from {spec.filename} into the database")
@@ -252,7 +265,8 @@ def salvage_sqlite(path: Path) -> tuple[Path, dict[str, int]]:
     database at `path` (schema at head); the damaged file is kept beside it as
     `<name>.damaged-<time>`. Rows are read by rowid ranges, so a bad page loses only the rows
     in it; then the rows are made consistent (_SALVAGE_FIXES: what lost part of itself goes,
-    to be described again). Returns (the damaged copy, rows read by table)."""
+    to be described again). Returns (the damaged copy, rows read by table, and under
+    "photos_dropped" how many of the photos read were dropped by those fixes)."""
     path = Path(path)
     kept_aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
     os.replace(path, kept_aside)
@@ -270,6 +284,7 @@ def salvage_sqlite(path: Path) -> tuple[Path, dict[str, int]]:
             kept[table] = _copy_rows(source, target, table)
         for statement in _SALVAGE_FIXES:
             target.execute(statement)
+        kept["photos_dropped"] = kept["photos"] - target.execute("SELECT count(*) FROM photos").fetchone()[0]
         target.commit()
     finally:
         source.close()

@@ -15,7 +15,18 @@ the 7 per-region cosines, in [-7, 7].
   `IndexIVFPQ` with one 8-bit code per 4 dimensions, 91x8 for master, with compression) trained on the stored vectors, with a hash-table direct map
   so that every vector stays reconstructable by id (per-region scores) and removable. It is
   retrained once the collection has grown IVF_RETRAIN_GROWTH times since its training, and rebuilt
-  when Settings.compression asks for another compression.
+  when Settings.compression asks for another compression. With `defer_rebuild` (an indexing
+  run) that retraining waits for `rebuild_if_due()` at the end of the run instead of stalling it.
+- Lists: ~IVF_LISTS_PER_SQRT * sqrt(n) (16,384 at 1M faces), so a query scans few vectors. From
+  HNSW_QUANTIZER_LISTS lists on, the lists to probe are found through an HNSW graph over the
+  centroids (`IVF<n>_HNSW32`) rather than by comparing the query with every centroid, and the
+  centroids are trained by two-level k-means (faiss.contrib.clustering) on a sample of
+  _TRAIN_PER_LIST_TWO_LEVEL vectors a list (flat k-means over 16,384 centroids would compare
+  every sample with every centroid at every iteration).
+- Compressed codes (sq8, pq) are re-ranked: when the space has `exact` vectors at hand (the SQL
+  store's float16 copies, attached by repair.open_spaces), a search fetches RERANK_FACTOR x k
+  candidates from the codes and orders them by their exact inner products, and `reconstruct`
+  returns the exact vectors; the codes alone stay in memory.
 - At every build nprobe is chosen as the smallest power of two whose recall@10 against exact
   search reaches TARGET_RECALL, measured on RECALL_QUERIES stored vectors (their own vector left
   out of both lists). The measurement is kept with the index (`meta`).
@@ -37,7 +48,7 @@ import sys
 import time
 import warnings
 from contextlib import contextmanager
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +56,7 @@ from typing import Any
 
 import faiss
 import numpy as np
+from faiss.contrib.clustering import two_level_clustering
 
 from facesearch.settings import COMPRESSIONS, DEFAULTS
 from facesearch.spec import IDENTITY, IDENTITY_DIM, MASTER, VECTOR_DIM
@@ -55,7 +67,15 @@ FAISS_FILENAME = "vectors.faiss"
 #: many times since its last training.
 IVF_RETRAIN_GROWTH = 4.0
 #: IVF lists ~ IVF_LISTS_PER_SQRT * sqrt(faces), rounded to a power of two.
-IVF_LISTS_PER_SQRT = 2.0
+IVF_LISTS_PER_SQRT = 16.0
+#: From this many lists on, an IVF index finds its lists through an HNSW graph (HNSW_LINKS links
+#: a node) over the centroids, trained by two-level k-means; below, a flat quantizer and k-means.
+HNSW_QUANTIZER_LISTS = 4096
+HNSW_LINKS = 32
+#: A compressed (sq8, pq) space with exact vectors at hand re-ranks RERANK_FACTOR x k candidates
+#: by exact inner products (bench/search_scale.py, 1M faces: IVF16384_HNSW32,PQ91 recall@10
+#: 0.748 from the codes alone, 0.953 re-ranked).
+RERANK_FACTOR = 10
 #: recall@10 against exact search that nprobe is chosen to hold, measured at build time on
 #: RECALL_QUERIES stored vectors (each one's own vector left out of both result lists).
 #: RECALL_MARGIN covers the sample's error: tuning aims at TARGET_RECALL + RECALL_MARGIN.
@@ -79,6 +99,13 @@ _META_MAGIC = b"FSMETA01"
 _HASH_ENTRY_BYTES = 40
 #: Training points per IVF list (FAISS wants at least 39), and k-means iterations.
 _TRAIN_PER_LIST = 48
+#: Training points per list for two-level k-means (HNSW quantizer): its second level clusters
+#: each first-level cluster's ~sqrt(nlist) sub-centroids, so fewer points a list suffice.
+_TRAIN_PER_LIST_TWO_LEVEL = 16
+#: HNSW efSearch of the quantizer: nprobe, and at least this. At 1M faces (IVF16384, nprobe 64)
+#: a larger efSearch found no more neighbours (recall@10 0.954 at 64, 0.953 at 128) and cost
+#: 0.91 vs 1.09 ms CPU a query (bench/search_scale.py's cached 1M index, efSearch set by hand).
+_HNSW_EF_MIN = 32
 _TRAIN_ITERATIONS = 10
 #: Vectors handled per chunk when adding or reconstructing many at once.
 _CHUNK = 65_536
@@ -165,10 +192,61 @@ def ivf_lists(n: int) -> int:
     return int(min(max(lists, 1), 65_536))
 
 
+def _new_quantizer(nlist: int, dim: int) -> faiss.Index:
+    """The coarse quantizer of an IVF index of nlist lists: flat below HNSW_QUANTIZER_LISTS,
+    else an HNSW graph (its centroids are added when trained, see _train_ivf)."""
+    if nlist >= HNSW_QUANTIZER_LISTS:
+        quantizer = faiss.IndexHNSWFlat(dim, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
+        quantizer.hnsw.efConstruction = 80
+        return quantizer
+    return faiss.IndexFlatIP(dim)
+
+
+def _hnsw_of(index: faiss.IndexIVF) -> faiss.IndexHNSW | None:
+    """The IVF index's quantizer if it is an HNSW graph, else None."""
+    quantizer = faiss.downcast_index(index.quantizer)
+    return quantizer if isinstance(quantizer, faiss.IndexHNSW) else None
+
+
+def _set_nprobe(index: faiss.IndexIVF, nprobe: int) -> None:
+    """Set nprobe, and an HNSW quantizer's efSearch to match (max(_HNSW_EF_MIN, nprobe))."""
+    index.nprobe = nprobe
+    hnsw = _hnsw_of(index)
+    if hnsw is not None:
+        hnsw.hnsw.efSearch = max(_HNSW_EF_MIN, nprobe)
+
+
+def ivf_params(index: faiss.IndexIVF, nprobe: int, selector: faiss.IDSelector | None = None
+               ) -> faiss.SearchParametersIVF:
+    """Search parameters probing `nprobe` lists (among `selector`'s ids if given), with an
+    HNSW quantizer's efSearch raised to match."""
+    params = faiss.SearchParametersIVF(nprobe=nprobe)
+    if selector is not None:
+        params.sel = selector
+    if _hnsw_of(index) is not None:
+        quantizer_params = faiss.SearchParametersHNSW(efSearch=max(_HNSW_EF_MIN, nprobe))
+        params.quantizer_params = quantizer_params
+        params.referenced_objects = [quantizer_params]  # kept alive beside the params
+    return params
+
+
+def _train_ivf(index: faiss.IndexIVF, sample: np.ndarray) -> None:
+    """Train an IVF index on `sample` (m, dim): an HNSW quantizer gets centroids from two-level
+    k-means (faiss.contrib.clustering; ~sqrt(nlist) first-level clusters), then the codes (if
+    any) are trained; a flat quantizer trains by plain k-means inside index.train."""
+    hnsw = _hnsw_of(index)
+    with quiet_native_output():  # FAISS's k-means warnings are printed by C++ to fd 2
+        if hnsw is not None:
+            centroids, _ = two_level_clustering(sample, int(math.sqrt(index.nlist)), index.nlist,
+                                                clustering_niter=_TRAIN_ITERATIONS)
+            hnsw.add(np.ascontiguousarray(centroids, dtype=np.float32))
+        index.train(sample)
+
+
 def _new_ivf(nlist: int, compression: str, dim: int) -> faiss.IndexIVF:
     """An untrained IVF/IP index of `dim` dimensions; ValueError for an unknown compression, or
     for "pq" when dim is not a multiple of PQ_DIMS_PER_CODE."""
-    quantizer = faiss.IndexFlatIP(dim)
+    quantizer = _new_quantizer(nlist, dim)
     ip = faiss.METRIC_INNER_PRODUCT
     if compression == "none":
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, ip)
@@ -229,7 +307,12 @@ class VectorSpace:
 
     `name` and `model_version` (the descriptor model whose vectors it holds, the one that added
     vectors last; None while unknown) are saved in its metadata. `unsaved` says whether it
-    changed since it was opened or last saved."""
+    changed since it was opened or last saved.
+
+    `exact`: where the exact vectors of compressed codes come from, None if nowhere: a function
+    of int64 ids (n,) returning (the found ids (m,) ascending, their vectors (m, dim) float32), e.g.
+    Store.stored_vectors; ids it lacks fall back to the decoded codes. `defer_rebuild`: when
+    True, `add` never retrains; `rebuild_if_due` does it (an indexing run, at its end)."""
 
     def __init__(self, index: faiss.Index, path: Path, meta: dict[str, Any] | None = None,
                  compression: str | None = None, ivf_threshold: int | None = None,
@@ -249,6 +332,8 @@ class VectorSpace:
         self._gpu_index: faiss.Index | None = None
         self._gpu_failed = False
         self._ids_cache: np.ndarray | None = None
+        self.exact: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
+        self.defer_rebuild = False
         if self.is_ivf:
             self.meta.setdefault("nprobe", int(index.nprobe))
             self.meta.setdefault("trained_on", int(index.ntotal))
@@ -290,6 +375,8 @@ class VectorSpace:
             raise ValueError(f"{path} holds the vector space {meta['space']!r}, not {name!r}")
         if ivf and index.direct_map.type != faiss.DirectMap.Hashtable:
             index.set_direct_map_type(faiss.DirectMap.Hashtable)
+        if ivf:
+            _set_nprobe(index, int(index.nprobe))  # the quantizer's efSearch as this version sets it
         return cls(index, path, meta, compression, ivf_threshold, name)
 
     # --- what it is -----------------------------------------------------------------------------
@@ -298,29 +385,44 @@ class VectorSpace:
         return isinstance(self._index, faiss.IndexIVF)
 
     @property
+    def faiss_index(self) -> faiss.Index:
+        """The FAISS index itself (read it, do not change it: e.g. to split it into shards)."""
+        return self._index
+
+    @property
+    def reranks(self) -> bool:
+        """Whether searches re-rank candidates by exact vectors (compressed codes, `exact` set)."""
+        return self.exact is not None and self.compression != "none"
+
+    @property
     def compression(self) -> str:
         """How vectors are stored: "none" (exactly) for Flat and IVF-Flat, else "sq8" or "pq"."""
         return _compression_of(self._index) if self.is_ivf else "none"
 
     @property
     def index_type(self) -> str:
-        """"Flat/IP" or e.g. "IVF1024,Flat/IP", "IVF1024,SQ8/IP", "IVF1024,PQ91/IP"."""
+        """"Flat/IP" or e.g. "IVF1024,Flat/IP", "IVF16384_HNSW32,SQ8/IP", "IVF1024,PQ91/IP"."""
         if not self.is_ivf:
             return "Flat/IP"
         codes = {"none": "Flat", "sq8": "SQ8", "pq": f"PQ{self.dim // PQ_DIMS_PER_CODE}"}[self.compression]
-        return f"IVF{self._index.nlist},{codes}/IP"
+        hnsw = _hnsw_of(self._index)
+        quantizer = f"_HNSW{hnsw.hnsw.nb_neighbors(1)}" if hnsw is not None else ""
+        return f"IVF{self._index.nlist}{quantizer},{codes}/IP"
 
     @property
     def nprobe(self) -> int | None:
         return int(self._index.nprobe) if self.is_ivf else None
 
     def memory_bytes(self) -> int:
-        """Estimated memory the index holds: vectors or codes, ids, id hash table, centroids."""
+        """Estimated memory the index holds: vectors or codes, ids, id hash table, centroids
+        (and an HNSW quantizer's links). Exact vectors kept elsewhere (SQL) are not counted."""
         n = len(self)
         if not self.is_ivf:
             return n * (self.dim * 4 + 8 + _HASH_ENTRY_BYTES)
         index = self._index
         fixed = index.nlist * self.dim * 4
+        if _hnsw_of(index) is not None:
+            fixed += index.nlist * 2 * HNSW_LINKS * 4  # level-0 links, about 2 x HNSW_LINKS a node
         if isinstance(index, faiss.IndexIVFPQ):
             fixed += index.pq.M * index.pq.ksub * index.pq.dsub * 4
         elif isinstance(index, faiss.IndexIVFScalarQuantizer):
@@ -340,6 +442,7 @@ class VectorSpace:
             "nlist": int(self._index.nlist) if self.is_ivf else None,
             "nprobe": self.nprobe,
             "recall_at_10": self.meta.get("recall_at_10") if self.is_ivf else 1.0,
+            "rerank": RERANK_FACTOR if self.reranks else None,
             "trained_on": self.meta.get("trained_on") if self.is_ivf else None,
             "built_at": self.meta.get("built_at"),
             "ivf_threshold": self.ivf_threshold,
@@ -380,8 +483,18 @@ class VectorSpace:
         for start in range(0, len(ids), _CHUNK):
             self._index.add_with_ids(vectors[start:start + _CHUNK], ids[start:start + _CHUNK])
         self._changed()
-        if self._needs_rebuild():
+        if not self.defer_rebuild and self._needs_rebuild():
             self.rebuild()
+
+    def rebuild_if_due(self) -> bool:
+        """Rebuild (see `add`) if the index is due for it: past the IVF threshold while Flat, grown
+        IVF_RETRAIN_GROWTH times since training, or of another compression than wanted. Returns
+        whether it rebuilt. An indexing run defers rebuilds (`defer_rebuild`) and calls this at
+        its end."""
+        if not self._needs_rebuild():
+            return False
+        self.rebuild()
+        return True
 
     def remove(self, ids: Iterable[int] | np.ndarray) -> int:
         """Remove these ids (unknown ones are ignored); returns how many were removed."""
@@ -432,11 +545,12 @@ class VectorSpace:
         self._changed()
 
     def _all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, vectors) of everything stored (decoded approximations for SQ8/PQ)."""
+        """(ids, vectors) of everything stored: exact where `exact` has them, else decoded
+        (approximations for SQ8/PQ)."""
         ids = self.ids().copy()
         vectors = np.empty((len(ids), self.dim), np.float32)
         for start in range(0, len(ids), _CHUNK):
-            vectors[start:start + _CHUNK] = self._index.reconstruct_batch(ids[start:start + _CHUNK])
+            vectors[start:start + _CHUNK] = self.reconstruct(ids[start:start + _CHUNK])
         return ids, vectors
 
     def _build_ivf(self, ids: np.ndarray, vectors: np.ndarray, compression: str
@@ -446,15 +560,20 @@ class VectorSpace:
         index = _new_ivf(nlist, compression, self.dim)
         index.cp.niter = _TRAIN_ITERATIONS
         rng = np.random.default_rng(0)
-        sample = rng.choice(n, size=min(n, nlist * _TRAIN_PER_LIST), replace=False)
-        with quiet_native_output():  # FAISS's k-means warnings are printed by C++ to fd 2
-            index.train(vectors[np.sort(sample)])
+        per_list = _TRAIN_PER_LIST_TWO_LEVEL if _hnsw_of(index) is not None else _TRAIN_PER_LIST
+        sample = rng.choice(n, size=min(n, nlist * per_list), replace=False)
+        started = time.perf_counter()
+        _train_ivf(index, vectors[np.sort(sample)])
+        trained = time.perf_counter() - started
         index.set_direct_map_type(faiss.DirectMap.Hashtable)
         for start in range(0, n, _CHUNK):
             index.add_with_ids(vectors[start:start + _CHUNK], ids[start:start + _CHUNK])
-        nprobe, recall, curve = _tune_nprobe(index, ids, vectors, rng, lossless=compression == "none")
-        index.nprobe = nprobe
+        rerank = RERANK_FACTOR if self.exact is not None and compression != "none" else 0
+        nprobe, recall, curve = _tune_nprobe(index, ids, vectors, rng, lossless=compression == "none",
+                                             rerank=rerank)
+        _set_nprobe(index, nprobe)
         meta = {"trained_on": n, "nprobe": nprobe, "recall_at_10": round(recall, 4),
+                "train_seconds": round(trained, 2), "train_points": len(sample), "rerank": rerank,
                 "recall_queries": min(n, RECALL_QUERIES), "recall_curve": curve,
                 "compression": compression}
         return index, meta
@@ -463,6 +582,8 @@ class VectorSpace:
     def search(self, queries: np.ndarray, k: int, restrict: Iterable[int] | np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
         """The k best (scores, ids), each (n, min(k, candidates)), best first; no -1 padding.
+        Compressed codes with exact vectors at hand (`reranks`) are re-ranked: RERANK_FACTOR x k
+        candidates are fetched and ordered by exact inner products, which are the scores.
 
         `restrict`: search only among these ids (unknown ones are ignored)."""
         queries = _as_vectors(queries, self.dim)
@@ -471,13 +592,32 @@ class VectorSpace:
         k = min(k, len(self))
         if k <= 0:
             return np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64)
-        searcher = self._index if k > _GPU_MAX_K else self._searcher()
-        scores, found = searcher.search(queries, k)
+        fetch = min(k * RERANK_FACTOR, len(self)) if self.reranks else k
+        searcher = self._index if fetch > _GPU_MAX_K else self._searcher()
+        scores, found = searcher.search(queries, fetch)
         if self.is_ivf and (found < 0).any():  # the probed lists held fewer than k vectors
             rows = np.flatnonzero((found < 0).any(axis=1))
-            params = faiss.SearchParametersIVF(nprobe=int(self._index.nlist))
-            scores[rows], found[rows] = self._index.search(queries[rows], k, params=params)
+            params = ivf_params(self._index, int(self._index.nlist))
+            scores[rows], found[rows] = self._index.search(queries[rows], fetch, params=params)
+        if self.reranks:
+            return self._rerank(queries, found, k)
         return scores, found
+
+    def _rerank(self, queries: np.ndarray, found: np.ndarray, k: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """The k best of the candidates `found` (n, m; -1 for none) by exact inner products with
+        `queries` (n, dim): (scores, ids), each (n, min(k, m)), best first."""
+        valid = found >= 0
+        unique = np.unique(found[valid])
+        if len(unique) == 0:
+            return np.empty((len(found), 0), np.float32), np.empty((len(found), 0), np.int64)
+        vectors = self.reconstruct(unique)
+        rows = np.searchsorted(unique, np.where(valid, found, unique[0]))
+        exact = np.einsum("nd,nmd->nm", queries, vectors[rows])
+        exact[~valid] = -np.inf
+        order = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+        return (np.take_along_axis(exact, order, axis=1).astype(np.float32),
+                np.take_along_axis(found, order, axis=1))
 
     def _search_among(self, queries: np.ndarray, k: int, allowed: np.ndarray
                       ) -> tuple[np.ndarray, np.ndarray]:
@@ -497,31 +637,51 @@ class VectorSpace:
                     allowed[np.take_along_axis(top, order, axis=1)])
         selector = faiss.IDSelectorBatch(allowed)
         k = min(k, len(allowed), len(self))
+        fetch = min(k * RERANK_FACTOR, len(allowed), len(self)) if self.reranks else k
         if self.is_ivf:
             share = len(allowed) / max(len(self), 1)
             nprobe = min(int(self._index.nlist), math.ceil(self._index.nprobe / max(share, 1e-9)))
-            params = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
+            params = ivf_params(self._index, nprobe, selector)
         else:
             params = faiss.SearchParameters(sel=selector)
-        scores, found = self._index.search(queries, k, params=params)
+        scores, found = self._index.search(queries, fetch, params=params)
         if self.is_ivf and (found < 0).any():
             rows = np.flatnonzero((found < 0).any(axis=1))
-            params = faiss.SearchParametersIVF(sel=selector, nprobe=int(self._index.nlist))
-            scores[rows], found[rows] = self._index.search(queries[rows], k, params=params)
+            params = ivf_params(self._index, int(self._index.nlist), selector)
+            scores[rows], found[rows] = self._index.search(queries[rows], fetch, params=params)
+        if self.reranks:
+            scores, found = self._rerank(queries, found, k)
         keep = (found >= 0).all(axis=0)  # ids unknown to the index can leave fewer than k
         return scores[:, keep], found[:, keep]
 
     def reconstruct(self, ids: Iterable[int] | np.ndarray) -> np.ndarray:
-        """The stored vectors (n, dim) of these ids (decoded, approximate for SQ8/PQ);
-        KeyError if one is unknown."""
+        """The stored vectors (n, dim) float32 of these ids: exact for Flat and IVF-Flat, and for
+        SQ8/PQ where `exact` has them, else decoded (approximate); KeyError if one is unknown
+        to both."""
         ids = _as_ids(ids)
         if len(ids) == 0:
             return np.empty((0, self.dim), np.float32)
+        out: np.ndarray | None = None
+        lacking = ids
+        if self.exact is not None and self.compression != "none":
+            known, vectors = self.exact(ids)
+            out = np.empty((len(ids), self.dim), np.float32)
+            where = np.searchsorted(known, ids) if len(known) else np.zeros(len(ids), np.int64)
+            hit = where < len(known)
+            hit[hit] = known[where[hit]] == ids[hit]
+            out[hit] = vectors[where[hit]]
+            if hit.all():
+                return out
+            lacking = ids[~hit]
         try:
-            return self._index.reconstruct_batch(ids)
+            decoded = self._index.reconstruct_batch(lacking)
         except RuntimeError:
-            missing = ids[~np.isin(ids, self.ids())]
+            missing = lacking[~np.isin(lacking, self.ids())]
             raise KeyError(f"unknown vector ids: {missing[:10].tolist()}") from None
+        if out is None:
+            return decoded
+        out[~hit] = decoded
+        return out
 
     # --- saving ---------------------------------------------------------------------------------
     def save(self) -> None:
@@ -640,20 +800,33 @@ def _nprobe_steps(nlist: int) -> list[int]:
 
 
 def _tune_nprobe(index: faiss.IndexIVF, ids: np.ndarray, vectors: np.ndarray,
-                 rng: np.random.Generator, lossless: bool) -> tuple[int, float, list[list[float]]]:
+                 rng: np.random.Generator, lossless: bool, rerank: int = 0
+                 ) -> tuple[int, float, list[list[float]]]:
     """The smallest nprobe (of _nprobe_steps) whose recall@10 (own vector left out) against
     exact search reaches TARGET_RECALL + RECALL_MARGIN on a sample of stored vectors; for
     compressed codes (not `lossless`), which may never reach it, the one after which two more
-    steps gain under half a point. Returns (nprobe, recall, [[nprobe, recall], ...])."""
+    steps gain under half a point. `rerank` > 0: measured as searches run with re-ranking,
+    rerank x the wanted candidates ordered by `vectors` (ids[i]'s exact vector is vectors[i]).
+    Returns (nprobe, recall, [[nprobe, recall], ...])."""
     n = len(ids)
     picked = rng.choice(n, size=min(n, RECALL_QUERIES), replace=False)
     queries, own = vectors[picked], ids[picked]
     _, exact = faiss.knn(queries, vectors, _RECALL_K + 1, metric=faiss.METRIC_INNER_PRODUCT)
     exact = ids[exact]
+    sorter = np.argsort(ids)
     curve: list[list[float]] = []
     for nprobe in _nprobe_steps(int(index.nlist)):
-        index.nprobe = nprobe
-        _, found = index.search(queries, _RECALL_K + 1)
+        _set_nprobe(index, nprobe)
+        if rerank:
+            _, candidates = index.search(queries, min(n, (_RECALL_K + 1) * rerank))
+            valid = candidates >= 0
+            rows = sorter[np.searchsorted(ids, np.where(valid, candidates, ids[0]), sorter=sorter)]
+            scores = np.einsum("nd,nmd->nm", queries, vectors[rows])
+            scores[~valid] = -np.inf
+            order = np.argsort(-scores, axis=1, kind="stable")[:, :_RECALL_K + 1]
+            found = np.take_along_axis(candidates, order, axis=1)
+        else:
+            _, found = index.search(queries, _RECALL_K + 1)
         curve.append([nprobe, round(_recall(found, exact, own), 4)])
         if curve[-1][1] >= TARGET_RECALL + RECALL_MARGIN:
             break
