@@ -1,0 +1,51 @@
+"""The descriptor network's numpy forward (what describing runs) against the torch network (what
+training made), on real faces: same vectors, probabilities and ages; and describing a photo
+imports no torch."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from facesearch.models.descriptor import embed_faces, shipped_model
+from facesearch.models.descriptor_numpy import NumpyDescriptorNet
+from facesearch.pipeline.prepare import FacePreparer
+from tests.conftest import REPO_ROOT, rgb, sample
+
+
+@pytest.fixture(scope="module")
+def prepared(data_dir):
+    preparer = FacePreparer()
+    faces = [face for path in sample(data_dir / "celeba" / "wild", 6)
+             for face in preparer.prepare(rgb(path))]
+    assert len(faces) >= 6
+    return np.stack([f.crop for f in faces]), np.stack([f.grid_masks for f in faces])
+
+
+def test_numpy_forward_matches_torch(prepared):
+    crops, masks = prepared
+    model = shipped_model()
+    assert isinstance(model.numpy_network, NumpyDescriptorNet)
+    ours = embed_faces(model.numpy_network, crops, masks)  # numpy: what model.embed runs
+    theirs = embed_faces(model.network, crops, masks)       # torch
+    assert np.abs(ours.vectors - theirs.vectors).max() < 1e-3
+    assert np.abs(ours.probabilities - theirs.probabilities).max() < 1e-3
+    assert np.abs(ours.ages - theirs.ages).max() < 0.05  # years
+    cosines = np.einsum("nd,nd->n", ours.vectors, theirs.vectors)
+    assert cosines.min() > 7 - 1e-3  # seven unit blocks each: the same master vectors
+    for i in range(len(crops)):
+        assert ours.attributes(i).keys() == theirs.attributes(i).keys()
+
+
+def test_describing_a_photo_imports_no_torch(data_dir):
+    photo = sample(data_dir / "celeba" / "wild", 1)[0]
+    code = ("import sys; from facesearch import FaceSearch; import tempfile\n"
+            "faces = FaceSearch(tempfile.mkdtemp()).describe(sys.argv[1])\n"
+            "assert faces and faces[0].vector.shape == (364,)\n"
+            "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code, str(photo)], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
