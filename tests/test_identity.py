@@ -3,6 +3,7 @@ image queries, and indexes made before the identity space upgraded by the next i
 from __future__ import annotations
 
 import csv
+import itertools
 import shutil
 import sqlite3
 from collections import defaultdict
@@ -14,6 +15,8 @@ import pytest
 from facesearch import FaceSearch, FaceSearchError
 from facesearch.index.spaces import SPACES
 from facesearch.models.arcface import calibration
+from facesearch.search.planner import LOOKALIKE_EXCLUDE_PROBABILITY, attribute_agreement
+from facesearch.search.terms import COLUMNS, probability_matrix
 from facesearch.spec import IDENTITY, IDENTITY_DIM, REGIONS
 
 #: Aligned CelebA identities (validation ones: the calibration never saw them), 4 photos each.
@@ -86,10 +89,12 @@ def test_person_mode_puts_the_same_person_first(people: dict) -> None:
 
 
 def test_look_alike_mode_never_returns_the_query_person(people: dict) -> None:
-    """No face judged the query's person comes back, the query's own face included. Persons
-    985 and 1731: none of their photos at all. 1301's 004508.jpg scores an identity cosine of
-    0.08 with its other photos (a false reject, ~5% of same pairs at this operating point), so
-    for 1301 only the judged ones are checked."""
+    """No face judged the query's person comes back, the query's own face included, nor any
+    face of its person (index.people) or at planner.LOOKALIKE_EXCLUDE_PROBABILITY. Persons 985
+    and 1731: none of their photos at all. 1301's 004508.jpg scores an identity cosine of only
+    0.08 with its other photos (a false reject, ~5% of same pairs at the operating point) and
+    is in no person with them, so for 1301 the rules above are checked: a cut low enough to
+    leave it out would leave out most real look-alikes too (planner.LOOKALIKE_EXCLUDE_PROBABILITY)."""
     query_faces = set()
     with FaceSearch(people["index"]) as fs:
         for person in PEOPLE:
@@ -100,17 +105,20 @@ def test_look_alike_mode_never_returns_the_query_person(people: dict) -> None:
             assert len(hits) == 10
             assert not judged & {hit.face_id for hit in hits}
             assert str(query) not in {hit.path for hit in hits}
+            own = fs.query(image=query, k=1, match="person")[0].person
+            assert own is not None and own not in [hit.person for hit in hits]
             if person != 1301:
                 assert person not in {people["owner"][hit.path] for hit in hits}
-            assert all(hit.same_person < 0.5 and len(hit.regions) == len(REGIONS) for hit in hits)
-            scores = [hit.score for hit in hits]
-            assert scores == sorted(scores, reverse=True)  # by region similarity
+            assert all(hit.same_person < LOOKALIKE_EXCLUDE_PROBABILITY
+                       and len(hit.regions) == len(REGIONS) for hit in hits)
             query_faces.add(str(query))
     assert len(query_faces) == len(PEOPLE)
 
 
 def test_default_mode_is_the_person_then_look_alikes(people: dict) -> None:
-    """The faces judged the query's person, most similar first, then look-alike mode's hits."""
+    """The faces judged the query's person, most similar first, then the other faces by region
+    similarity (the score), none of them judged the query's person; look-alike mode's hits are
+    among them (it re-ranks by attributes too and leaves out more)."""
     for person in PEOPLE[:2]:
         query = _photo(people, person, 0)
         with FaceSearch(people["index"]) as fs:
@@ -120,7 +128,11 @@ def test_default_mode_is_the_person_then_look_alikes(people: dict) -> None:
         judged = [hit.face_id for hit in by_identity if hit.same_person >= 0.5]
         assert len(judged) >= 3 and people["owner"][hits[0].path] == person
         assert {people["owner"][hit.path] for hit in hits[:len(judged)]} == {person}
-        assert [hit.face_id for hit in hits] == (judged + [hit.face_id for hit in look_alikes])[:8]
+        assert [hit.face_id for hit in hits][:len(judged)] == judged
+        rest = hits[len(judged):]
+        assert [hit.score for hit in rest] == sorted((hit.score for hit in rest), reverse=True)
+        assert all(hit.same_person < 0.5 for hit in rest)
+        assert len({hit.face_id for hit in look_alikes} & {hit.face_id for hit in rest}) >= 2
         assert all(set(hit.regions) == set(REGIONS) and hit.same_person is not None for hit in hits)
 
 
@@ -219,3 +231,25 @@ def test_the_cli_compares_and_matches(people: dict, facesearch_command: list[str
     hits = json.loads(done.stdout)
     assert [people["owner"][hit["path"]] for hit in hits] == [PEOPLE[0]] * 2
     assert all(hit["same_person"] > 0.5 and len(hit["regions"]) == len(REGIONS) for hit in hits)
+
+
+def test_look_alikes_rank_by_region_and_attribute_agreement(people: dict) -> None:
+    """Each look-alike hit's region score plus the weighted attribute agreement with the query
+    (planner.attribute_agreement of the stored probabilities) is non-increasing down the list,
+    and the agreement measure is the expected share of agreeing CelebA attributes."""
+    from facesearch.search import planner
+
+    query = _photo(people, PEOPLE[0])
+    with FaceSearch(people["index"]) as fs:
+        own = fs.query(image=query, k=1, match="person")[0]
+        hits = fs.query(image=query, k=8, match="look-alike")
+    matrix = probability_matrix([hit.attributes for hit in hits])
+    agreement = attribute_agreement(probability_matrix([own.attributes])[0], matrix)
+    value = [hit.score + planner.LOOKALIKE_AGREEMENT_WEIGHT * len(REGIONS) * a
+             for hit, a in zip(hits, agreement)]
+    assert len(hits) == 8 and all(a >= b - 1e-3 for a, b in itertools.pairwise(value))  # scores rounded
+    certain = np.zeros((2, len(COLUMNS)), np.float32)
+    certain[1, :40] = 1.0
+    assert attribute_agreement(certain[0], certain).tolist() == [1.0, 0.0]
+    half = np.full(len(COLUMNS), 0.5, np.float32)
+    assert attribute_agreement(half, certain).tolist() == [0.5, 0.5]

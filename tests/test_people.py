@@ -15,7 +15,7 @@ from PIL import Image
 from test_identity import _by_identity, _copy_aligned
 
 from facesearch import FaceSearch, FaceSearchError
-from facesearch.index.people import assign, cluster
+from facesearch.index.people import assign, cluster, consistent, group
 from facesearch.training.metrics import bcubed
 
 #: Validation identities (the same-person calibration never saw them): two people and a stranger.
@@ -42,6 +42,61 @@ def test_assign_keeps_to_the_threshold_and_small_groups_wait() -> None:
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     assert assign(vectors, centroids, 0.8).tolist() == [0, 2, -1]
     assert cluster(vectors[:2], 3, 1).tolist() == [-1, -1]  # fewer than min_faces: no person
+
+
+def _identities_around(centres: int, per: int, cosine: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic unit identity vectors: `per` faces around each of `centres` random unit
+    centres in 512-d (cosine about `cosine` with it; two faces of one centre about cosine^2,
+    two centres about 0); returns (vectors, centre of each)."""
+    rng = np.random.default_rng(seed)
+    centre = rng.standard_normal((centres, 512)).astype(np.float32)
+    centre /= np.linalg.norm(centre, axis=1, keepdims=True)
+    labels = np.repeat(np.arange(centres), per)
+    sigma = np.sqrt((1 / cosine ** 2 - 1) / 512)
+    vectors = centre[labels] + rng.standard_normal((len(labels), 512)).astype(np.float32) * sigma
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32), labels
+
+
+def test_grouping_is_incremental_and_keeps_strangers_apart() -> None:
+    """(Synthetic identity vectors.) Faces an earlier run left waiting are clustered again only
+    with new faces near them; pairs and strangers seen once wait instead of being chained into
+    one person (`consistent`); faces arriving over two runs make the same pure persons."""
+    vectors, labels = _identities_around(3, 4, 0.7, seed=0)
+    strangers, _ = _identities_around(12, 1, 0.7, seed=1)
+    empty = np.empty((0, 512), np.float32)
+    # first run: two faces of each identity and the strangers: nothing makes a person
+    first = np.r_[0:2, 4:6, 8:10]
+    waiting = np.concatenate([vectors[first], strangers])
+    joined, clusters = group(waiting, empty, 0.19, 3, 1)
+    assert (joined < 0).all() and (clusters < 0).all()
+    # second run: the other faces come; the waiting ones near them join them, strangers wait
+    second = np.concatenate([waiting, vectors[np.r_[2:4, 6:8, 10:12]]])
+    truth = np.concatenate([labels[first], 10 + np.arange(12), labels[np.r_[2:4, 6:8, 10:12]]])
+    tried = np.arange(len(second)) < len(waiting)
+    joined, clusters = group(second, empty, 0.19, 3, 1, tried)
+    found = [set(truth[clusters == c]) for c in np.unique(clusters[clusters >= 0])]
+    assert sorted(map(sorted, found)) == [[0], [1], [2]]
+    assert (clusters[len(first):len(waiting)] < 0).all()  # the strangers
+    assert all((clusters[truth == i] >= 0).sum() == 4 for i in range(3))
+    # a run with nothing new clusters nothing again, even faces that could form a person
+    joined, clusters = group(vectors, empty, 0.19, 3, 1, np.ones(len(vectors), bool))
+    assert (clusters < 0).all()
+    # strangers labelled one cluster (as HDBSCAN may chain them) are taken apart
+    assert (consistent(strangers, np.zeros(len(strangers), np.int64), 0.19, 3) < 0).all()
+    kept = consistent(vectors, np.r_[np.full(4, -1), np.ones(4), np.full(4, 7)].astype(np.int64), 0.19, 3)
+    assert kept.tolist() == [-1] * 4 + [1] * 4 + [7] * 4  # one person a cluster: kept whole
+
+
+def test_a_run_without_new_faces_changes_no_person(library: dict) -> None:
+    """Indexing the same folder again (nothing new) leaves every person as it was."""
+    with FaceSearch(library["index"]) as fs:
+        before = fs.people()
+    copy = library["index"].parent / (library["index"].name + "-again")
+    shutil.copytree(library["index"], copy)
+    with FaceSearch(copy) as fs:
+        report = fs.index([library["folder"]])
+        after = fs.people()
+    assert report.indexed == 0 and after == before
 
 
 def _library(data_dir: Path, folder: Path, counts: dict[int, slice]) -> dict[str, int]:

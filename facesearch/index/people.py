@@ -6,8 +6,14 @@ After every index run `update_people` does, in one transaction:
    at least the calibrated same-person threshold (models.arcface.calibration().threshold, a
    cosine) from a person's centroid joins the nearest such person (`assign`);
 2. the faces still without a person are clustered with scikit-learn's HDBSCAN (`cluster`): each
-   cluster becomes a new person; faces in no cluster wait for more photos (the next run tries
-   them again);
+   cluster becomes a new person once it holds together (`consistent`: a member below the same
+   threshold from the centroid of the other members, the rule a face joining a person meets,
+   leaves it while min_faces stay; a smaller cluster stays whole only if its mean pairwise
+   cosine reaches the threshold); faces in no cluster wait for more photos. Incremental: only the faces new since the last run
+   (face ids above the one recorded, TRIED_UP_TO) and the waiting faces at least the threshold
+   from one of them are clustered, so faces that waited before are clustered again only when a
+   new face may be their person (HDBSCAN takes time quadratic in the faces it is given: 8,000
+   waiting faces took minutes each run, bench/people_grouping.py);
 3. every person's centroid is recomputed from its faces (unit mean); a person left without faces
    and without a name is dropped (a named one is kept, with its last centroid, for its faces to
    come back to).
@@ -40,6 +46,8 @@ from facesearch.spec import IDENTITY, IDENTITY_DIM
 
 #: Meta key set once `update_people` has grouped the index (an index made before people lacks it).
 GROUPED = "people_grouped"
+#: Meta key: the highest face id `update_people` has seen (faces above it are new to grouping).
+TRIED_UP_TO = "people_tried_up_to"
 
 
 @dataclass
@@ -78,16 +86,64 @@ def assign(vectors: np.ndarray, centroids: np.ndarray, threshold: float) -> np.n
     return np.where(cosines[np.arange(len(vectors)), best] >= threshold, best, -1).astype(np.int64)
 
 
+def consistent(vectors: np.ndarray, labels: np.ndarray, threshold: float, min_faces: int) -> np.ndarray:
+    """Clusters (labels (n,) int64, -1 none) of unit vectors (n, d) checked as a person must
+    hold together: members whose cosine with the unit mean of the cluster's OTHER members is
+    below `threshold` leave it (repeated until none does) while at least `min_faces` stay; when
+    fewer would stay, the cluster is kept as it is if its members' mean pairwise cosine reaches
+    `threshold` (a person with one odd photo: sunglasses, a new haircut) and dissolved (-1)
+    otherwise. HDBSCAN can chain faces of several people seen once or twice into one cluster
+    (in 512 dimensions there is no density gap between them); this takes them apart. Returns
+    new labels (n,) int64 (cluster numbers kept)."""
+    labels = np.asarray(labels, np.int64).copy()
+    vectors = np.asarray(vectors, np.float32)
+    for label in np.unique(labels[labels >= 0]):
+        members = np.flatnonzero(labels == label)
+        while True:
+            total = vectors[members].sum(axis=0)
+            others = total[None, :] - vectors[members]
+            norms = np.maximum(np.linalg.norm(others, axis=1), 1e-12)
+            passing = np.einsum("nd,nd->n", vectors[members], others) / norms >= threshold
+            if passing.all():
+                break
+            if passing.sum() >= min_faces:
+                members = members[passing]
+                continue
+            n = len(members)
+            pairwise = (float(total @ total) - n) / max(n * (n - 1), 1)
+            if pairwise < threshold:
+                members = members[:0]
+            break
+        labels[labels == label] = -1
+        if len(members) >= min_faces:
+            labels[members] = label
+    return labels
+
+
 def group(vectors: np.ndarray, centroids: np.ndarray, threshold: float, min_faces: int,
-          min_samples: int) -> tuple[np.ndarray, np.ndarray]:
+          min_samples: int, tried: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Steps 1 and 2 of the module's docstring for faces without a person: vectors (n, 512)
-    unit, the persons' centroids (m, 512) unit. Returns (joined (n,) int64: index of the person
-    joined or -1; clusters (n,) int64: for faces that joined none, their new cluster 0.. or -1
-    (in none); -1 for faces that joined a person)."""
+    unit, the persons' centroids (m, 512) unit; `tried` (n,) bool: faces an earlier run left
+    waiting (None: none). Every face may join a person; of those that join none, the untried
+    ones and the tried ones at least `threshold` (cosine) from an untried one are clustered
+    (`cluster`, then `consistent`). Returns (joined (n,) int64: index of the person joined or
+    -1; clusters (n,) int64: for faces that joined none, their new cluster 0.. or -1 (in none);
+    -1 for faces that joined a person)."""
+    vectors = np.asarray(vectors, np.float32)
     joined = assign(vectors, centroids, threshold)
     clusters = np.full(len(vectors), -1, np.int64)
-    free = np.flatnonzero(joined < 0)
-    clusters[free] = cluster(vectors[free], min_faces, min_samples)
+    free = joined < 0
+    new = free if tried is None else free & ~np.asarray(tried, bool)
+    waiting = np.flatnonzero(free & ~new)
+    near = np.zeros(len(vectors), bool)
+    fresh = vectors[new]
+    for start in range(0, len(waiting), 4096):  # (new x waiting) cosines, a block at a time
+        block = waiting[start:start + 4096]
+        if len(fresh):
+            near[block] = (vectors[block] @ fresh.T >= threshold).any(axis=1)
+    pool = np.flatnonzero(new | near)
+    clusters[pool] = consistent(vectors[pool], cluster(vectors[pool], min_faces, min_samples),
+                                threshold, min_faces)
     return joined, clusters
 
 
@@ -120,7 +176,10 @@ def update_people(store: Store, threshold: float, min_faces: int, min_samples: i
         before = person_of.copy()
         free = np.flatnonzero((person_of < 0) & ~locked)
         centroids = decode_vectors([p.centroid for p in persons], IDENTITY_DIM)
-        joined, labels = group(vectors[free], centroids, threshold, min_faces, min_samples)
+        seen = session.get(IndexMeta, TRIED_UP_TO)  # only with GROUPED (gone with persons)
+        grouped_before = session.get(IndexMeta, GROUPED) is not None
+        tried = face_ids[free] <= (int(seen.value) if seen is not None and grouped_before else -1)
+        joined, labels = group(vectors[free], centroids, threshold, min_faces, min_samples, tried)
         person_of[free[joined >= 0]] = [persons[n].id for n in joined[joined >= 0]]
         update.assigned = int((joined >= 0).sum())
         for label in np.unique(labels[labels >= 0]):
@@ -137,10 +196,12 @@ def update_people(store: Store, threshold: float, min_faces: int, min_samples: i
             ids = face_ids[changed & (person_of == person_id)].tolist()
             for start in range(0, len(ids), 500):
                 session.execute(sa.update(FaceRow).where(FaceRow.id.in_(ids[start:start + 500]))
-                                .values(person_id=int(person_id)))
+                                .values(person_id=int(person_id))
+                                .execution_options(synchronize_session=False))
         _recompute_centroids(session, person_of, vectors)
         update.dropped = _drop_empty(session)
         session.merge(IndexMeta(key=GROUPED, value="1"))
+        session.merge(IndexMeta(key=TRIED_UP_TO, value=str(int(face_ids.max()))))
     return update
 
 
@@ -153,11 +214,17 @@ def _recompute_centroids(session: Session, person_of: np.ndarray, vectors: np.nd
     """Each person's centroid from its faces' vectors; written only where it changed."""
     stored = {person_id: blob for person_id, blob
               in session.execute(sa.select(PersonRow.id, PersonRow.centroid))}
-    for person_id in np.unique(person_of[person_of >= 0]):
-        centroid = encode_vector(unit_mean(vectors[person_of == person_id]))
+    members = np.flatnonzero(person_of >= 0)
+    members = members[np.argsort(person_of[members], kind="stable")]
+    ids, starts = np.unique(person_of[members], return_index=True)
+    sums = np.add.reduceat(vectors[members], starts, axis=0) if len(members) else vectors[:0]
+    changed = []
+    for person_id, total in zip(ids, sums):  # one pass over the faces, not one per person
+        centroid = encode_vector(total / max(float(np.linalg.norm(total)), 1e-12))
         if stored.get(int(person_id)) != centroid:
-            session.execute(sa.update(PersonRow).where(PersonRow.id == int(person_id))
-                            .values(centroid=centroid))
+            changed.append({"id": int(person_id), "centroid": centroid})
+    if changed:  # one executemany by primary key (per-row ORM updates took seconds per 1,000)
+        session.execute(sa.update(PersonRow), changed)
 
 
 def _drop_empty(session: Session) -> int:
@@ -265,6 +332,17 @@ def remove_face(store: Store, face_id: int) -> int:
         session.flush()
         _refresh_centroid(session, person_id)
     return person_id
+
+
+def vector_ids_of_persons(store: Store, persons: list[int]) -> np.ndarray:
+    """Vector ids (int64, ascending) of every face of these persons."""
+    wanted = sorted({int(p) for p in persons})
+    found: list[int] = []
+    with store.session() as session:
+        for start in range(0, len(wanted), 500):
+            found += session.scalars(sa.select(FaceRow.vector_id)
+                                     .where(FaceRow.person_id.in_(wanted[start:start + 500])))
+    return np.sort(np.fromiter(found, dtype=np.int64, count=len(found)))
 
 
 def person_ids_named(store: Store, name: str) -> list[int]:

@@ -91,6 +91,13 @@ class Calibration:
         z = self.slope * np.asarray(cosine, dtype=np.float64) + self.intercept
         return 1.0 / (1.0 + np.exp(-z))
 
+    def cosine(self, probability: float) -> float:
+        """The identity cosine at which the calibrated probability is `probability` (0 < p < 1;
+        `threshold` is cosine(0.5)). ValueError outside (0, 1)."""
+        if not 0.0 < probability < 1.0:
+            raise ValueError(f"a probability strictly between 0 and 1 is needed (got {probability})")
+        return float((np.log(probability / (1.0 - probability)) - self.intercept) / self.slope)
+
 
 @lru_cache(maxsize=1)
 def calibration(path: Path = CALIBRATION_FILE) -> Calibration:

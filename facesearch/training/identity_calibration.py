@@ -16,10 +16,12 @@ pairs (so the probabilities assume even odds). The operating point is probabilit
 false-accept and false-reject rates are measured on the validation identities' pairs, which the
 fit never saw, and stored with the constants.
 
-Figures (validation identities only): identity mAP (leave-one-out, training.metrics) in `person`
-mode (identity cosine, which is what `match="person"` ranks by) beside the master vector's, and
+Figures (validation identities only; `facesearch eval` describes only their photos when the
+full cache is missing): identity mAP (leave-one-out, training.metrics) in `person` mode
+(identity cosine, which is what `match="person"` ranks by) beside the master vector's, and
 look-alike mode's top-10 attribute agreement with how many of those hits are the query's own
-person (by label).
+person (by label), ranked by search.planner.rank_match itself over the gallery (its people
+grouped by index.people as one index run would).
 """
 from __future__ import annotations
 
@@ -31,9 +33,10 @@ from pathlib import Path
 import numpy as np
 
 from facesearch.models.arcface import CALIBRATION_FILE, VERSION
+from facesearch.search.terms import probability_matrix
 from facesearch.settings import Settings
 from facesearch.training.data import labelled_images
-from facesearch.training.metrics import LOOKALIKES, identity_retrieval
+from facesearch.training.metrics import LOOKALIKES, ExactSpace, identity_retrieval
 from facesearch.training.train import validation_mask
 
 #: The sources described (CelebA, with identities).
@@ -43,25 +46,41 @@ VALIDATION_SHARE = 0.1
 
 
 def described(source: str, cache_dir: Path = Path("cache"), settings: Settings | None = None,
-              root: Path | None = None) -> dict:
+              root: Path | None = None, validation_only: bool = False) -> dict:
     """{files, identity (N,), celeba (N, 40), master (N, 364), identity_vectors (N, 512),
-    validation (N,) bool} of the photos of `source` (under `root`, default the data folder) in which a face was found (the largest
-    face), described end to end with the shipped models; cached in cache_dir."""
+    probabilities (N, len(search.terms.COLUMNS)) the face's class probabilities and age as
+    stored in an index, validation (N,) bool, photos (photos described)} of the photos of
+    `source` (under `root`, default the data folder) in which a face was found (the largest
+    face), described end to end with the shipped models; cached in cache_dir (a cache made
+    before `probabilities` is made again). `validation_only`: the validation identities' photos
+    alone (a tenth of the work; read from the full cache when there is one)."""
     from facesearch.pipeline.describer import Describer
 
-    cache = Path(cache_dir) / f"identity_{source}.npz"
-    if cache.exists():
-        with np.load(cache) as data:
-            return {name: data[name] for name in data.files}
+    for name in [f"identity_{source}.npz"] + ([f"identity_{source}_validation.npz"] if validation_only else []):
+        cache = Path(cache_dir) / name
+        if cache.exists():
+            with np.load(cache) as data:
+                if "probabilities" in data.files:
+                    found = {name: data[name] for name in data.files}
+                    if validation_only and not found["validation"].all():
+                        keep = found["validation"]
+                        found = {name: value[keep] if value.shape[:1] == keep.shape else value
+                                 for name, value in found.items()}
+                    return found
     images = labelled_images(source, root)
+    if validation_only:
+        chosen = validation_mask(np.array([image.identity for image in images], np.int64),
+                                 np.array([image.path.name for image in images]), VALIDATION_SHARE)
+        images = [image for image, keep in zip(images, chosen) if keep]
     describer = Describer(settings or Settings.from_env())
-    keep, master, identity = [], [], []
+    keep, master, identity, attributes = [], [], [], []
     for n, outcome in enumerate(describer.stream([image.path for image in images])):
         if isinstance(outcome, Exception) or not outcome[1]:
             continue
         keep.append(n)
         master.append(outcome[1][0].vector)
         identity.append(outcome[1][0].identity)
+        attributes.append(outcome[1][0].attributes)
     describer.close()
     kept = [images[n] for n in keep]
     labels = np.array([image.identity for image in kept], np.int64)
@@ -70,6 +89,7 @@ def described(source: str, cache_dir: Path = Path("cache"), settings: Settings |
             "celeba": np.array([image.celeba for image in kept], np.int8),
             "master": np.stack(master).astype(np.float32),
             "identity_vectors": np.stack(identity).astype(np.float32),
+            "probabilities": probability_matrix(attributes),
             "validation": validation_mask(labels, files, VALIDATION_SHARE),
             "photos": np.array(len(images))}
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -105,8 +125,10 @@ def error_rates(cosines: np.ndarray, same: np.ndarray, threshold: float) -> dict
             "same_pairs": int(same.sum()), "different_pairs": int((~same).sum())}
 
 
-def _gather(cache_dir: Path, root: Path | None = None) -> dict[str, dict]:
-    return {source: described(source, cache_dir, root=root) for source in CALIBRATION_SOURCES}
+def _gather(cache_dir: Path, root: Path | None = None, validation_only: bool = False
+            ) -> dict[str, dict]:
+    return {source: described(source, cache_dir, root=root, validation_only=validation_only)
+            for source in CALIBRATION_SOURCES}
 
 
 def _concat(data: dict[str, dict], validation: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -145,16 +167,54 @@ def calibrate(cache_dir: Path = Path("cache"), seed: int = 0) -> dict:
             "fitted": datetime.now(UTC).strftime("%Y-%m-%d")}
 
 
+class _Faces:
+    """A gallery's faces as the planner's Catalog: every id has a row; class probabilities and
+    persons (index.people, -1 none) from arrays."""
+
+    def __init__(self, probabilities: np.ndarray, persons: np.ndarray):
+        self._probabilities, self._persons = probabilities, persons
+
+    def count(self) -> int:
+        return len(self._probabilities)
+
+    def probabilities(self, ids: np.ndarray, names) -> tuple[np.ndarray, np.ndarray]:
+        return np.ones(len(ids), bool), self._probabilities[np.asarray(ids, np.int64)]
+
+    def persons(self, ids: np.ndarray) -> np.ndarray:
+        return self._persons[np.asarray(ids, np.int64)]
+
+    def members(self, persons) -> np.ndarray:
+        return np.flatnonzero(np.isin(self._persons, list(persons)))
+
+
+def gallery_people(identity_vectors: np.ndarray, threshold: float) -> np.ndarray:
+    """(n,) int64 person of each face (-1 none) when a gallery is indexed in one run
+    (index.people.group with the shipped settings)."""
+    from facesearch.index.people import group
+    from facesearch.settings import DEFAULTS
+
+    _, clusters = group(identity_vectors, np.empty((0, identity_vectors.shape[1]), np.float32),
+                        threshold, DEFAULTS.people_min_faces, DEFAULTS.people_min_samples)
+    return clusters
+
+
 def lookalike_mode(master: np.ndarray, identity_vectors: np.ndarray, labels: np.ndarray,
-                   attributes: np.ndarray, threshold: float, k: int = LOOKALIKES) -> dict[str, float]:
-    """Look-alike mode on a gallery (leave-one-out): every face's k best by master similarity
-    among the faces whose identity cosine is below `threshold` (not judged its person); the
-    share of the 40 attributes those hits share with it, and the share of hits that are in fact
-    its person (by label)."""
-    similarity = master @ master.T
-    judged_same = identity_vectors @ identity_vectors.T >= threshold
-    similarity[judged_same] = -np.inf   # the face itself included
-    nearest = np.argsort(-similarity, axis=1)[:, :k]
+                   attributes: np.ndarray, probabilities: np.ndarray, threshold: float,
+                   k: int = LOOKALIKES) -> dict[str, float]:
+    """Look-alike mode on a gallery as `FaceSearch.query(image=..., match="look-alike")` runs it
+    (search.planner.rank_match over the gallery, its people found by index.people as one index
+    run would; the query face is in the gallery, as an indexed photo is): for every face, the
+    share of the 40 attributes (labels) its k hits share with it, and the share of hits that
+    are in fact its person (by label)."""
+    from facesearch.search.planner import Request, rank_match
+
+    space, identities = ExactSpace(master), ExactSpace(identity_vectors)
+    catalog = _Faces(probabilities, gallery_people(identity_vectors, threshold))
+    nearest = np.zeros((len(labels), k), np.int64)
+    for n in range(len(labels)):
+        request = Request(k=k, face=master[n], identity=identity_vectors[n], match="look-alike",
+                          attributes=probabilities[n])
+        nearest[n] = [i for _, i in rank_match(request, space, identities, catalog).candidates]
     agreement = (attributes[:, None, :] == attributes[nearest]).mean(axis=(1, 2))
     own = labels[nearest] == labels[:, None]
     return {"lookalike_agreement": float(agreement.mean()), "own_person_share": float(own.mean()),
@@ -184,13 +244,13 @@ def figures(cache_dir: Path = Path("cache"), threshold: float | None = None,
     if threshold is None:
         threshold = shipped_threshold()
     out = {}
-    for source, d in _gather(cache_dir, root).items():
+    for source, d in _gather(cache_dir, root, validation_only=True).items():
         v = d["validation"]
         out[source] = {
             "person": identity_retrieval(d["identity_vectors"][v], d["identity"][v]),
             "master": identity_retrieval(d["master"][v], d["identity"][v]),
             "lookalike": lookalike_mode(d["master"][v], d["identity_vectors"][v], d["identity"][v],
-                                        d["celeba"][v], threshold),
+                                        d["celeba"][v], d["probabilities"][v], threshold),
             "default_rank1": default_mode_rank1(d["master"][v], d["identity_vectors"][v],
                                                 d["identity"][v], threshold),
             "faces": int(v.sum()), "photos_described": int(d["photos"])}
@@ -223,7 +283,7 @@ def format_modes(found: dict[str, dict]) -> str:
             f"{'look-alike: top-10 attribute agreement':<46} {f['lookalike']['lookalike_agreement']:>11.3f}  target >= 0.82",
             f"{'  look-alike hits of the own person':<46} {f['lookalike']['own_person_share']:>11.2%}  "
             f"target 0 ({f['lookalike']['queries_with_own_person']} of {f['lookalike']['queries']} queries had one)",
-            f"{'  faces (photos described)':<46} {f['faces']:>11}  ({int(f['photos_described'])} photos in {source})"]
+            f"{'  faces (photos described)':<46} {f['faces']:>11}  ({int(f['photos_described'])} photos of {source} described)"]
     return "\n".join(lines)
 
 

@@ -9,7 +9,8 @@ ways:
 - `at_once`: every face indexed in one run (HDBSCAN over all of them, index.people.group);
 - `incremental`: the photos indexed in two runs, half (every identity's first half of photos,
   by file name) and then the rest, which join the first run's people by the calibrated
-  threshold or form new ones, as `facesearch index` does.
+  threshold or form new ones with the faces the first run left waiting, as `facesearch index`
+  does (index.people.group with those faces marked tried).
 
     python -m facesearch.training.people_eval [--min-faces 3] [--min-samples 1]
 """
@@ -28,12 +29,13 @@ from facesearch.training.identity_calibration import CALIBRATION_SOURCES, descri
 from facesearch.training.metrics import bcubed
 
 
-def validation_faces(cache_dir: Path = Path("cache")) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def validation_faces(cache_dir: Path = Path("cache"), root: Path | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(identity vectors (n, 512), identity labels (n,), file names (n,)) of the validation
     identities' faces, every calibration source together."""
     vectors, labels, files = [], [], []
     for source in CALIBRATION_SOURCES:
-        data = described(source, cache_dir)
+        data = described(source, cache_dir, root=root, validation_only=True)
         keep = data["validation"]
         vectors.append(data["identity_vectors"][keep])
         labels.append(data["identity"][keep])
@@ -42,16 +44,17 @@ def validation_faces(cache_dir: Path = Path("cache")) -> tuple[np.ndarray, np.nd
 
 
 def _people(vectors: np.ndarray, centroids: np.ndarray, threshold: float, min_faces: int,
-            min_samples: int, first_id: int) -> np.ndarray:
+            min_samples: int, first_id: int, tried: np.ndarray | None = None) -> np.ndarray:
     """Person of each face (-1: none) after one index run over faces without a person."""
-    joined, clusters = group(vectors, centroids, threshold, min_faces, min_samples)
+    joined, clusters = group(vectors, centroids, threshold, min_faces, min_samples, tried)
     return np.where(joined >= 0, joined, np.where(clusters >= 0, clusters + first_id, -1))
 
 
 def measure(cache_dir: Path = Path("cache"), min_faces: int = DEFAULTS.people_min_faces,
-            min_samples: int = DEFAULTS.people_min_samples) -> dict:
-    """{"at_once": bcubed, "incremental": bcubed, "faces", "identities", "settings"}."""
-    vectors, labels, files = validation_faces(cache_dir)
+            min_samples: int = DEFAULTS.people_min_samples, root: Path | None = None) -> dict:
+    """{"at_once": bcubed, "incremental": bcubed, "faces", "identities", "settings"} (photos
+    under `root`, default the data folder)."""
+    vectors, labels, files = validation_faces(cache_dir, root)
     threshold = calibration().threshold
     at_once = _people(vectors, np.empty((0, vectors.shape[1])), threshold, min_faces, min_samples, 0)
     first = np.zeros(len(labels), bool)
@@ -65,18 +68,33 @@ def measure(cache_dir: Path = Path("cache"), min_faces: int = DEFAULTS.people_mi
     found = np.unique(person[person >= 0])
     centroids = (np.stack([unit_mean(vectors[person == p]) for p in found]) if len(found)
                  else np.empty((0, vectors.shape[1])))
-    later = _people(vectors[~first], centroids, threshold, min_faces, min_samples, len(found))
+    second = ~first | (person < 0)  # the new faces and those the first run left waiting
+    later = _people(vectors[second], centroids, threshold, min_faces, min_samples, len(found),
+                    tried=first[second])
     mapped = np.full(len(later), -1, np.int64)
     known = (later >= 0) & (later < len(found))
     mapped[known] = found[later[known]]
     new = later >= len(found)
     mapped[new] = later[new] - len(found) + int(person.max(initial=-1)) + 1
-    person[~first] = mapped
+    person[second] = mapped
     return {"at_once": bcubed(at_once, labels), "incremental": bcubed(person, labels),
             "faces": len(labels), "identities": len(np.unique(labels)),
             "settings": {"algorithm": "sklearn.cluster.HDBSCAN", "min_cluster_size": min_faces,
                          "min_samples": min_samples, "metric": "euclidean (unit vectors)",
                          "cluster_selection_method": "eom", "join_threshold": round(threshold, 4)}}
+
+
+def format_people(measured: dict) -> str:
+    """The people rows of `facesearch eval` (measure()'s figures) as text lines, in the layout of
+    identity_calibration.format_modes."""
+    lines = []
+    for key, how in (("at_once", "indexed in one run"), ("incremental", "indexed in two runs")):
+        f = measured[key]
+        lines.append(f"{'people: BCubed P / R / F, ' + how:<46} {f['f']:>11.3f}  "
+                     f"P {f['precision']:.3f}, R {f['recall']:.3f}; target F >= 0.90 with P >= 0.95")
+    lines.append(f"{'  faces (identities)':<46} {measured['faces']:>11}  ({measured['identities']} "
+                 "validation identities, aligned and wild together)")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
