@@ -10,7 +10,8 @@ import, the model files, the index opened) for:
   encoder runs),
 - an age phrase and a browse (`--where` alone),
 - an image query with an indexed photo (its stored vectors are used) and with a photo that is not
-  in the index (described: torch and the network load),
+  in the index (described: the detector, parser and networks load; the descriptor network runs
+  in numpy, no torch), beside the same query with the descriptor run in torch (same run),
 and warm figures: the same queries repeated in one Python process (FaceSearch.query).
 The median of --repeats runs is printed beside a baseline timed in the same run (a fresh process
 that only loads torch and sentence-transformers' MiniLM and encodes one text: what every cold
@@ -65,6 +66,20 @@ SENTENCE_TRANSFORMERS = (
 )
 
 
+#: Baseline for a new photo, timed in the same run: the same query with the descriptor network run
+#: in torch (what describing did before models/descriptor_numpy.py: torch imported, the module
+#: built, its forward run), everything else as now. argv: photo, index folder.
+TORCH_DESCRIPTOR = (
+    "import sys\n"
+    "from facesearch.models import descriptor\n"
+    "descriptor.DescriptorModel.embed = lambda self, crops, grid_masks=None: "
+    "descriptor.embed_faces(self.network, crops, grid_masks)\n"
+    "from facesearch.cli import main\n"
+    "sys.argv = ['facesearch', 'query', '--image', sys.argv[1], '-k', '10', '--index', sys.argv[2]]\n"
+    "main()\n"
+)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=12)
@@ -96,6 +111,9 @@ def main() -> None:
         baseline = median_run([sys.executable, "-c", SENTENCE_TRANSFORMERS], options.repeats)
         print(f"  {'baseline: torch + sentence-transformers, one encoding (same run)':24} "
               f"{baseline:6.2f} s")
+        torch_baseline = median_run([sys.executable, "-c", TORCH_DESCRIPTOR, str(outside), index[1]],
+                                    options.repeats)
+        print(f"  {'baseline: image (new photo), descriptor in torch (same run)':24} {torch_baseline:6.2f} s")
         for name, args in queries.items():
             seconds = cold(["query", *args, "-k", "10", *index], options.repeats)
             before = f"   (before: {BEFORE[name]:.1f} s)" if name in BEFORE else ""

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import nullcontext
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from facesearch.errors import FaceSearchError
+from facesearch.index.distributed import RayDescriber
 from facesearch.index.indexer import Indexer, IndexReport, reconcile
 from facesearch.index.lock import IndexBusyError, IndexLock
 from facesearch.index import people as people_store
@@ -25,12 +27,13 @@ from facesearch.index.store import (DB_FILENAME, DamagedDatabaseError, PhotoStat
 from facesearch.models import master_card
 from facesearch.pipeline.describer import Describer, pipeline_version
 from facesearch.pipeline.faces import Face
-from facesearch.pipeline.sources import IMAGE_EXTENSIONS, content_hash, find_images, photo_key
+from facesearch.pipeline.sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, content_hash, find_images, photo_key
 from facesearch.search.compare import Comparison, compare_faces
 from facesearch.search.filters import Filter, parse_filter
 from facesearch.search.hits import Hit, Hits
 from facesearch.search.planner import Request, StoreCatalog, rank
 from facesearch.search.ranking import region_weights
+from facesearch.search.terms import probability_matrix
 from facesearch.search.text import asks_for_everyone, not_understood, parse
 from facesearch.settings import Settings
 from facesearch.spec import IDENTITY, REGIONS, VECTOR_DIM, region_similarities
@@ -40,7 +43,7 @@ import threading
 from sqlalchemy import select as sa_select
 
 from facesearch.index.store import FaceRow, PhotoRow
-from facesearch.pipeline.images import load_image
+from facesearch.pipeline.sources import load_still
 from facesearch.render import THUMB, face_crop, jpeg_bytes
 
 
@@ -199,15 +202,17 @@ class FaceSearch:
 
     # --- indexing -------------------------------------------------------------------------------
     def index(self, paths: Iterable[str | os.PathLike], progress: bool = False,
-              on_problem=None, prune: bool = False) -> IndexReport:
-        """Index every image under `paths`: new and changed photos are described, vanished ones
+              on_problem=None, prune: bool = False, ray: str | None = None) -> IndexReport:
+        """Index every image and video under `paths`: new and changed photos are described, vanished ones
         dropped, unchanged ones skipped; moved and copied photos are recognised by content
         (indexer.Indexer.run). Photos missing from disk elsewhere are counted (`missing`), and
-        dropped with `prune`. Bad files are recorded and reported, not fatal; videos are
-        named in `skipped`. One index or remove run at a time: another one holding the index
+        dropped with `prune`. Bad files are recorded and reported, not fatal. A video's faces
+        are tracks (Settings.video_fps frames a second, pipeline.tracking). One index or remove run at a time: another one holding the index
         raises IndexBusyError. Ctrl-C raises indexer.IndexInterrupted once what was described
         is saved. Then new faces join their people and new people are found (index.people;
-        `report.people` says what changed)."""
+        `report.people` says what changed). With `ray` (else Settings.ray_address), a Ray
+        cluster's actors describe the photos and this process commits them
+        (index.distributed)."""
         paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
         self._refuse_vanished_roots(paths)
         problems: list[tuple[str, str]] = []
@@ -215,12 +220,15 @@ class FaceSearch:
         files = find_images(paths, on_error=lambda folder, reason: problems.append((folder, reason)),
                             on_skipped=lambda path, reason: skipped.append((path, reason)))
         # bad paths failed above, before an index folder is made
-        with IndexLock(self.index_dir, "index"):
+        ray = ray or self.settings.ray_address
+        with (RayDescriber(self.settings, ray, version=self._version) if ray else nullcontext()) as on_ray, \
+                IndexLock(self.index_dir, "index"):
             self.__dict__.pop("spaces", None)  # what is on disk now, not what we read before
             reconcile(self.store, self.spaces)
             self.store.set_meta("dims", str(VECTOR_DIM))
             self.store.set_meta("index_type", self.vectors.index_type)
-            indexer = Indexer(self.store, self.spaces, self.describer.stream, self._version,
+            indexer = Indexer(self.store, self.spaces,
+                              on_ray.stream if on_ray is not None else self.describer.stream, self._version,
                               commit_every=self.settings.commit_every,
                               checkpoint_seconds=self.settings.checkpoint_seconds)
             report = indexer.run(paths, files, progress=progress, on_problem=on_problem,
@@ -297,6 +305,9 @@ class FaceSearch:
                 kept_aside, rows = salvage_sqlite(require_sqlite_file(damaged))
                 salvaged.append(f"database salvaged into a new file ({rows.get('photos', 0)} photos, "
                                 f"{rows.get('faces', 0)} faces read); the damaged one is {kept_aside.name}")
+                if rows.get("photos_dropped"):
+                    salvaged.append(f"dropped {rows['photos_dropped']} photo(s) that lost part of their "
+                                    "rows (`facesearch index` describes them again)")
             self.__dict__.pop("spaces", None)
             try:
                 report = check(self.index_dir, self.store, self.settings.compression,
@@ -382,19 +393,19 @@ class FaceSearch:
         if image is None and not terms and restriction is not None:
             terms = restriction.terms()  # browsing: best fit to what the filter asks first
         self._open_existing()
-        query_face = query_identity = None
+        query_face = query_identity = query_attributes = None
         if image is not None:
             faces = self._query_faces(image)
             if not faces:
                 raise _no_face(image)
             if not 0 <= face < len(faces):
                 raise FaceSearchError(f"--face {face} is out of range: the image has {len(faces)} face(s)")
-            query_face, query_identity = faces[face]
+            query_face, query_identity, query_attributes = faces[face]
         left_out = self._vector_ids_of(exclude)
         catalog = StoreCatalog(self.store)
         request = Request(k=k + len(left_out), face=query_face, terms=terms,
                           block_weights=block_weights, where=restriction, identity=query_identity,
-                          match=match)
+                          match=match, attributes=query_attributes)
         ranked = rank(request, self._card.centres, self.vectors, catalog, self.spaces.get(IDENTITY))
         ranked.candidates = [c for c in ranked.candidates if c[1] not in left_out][:k]
         ids = [i for _, i in ranked.candidates]
@@ -413,7 +424,7 @@ class FaceSearch:
                             attributes=row.attributes, missing=not os.path.exists(photo.path),
                             other_paths=other_paths.get(photo.id, []),
                             same_person=(ranked.same_person or {}).get(vector_id),
-                            person=persons.get(row.id)))
+                            person=persons.get(row.id), **_track_fields(row, photo)))
         return hits
 
     def _with_person(self, restriction: Filter | None, person: str) -> Filter:
@@ -455,13 +466,14 @@ class FaceSearch:
         return people_store.remove_face(self.store, face_id)
 
     def _query_faces(self, image: str | os.PathLike | np.ndarray
-                     ) -> list[tuple[np.ndarray, np.ndarray | None]]:
-        """(master vector (364,), identity vector (512,) or None) of a query photo's faces,
+                     ) -> list[tuple[np.ndarray, np.ndarray | None, np.ndarray]]:
+        """(master vector (364,), identity vector (512,) or None, class probabilities
+        (len(terms.COLUMNS),)) of a query photo's faces,
         largest first: the stored ones when the photo is indexed by this model and unchanged on
         disk since (size and modification time, as `index` judges it; no network is loaded
         then; identity None for a photo indexed before the identity space), else described
         now. Raises FaceSearchError for a file that cannot be read as an image."""
-        if not isinstance(image, np.ndarray) and Path(image).suffix.lower() in IMAGE_EXTENSIONS:
+        if not isinstance(image, np.ndarray) and Path(image).suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS:
             try:
                 photo = self.store.photo_by_path(image)
                 info = os.stat(image)
@@ -470,12 +482,15 @@ class FaceSearch:
             if (photo is not None and photo.status == PhotoStatus.INDEXED and photo.faces
                     and photo.model_version == self._version
                     and photo.size == info.st_size and photo.mtime == info.st_mtime):
-                ids = [row.vector_id for row in sorted(photo.faces, key=lambda row: row.face_index)]
+                rows = sorted(photo.faces, key=lambda row: row.face_index)
+                ids = [row.vector_id for row in rows]
                 identity = self.spaces.get(IDENTITY)
                 identities = (identity.reconstruct(ids) if identity is not None
                               and np.isin(ids, identity.ids()).all() else [None] * len(ids))
-                return list(zip(self.vectors.reconstruct(ids), identities))
-        return [(described.vector, described.identity) for described in self.describe(image)]
+                return list(zip(self.vectors.reconstruct(ids), identities,
+                                probability_matrix([row.attributes for row in rows])))
+        return [(described.vector, described.identity, probability_matrix([described.attributes])[0])
+                for described in self.describe(image)]
 
     def _vector_ids_of(self, photos: str | os.PathLike | Iterable[str | os.PathLike] | None
                        ) -> set[int]:
@@ -496,7 +511,8 @@ class FaceSearch:
     def info(self) -> dict:
         """What is in the index: photos, faces, failures, partial (truncated) photos, other
         paths of photos (copies), model, the vector index (type,
-        compression, lists and nprobe, recall@10 measured when it was built, estimated memory,
+        compression, lists and nprobe, recall@10 measured when it was built, `rerank` (candidates
+        re-ranked per hit by exact vectors, None when not), estimated memory,
         search device), every vector space ({name: dim, vectors, model_version, index_type}),
         database, size on disk."""
         self._require_index()
@@ -512,6 +528,7 @@ class FaceSearch:
                 "dims": int(self.store.get_meta("dims") or 0) or None, "index_type": vectors["index_type"],
                 "compression": vectors["compression"], "nlist": vectors["nlist"],
                 "nprobe": vectors["nprobe"], "recall_at_10": vectors["recall_at_10"],
+                "rerank": vectors["rerank"],
                 "index_memory_bytes": vectors["memory_bytes"],
                 "search_device": vectors["search_device"],
                 "compression_notice": vectors["compression_notice"],
@@ -539,14 +556,17 @@ class FaceSearch:
 
     def photo(self, photo_id: int) -> dict | None:
         """One stored photo: {photo_id, path, width, height (original pixels, may be None),
-        status, error, missing, faces: [face(...) of each, largest first]}; None if unknown."""
+        status, error, missing, media ("photo" or "video"), duration (a video's seconds), faces:
+        [face(...) of each, largest first; a video's by track, with their times]}; None if
+        unknown."""
         with self.store.session() as session:
             photo = session.get(PhotoRow, int(photo_id))
             if photo is None:
                 return None
             return {"photo_id": photo.id, "path": photo.path, "width": photo.width,
                     "height": photo.height, "status": photo.status, "error": photo.error,
-                    "missing": not Path(photo.path).is_file(),
+                    "missing": not Path(photo.path).is_file(), "media": photo.media or "photo",
+                    "duration": photo.duration,
                     "faces": [_face_dict(face, photo) for face in photo.faces]}
 
     def face_thumbnail(self, face_id: int, side: int = THUMB) -> bytes | None:
@@ -560,8 +580,9 @@ class FaceSearch:
         cache = self.index_dir / THUMBNAILS_DIRNAME / f"{face.id}-{photo.content_hash[:16]}-{side}.jpg"
         if cache.is_file():
             return cache.read_bytes()
-        try:
-            decoded = load_image(photo.path, self.settings.max_decode_side)
+        try:  # a video's face: its best frame
+            decoded = load_still(photo.path, face.frame_time if photo.media == "video" else None,
+                                 self.settings.max_decode_side)
         except FaceSearchError:
             return None
         data = jpeg_bytes(face_crop(decoded.pixels, [face.x0, face.y0, face.x1, face.y1],
@@ -572,15 +593,20 @@ class FaceSearch:
         os.replace(partial, cache)  # readers see a whole file or none
         return data
 
-    def photo_image(self, photo_id: int, max_side: int = 1600) -> bytes | None:
+    def photo_image(self, photo_id: int, max_side: int = 1600, time: float | None = None) -> bytes | None:
         """A JPEG of a stored photo as displayed, its longest side at most `max_side` pixels (read
-        with the bounded loader); None if there is no such photo or its file is gone."""
+        with the bounded loader); for a video, its frame at `time` seconds (default: the best
+        frame of its first track, else its first frame). None if there is no such photo or its
+        file is gone."""
         with self.store.session() as session:
-            path = session.scalar(sa_select(PhotoRow.path).where(PhotoRow.id == int(photo_id)))
-        if path is None:
-            return None
+            photo = session.get(PhotoRow, int(photo_id))
+            if photo is None:
+                return None
+            path, video = photo.path, photo.media == "video"
+            if video and time is None:
+                time = photo.faces[0].frame_time if photo.faces else 0.0
         try:
-            return jpeg_bytes(load_image(path, max_side).pixels)
+            return jpeg_bytes(load_still(path, time if video else None, max_side).pixels)
         except FaceSearchError:
             return None
 
@@ -624,7 +650,17 @@ def _face_dict(face: FaceRow, photo: PhotoRow) -> dict:
     """The JSON-ready description of a stored face (FaceSearch.face)."""
     return {"face_id": face.id, "photo_id": photo.id, "face_index": face.face_index,
             "path": photo.path, "bbox": [round(v, 1) for v in (face.x0, face.y0, face.x1, face.y1)],
-            "attributes": face.attributes, "missing": not Path(photo.path).is_file()}
+            "attributes": face.attributes, "missing": not Path(photo.path).is_file(),
+            **_track_fields(face, photo)}
+
+
+def _track_fields(face: FaceRow, photo: PhotoRow) -> dict:
+    """A stored face's media and, for a video's face (a track), track_id, start, end and time
+    (seconds; store.FaceRow's track columns): Hit's and _face_dict's video fields."""
+    if photo.media != "video":
+        return {"media": "photo"}
+    return {"media": "video", "track_id": face.track_id, "start": face.track_start,
+            "end": face.track_end, "time": face.frame_time}
 
 
 def _print_notice(line: str) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -10,7 +11,7 @@ import click
 import typer
 
 from facesearch.errors import FaceSearchError
-from facesearch.settings import DEFAULTS, ENV, Settings
+from facesearch.settings import DEFAULTS, ENV, Settings, SettingWarning
 
 app = typer.Typer(help="Face similarity search: by photo, by description, or both. Offline.",
                   add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -71,16 +72,20 @@ def _options(show_version: bool = typer.Option(False, "--version", callback=_ver
 def index(paths: list[Path] = typer.Argument(..., help="Photos or folders (searched recursively)."),
           index: Optional[Path] = IndexOption, db_url: Optional[str] = DbOption,
           quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-          prune: bool = typer.Option(False, "--prune", help="Also drop indexed photos missing from disk anywhere (not only under PATHS).")) -> None:
-    """Index every face in the photos under PATHS; re-runs add only new or changed photos."""
+          prune: bool = typer.Option(False, "--prune", help="Also drop indexed photos missing from disk anywhere (not only under PATHS)."),
+          ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS", help=f"Describe the photos on a Ray cluster: HOST:PORT of its head node, or auto (Ray on this machine); this process commits them [default: ${ENV['ray_address']}, else no Ray]. Needs pip install 'facesearch[ray]'."),
+          video_fps: Optional[float] = typer.Option(None, "--video-fps", help=f"Video frames looked at for faces per second [default: ${ENV['video_fps']}, else 2].")) -> None:
+    """Index every face in the photos and videos under PATHS; re-runs add only new or changed files."""
     from tqdm import tqdm
 
+    from facesearch.api import FaceSearch
     from facesearch.index.indexer import IndexInterrupted
 
-    fs = _search(index, db_url)
+    fs = (_search(index, db_url) if video_fps is None else
+          FaceSearch(index, db_url, settings=Settings.from_env(video_fps=video_fps)))
     # tqdm.write keeps each warning on its own line above the progress bar
     try:
-        report = fs.index(paths, progress=not quiet, prune=prune,
+        report = fs.index(paths, progress=not quiet, prune=prune, ray=ray,
                           on_problem=lambda line: tqdm.write(f"warning: {line}", file=sys.stderr))
     except IndexInterrupted as stopped:
         typer.echo(str(stopped), err=True)
@@ -186,7 +191,7 @@ def compare(first: Path = typer.Argument(..., help="A photo."),
 
 
 @app.command()
-def describe(image: Path = typer.Argument(..., help="A photo."),
+def describe(image: Path = typer.Argument(..., help="A photo, or a video (its faces are tracks, with their times)."),
              out: Optional[Path] = typer.Option(None, "--out", "-o", help="Save an overlay picture: boxes, landmarks, region masks."),
              as_json: bool = typer.Option(False, "--json", help="Print JSON (with the 364-dim master and 512-dim identity vectors).")) -> None:
     """Find the faces in a photo and show their attributes (and, with --out, their regions)."""
@@ -286,13 +291,14 @@ def train(run_dir: Path = typer.Option(Path("runs/default"), help="Checkpoints, 
           seed: int = typer.Option(0, help="Random seed."),
           data: Optional[Path] = typer.Option(None, help="Data folder [default: ../shared/data or $FACESEARCH_DATA]."),
           limit: Optional[int] = typer.Option(None, help="Use only the first N photos of each source."),
-          weights: Optional[Path] = typer.Option(None, help="Where to write the weights [default: the package's]."),
+          weights: Optional[Path] = typer.Option(None, help="Where to write the weights [default: descriptor.safetensors in RUN_DIR]."),
+          export: bool = typer.Option(False, "--export", help="Also replace the package's shipped weights with this run's (models/weights/descriptor.safetensors)."),
           device: str = typer.Option("cpu", help="torch device (cpu, cuda)."),
           init_weights: Optional[Path] = typer.Option(None, help="Fine-tune these weights instead of starting from ImageNet."),
           teacher: Optional[str] = typer.Option(None, help="Distil a stronger descriptor: dlib (needs facesearch[anchors])."),
           assignments: list[str] = typer.Option([], "--set", help="Any other training setting, NAME=VALUE (e.g. lr=5e-4); see settings.json of a run."),
           watch: bool = typer.Option(False, help="Print validation figures after every epoch.")) -> None:
-    """Train the descriptor network on CelebA + UTKFace, measure it, write the weights."""
+    """Train the descriptor network on CelebA + UTKFace, measure it, write the weights into RUN_DIR (the shipped ones only with --export)."""
     from facesearch.training.train import TrainSettings, override, train_and_export
 
     if init_weights is not None and not init_weights.is_file():
@@ -302,7 +308,7 @@ def train(run_dir: Path = typer.Option(Path("runs/default"), help="Checkpoints, 
                         assignments)
     if epochs is not None:
         settings.epochs = epochs
-    metrics = train_and_export(run_dir, settings, data, weights, validate_each_epoch=watch)
+    metrics = train_and_export(run_dir, settings, data, weights, validate_each_epoch=watch, export=export)
     typer.echo(json.dumps({k: v for k, v in metrics["validation"].items() if k != "attributes"}, indent=2))
 
 
@@ -311,23 +317,29 @@ def evaluate(dlib: bool = typer.Option(True, help="Measure dlib's descriptor on 
              cache: Path = typer.Option(Path("cache"), help="Preprocessed training data (made if missing)."),
              data: Optional[Path] = typer.Option(None, help="Data folder [default: ../shared/data or $FACESEARCH_DATA]."),
              as_json: bool = typer.Option(False, "--json", help="Print JSON (per-attribute accuracies included)."),
-             match_modes: bool = typer.Option(True, "--match-modes/--no-match-modes", help="Also measure the match modes (identity space) on the CelebA validation identities, end to end (photos described once, cached).")) -> None:
+             match_modes: bool = typer.Option(True, "--match-modes/--no-match-modes", help="Also measure the match modes (identity space) and the grouping into people on the CelebA validation identities, end to end (photos described once, cached).")) -> None:
     """Measure the shipped model on the validation identities, beside dlib's descriptor."""
     from facesearch.training.evaluate import evaluate_shipped_model, format_table
 
     ours, anchor = evaluate_shipped_model(dlib, cache, data)
-    modes = None
+    modes = people = None
     if match_modes:
         from facesearch.training.identity_calibration import figures, format_modes
+        from facesearch.training.people_eval import format_people
+        from facesearch.training.people_eval import measure as measure_people
 
         modes = figures(cache, root=data)
+        people = measure_people(cache, root=data)
     if as_json:
-        typer.echo(json.dumps({"facesearch": ours, "dlib": anchor, "match_modes": modes}, indent=2))
+        typer.echo(json.dumps({"facesearch": ours, "dlib": anchor, "match_modes": modes,
+                               "people": people}, indent=2))
     else:
         typer.echo(format_table(ours, anchor))
         if modes is not None:
             typer.echo("")
             typer.echo(format_modes(modes))
+        if people is not None:
+            typer.echo(format_people(people))
 
 
 @app.command(name="eval-text")
@@ -438,8 +450,21 @@ def _usage_problem(error: Exception) -> str | None:
     return error.format_message().strip().splitlines()[0]
 
 
+def _one_line_warnings() -> None:
+    """Show a SettingWarning (a misspelt FACESEARCH_ variable) as one `warning:` line."""
+    shown = warnings.showwarning
+
+    def show(message, category, *args, **kwargs) -> None:
+        if issubclass(category, SettingWarning):
+            typer.echo(f"warning: {message}", err=True)
+        else:
+            shown(message, category, *args, **kwargs)
+    warnings.showwarning = show
+
+
 def main() -> None:
     """Entry point: one clear line and a non-zero exit for every failure, never a traceback."""
+    _one_line_warnings()
     try:
         code = app(standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)

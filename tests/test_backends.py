@@ -19,6 +19,7 @@ from facesearch.pipeline.parse import PARSERS, Parser, parser
 from facesearch.pipeline.prepare import FacePreparer
 from facesearch.pipeline.sources import MediaItem, PhotoSource, media_source
 from facesearch.settings import DEFAULTS, Settings
+from facesearch import spec
 from facesearch.spec import ALIGN_TEMPLATE, INPUT_SIZE, REGIONS
 
 #: Where a CelebA aligned photo (178 x 218) has its eyes, nose tip and mouth corners, roughly.
@@ -151,7 +152,9 @@ def test_the_describer_uses_any_embedder(aligned_photo: Path) -> None:
         np.asarray(Image.open(aligned_photo).convert("RGB")))
     [faces] = describer.describe_prepared([prepared])
     assert len(faces) == 1 and faces[0].vector.shape == (8,) and faces[0].vector.dtype == np.float32
-    assert faces[0].attributes == {}
+    # the embedder predicts no class; what the pipeline measures itself (quality record) stays
+    assert not set(faces[0].attributes) & {*spec.CLASSES, spec.AGE_KEY, *spec.EMOTIONS}
+    assert set(spec.QUALITY_KEYS) <= set(faces[0].attributes)
 
 
 def test_the_shipped_descriptor_is_an_embedder() -> None:

@@ -9,7 +9,8 @@ import pytest
 
 from conftest import rgb, sample
 from facesearch import Face, FaceSearch
-from facesearch.spec import (AGE_GROUPS, AGE_KEY, CELEBA_ATTRIBUTES, ETHNICITIES, GENDERS, REGION_DIM, REGIONS, VECTOR_DIM)
+from facesearch.spec import (AGE_GROUPS, AGE_KEY, CELEBA_ATTRIBUTES, EMOTIONS, ETHNICITIES, GENDERS, PIXEL_ATTRIBUTES,
+                             QUALITY_KEYS, REGION_DIM, REGIONS, VECTOR_DIM)
 
 EXPECTED_CLASSES = set(CELEBA_ATTRIBUTES) | set(GENDERS) | {name for name, _, _ in AGE_GROUPS} | set(ETHNICITIES)
 
@@ -44,7 +45,12 @@ def test_describe_returns_faces_with_master_vectors(describer: FaceSearch, align
 
 def test_attributes_cover_every_class(describer: FaceSearch, aligned_photos: list[Path]) -> None:
     face = describer.describe(aligned_photos[0])[0]
-    assert set(face.attributes) == EXPECTED_CLASSES | {AGE_KEY}
+    # the classes and age, and what other parts of the pipeline measure: the quality record,
+    # emotions, the pixel attributes (absent where the pixels cannot tell)
+    others = set(QUALITY_KEYS) | set(EMOTIONS) | set(PIXEL_ATTRIBUTES)
+    assert EXPECTED_CLASSES | {AGE_KEY} <= set(face.attributes) <= EXPECTED_CLASSES | {AGE_KEY} | others
+    for name in set(PIXEL_ATTRIBUTES) & set(face.attributes):
+        assert 0.0 <= face.attributes[name] <= 1.0, name
     for name in EXPECTED_CLASSES:
         assert 0.0 <= face.attributes[name] <= 1.0, name
     assert 0.0 <= face.attributes[AGE_KEY] <= 120.0

@@ -29,6 +29,21 @@ def _notes() -> tuple[list[str], callable]:
     return lines, lines.append
 
 
+def _damage_first_leaf(db: Path, table: str) -> None:
+    """Overwrite the first leaf page of `table` in the SQLite file `db` with 0xff bytes (after
+    folding the WAL into the file), as a disk fault would."""
+    with sqlite3.connect(db) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+        pages = [row[0] for row in connection.execute(
+            "SELECT pageno FROM dbstat WHERE name = ? AND pagetype = 'leaf'", (table,))]
+    assert pages, f"no leaf page of {table}"
+    data = bytearray(db.read_bytes())
+    start = (pages[0] - 1) * page_size
+    data[start:start + page_size] = b"\xff" * page_size
+    db.write_bytes(bytes(data))
+
+
 def _index(index_dir: Path, *folders: Path, **kwargs):
     notes, note = _notes()
     with FaceSearch(index_dir, on_notice=note) as fs:
@@ -84,15 +99,16 @@ def test_every_format_is_found_by_content(data_dir: Path, tmp_path: Path) -> Non
         assert Path(hits[0].path).name == "cut.jpg" and hits[0].score > 6.9
 
 
-def test_a_folder_of_videos_says_so(data_dir: Path, tmp_path: Path, facesearch_command) -> None:
+def test_a_folder_of_videos_is_indexed(data_dir: Path, tmp_path: Path, facesearch_command) -> None:
     videos = tmp_path / "videos"
     videos.mkdir()
     shutil.copy(data_dir / "video" / "talking_d0.mp4", videos / "clip.mp4")
-    shutil.copy(data_dir / "video" / "talking_d6.mp4", videos / "clip.dat")  # by content
-    done = run(facesearch_command, "index", videos, "--index", tmp_path / "index", "-q", cwd=tmp_path)
+    shutil.copy(data_dir / "video" / "talking_d0.mp4", videos / "copy.dat")  # by content: a copy
+    done = run(facesearch_command, "index", videos, "--index", tmp_path / "index", "-q",
+               "--video-fps", "1", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "2 not read (a video: facesearch does not index videos yet" in done.stdout
-    assert "no photos found; 2 file(s) not read" in done.stderr
+    assert "0 photos and 2 videos: 1 indexed (1 faces" in done.stdout  # tests/test_video.py: more
+    assert "1 copies of indexed photos" in done.stdout
 
 
 # --- SQL is the source of truth -----------------------------------------------------------------
@@ -376,17 +392,7 @@ def test_a_damaged_page_loses_only_its_rows(library, data_dir: Path) -> None:
     index_dir, lib, photos = library
     copy_photos(data_dir, ("001004.jpg", "001367.jpg", "001414.jpg"), lib)
     _index(index_dir, lib)
-    db = index_dir / DB_FILENAME
-    with sqlite3.connect(db) as connection:
-        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        page_size = connection.execute("PRAGMA page_size").fetchone()[0]
-        pages = [row[0] for row in connection.execute(
-            "SELECT pageno FROM dbstat WHERE name = 'face_vectors' AND pagetype = 'leaf'")]
-    assert pages
-    data = bytearray(db.read_bytes())
-    start = (pages[0] - 1) * page_size
-    data[start:start + page_size] = b"\xff" * page_size
-    db.write_bytes(bytes(data))
+    _damage_first_leaf(index_dir / DB_FILENAME, "face_vectors")
     with FaceSearch(index_dir) as fs:
         assert not fs.check().ok
         report = fs.check(repair=True)
@@ -397,3 +403,22 @@ def test_a_damaged_page_loses_only_its_rows(library, data_dir: Path) -> None:
         assert fs.query(image=photos[1], k=1)[0].path == str(photos[1])
     report, _ = _index(index_dir, lib)
     assert (report.indexed, report.unchanged) == (0, 6)
+
+
+def test_salvage_says_how_many_photos_it_dropped(library, data_dir: Path) -> None:
+    """A damaged page of `faces`: the photos that lost a face row go whole (to be described
+    again by the next index run) and `check --repair` says how many."""
+    index_dir, lib, _ = library
+    _index(index_dir, lib)
+    db = index_dir / DB_FILENAME
+    with sqlite3.connect(db) as connection:
+        photos_before = connection.execute("SELECT count(*) FROM photos").fetchone()[0]
+    _damage_first_leaf(db, "faces")
+    with FaceSearch(index_dir) as fs:
+        report = fs.check(repair=True)
+        photos_after = fs.store.counts()[0]
+    dropped = [line for line in report.repaired if "lost part of their rows" in line]
+    assert photos_after < photos_before
+    expected = (f"dropped {photos_before - photos_after} photo(s) that lost part of their rows "
+                "(`facesearch index` describes them again)")
+    assert dropped == [expected], report.repaired

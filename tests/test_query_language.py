@@ -106,10 +106,10 @@ def test_nothing_understood_names_the_words_and_suggests_known_ones() -> None:
     assert "'eyeglasses' (Eyeglasses)" in spelled  # a close spelling comes first
 
 
-def test_emotions_are_said_to_be_unknown_yet_not_matched_to_something_else() -> None:
-    """The emotion classes (perception issue) have not landed: "sad" must not be faked."""
-    assert text.parse("sad").terms == []
-    assert "emotions are not known to this model yet" in text.not_understood("sad")
+def test_emotion_words_are_understood_as_emotion_classes() -> None:
+    """The emotion classes (models/emotion.py) answer emotion words; none is unknown now."""
+    assert [t.name for t in text.parse("sad").terms] == ["sad"]
+    assert text.unknown_emotions("sad, angry, scared") == [] and not text.vocabulary()["not_yet_known"]
 
 
 def test_vocabulary_lists_classes_ages_and_words_for_everyone() -> None:
@@ -195,8 +195,6 @@ def test_cli_edges(built_index: BuiltIndex, facesearch_command: list[str], tmp_p
         line = assert_one_line_error(run(facesearch_command, "query", "--text", "smiling", "--face", face,
                                          *index, cwd=tmp_path))
         assert "--face picks a face of --image" in line
-    sad = assert_one_line_error(run(facesearch_command, "query", "--text", "sad", *index, cwd=tmp_path))
-    assert "emotions are not known" in sad
 
 
 def test_cli_browse_exclude_self_vocabulary_and_info_numbers(built_index: BuiltIndex,

@@ -15,7 +15,7 @@ from conftest import BuiltIndex, copy_photos
 from facesearch import FaceSearch, FaceSearchError, Settings
 from facesearch.search import planner
 from facesearch.search.terms import probability_matrix
-from facesearch.settings import ENV
+from facesearch.settings import ENV, SettingWarning
 from facesearch.training import text_eval
 
 
@@ -101,3 +101,19 @@ def test_a_long_lived_facesearch_sees_another_processs_run(data_dir: Path, tmp_p
         assert len(fs.query(text="a person smiling", k=10)) == 3  # picked up without reopening
         assert fs.refresh() is False  # already fresh
     shutil.rmtree(tmp_path / "index")
+
+
+def test_a_misspelt_variable_is_warned_about_once(facesearch_command: list[str], tmp_path: Path) -> None:
+    """FACESEARCH_INDX names no setting: one warning naming the closest variable, not an error,
+    and only once; the test suite's own FACESEARCH_TEST_* variables are not warned about."""
+    environ = {"FACESEARCH_COMIT_EVERY": "5", "FACESEARCH_TEST_ANYTHING": "1", "FACESEARCH_K": "3"}
+    with pytest.warns(SettingWarning) as caught:
+        settings = [Settings.from_env(environ) for _ in range(2)]
+    assert [s.k for s in settings] == [3, 3]
+    assert [str(w.message) for w in caught] == [
+        "FACESEARCH_COMIT_EVERY is not a facesearch setting and is ignored: did you mean FACESEARCH_COMMIT_EVERY?"]
+    done = run(facesearch_command, "people", "--index", tmp_path / "none", cwd=tmp_path,
+               env={"FACESEARCH_INDX": str(tmp_path)})
+    assert done.stderr.splitlines()[0] == (
+        "warning: FACESEARCH_INDX is not a facesearch setting and is ignored: did you mean FACESEARCH_INDEX?")
+    assert done.stderr.count("FACESEARCH_INDX") == 1

@@ -159,3 +159,20 @@ def test_fine_tuning_with_dlib_as_teacher(tmp_path: Path, cache: Path, data_dir:
     assert "teacher_fit.weight" in state["objective"]
     assert "-dlibkd-" in metrics["version"]
     assert DescriptorModel(weights).version == metrics["version"]
+
+
+def test_training_writes_only_into_its_run_folder_unless_exported(tmp_path: Path, cache: Path,
+                                                                   data_dir: Path) -> None:
+    """`facesearch train` (train_and_export) by default: weights, checkpoint, settings and metrics
+    in the run folder, the package's shipped weights untouched (they change only on export)."""
+    import hashlib
+
+    from facesearch.models.descriptor import WEIGHTS_FILE
+    from facesearch.training.train import RUN_WEIGHTS
+
+    shipped_before = hashlib.sha256(WEIGHTS_FILE.read_bytes()).hexdigest()
+    run_settings = override(settings(cache, epochs=1), ["classifier_epochs=0", "region_epochs=0"])
+    metrics = train_and_export(tmp_path / "run", run_settings, data_dir)
+    assert hashlib.sha256(WEIGHTS_FILE.read_bytes()).hexdigest() == shipped_before
+    assert {p.name for p in (tmp_path / "run").iterdir()} >= {RUN_WEIGHTS, CHECKPOINT, SETTINGS, "metrics.json"}
+    assert DescriptorModel(tmp_path / "run" / RUN_WEIGHTS).version == metrics["version"]

@@ -24,6 +24,13 @@ ids are reserved in SQL before they reach FAISS and never reused, so a vector id
 another face. No single file stops a run: hostile files (empty, truncated, not images, links to
 nowhere or in loops, FIFOs, names that are not UTF-8, decompression bombs) are recorded as failed
 with a one-line reason, and tried again on the next run.
+
+Videos go the same way (the describer gives one face per track, pipeline.tracking): a video is
+one row of `photos` (media "video") whose faces carry their track's times, written at a
+checkpoint like a photo's, so a changed video's tracks are replaced, a deleted one's dropped, and
+a run killed during a video describes it again next time. A video that cannot be decoded
+(video.VideoError: empty, truncated, audio only, unsupported codec) is recorded as failed with
+its one-line reason.
 """
 from __future__ import annotations
 
@@ -42,7 +49,8 @@ from tqdm import tqdm
 from facesearch.errors import first_line
 from facesearch.settings import DEFAULTS
 from facesearch.pipeline.images import ImageError, truncated_at_end
-from facesearch.pipeline.sources import content_hash, photo_key, printable
+from facesearch.pipeline.sources import content_hash, media_kind, photo_key, printable
+from facesearch.pipeline.video import VideoError, probe
 from facesearch.pipeline.faces import Face
 from facesearch.index.people import PeopleUpdate
 from facesearch.index.repair import restore_from_sql
@@ -55,7 +63,9 @@ from facesearch.spec import IDENTITY
 class IndexReport:
     """What an indexing run did."""
 
-    photos: int = 0        # image files found
+    photos: int = 0        # image and video files found
+    videos: int = 0        # of them, videos (each face of a video is a track: pipeline.tracking)
+    video_seconds: float = 0.0  # length of the videos described
     indexed: int = 0       # new or changed photos described
     unchanged: int = 0
     removed: int = 0       # photos gone from disk, dropped from the index
@@ -75,9 +85,14 @@ class IndexReport:
         """One line (two when indexed photos are missing from disk elsewhere)."""
         rate = self.faces / self.seconds if self.seconds else 0.0
         with_faces = self.indexed - len(self.no_face)  # `indexed` counts every photo described
-        line = (f"{self.photos} photos: {with_faces} indexed ({self.faces} faces, "
+        found = (f"{self.photos} photos" if not self.videos else
+                 f"{self.photos - self.videos} photos and {self.videos} video{'s' * (self.videos != 1)}")
+        line = (f"{found}: {with_faces} indexed ({self.faces} faces, "
                 f"{rate:.1f} faces/s), {self.unchanged} unchanged, {self.removed} removed, "
                 f"{len(self.no_face)} without a face, {len(self.failed)} failed")
+        if self.video_seconds:
+            line += (f", {self.video_seconds:.0f} s of video "
+                     f"({self.video_seconds / max(self.seconds, 1e-9):.1f}x real time)")
         if self.moved or self.duplicates:
             line += f", {self.moved} moved, {self.duplicates} copies of indexed photos"
         if self.people is not None and (self.people.assigned or self.people.created):
@@ -119,6 +134,8 @@ class _Pending:
     record: bool = True  # False: reported only, no row can be stored (a link loop)
     partial: bool = False  # truncated: read as far as it goes
     twin_of: str | None = None  # a re-encoded copy of the photo stored at this path
+    media: str = "photo"  # or "video": its faces are tracks (Face.track)
+    duration: float | None = None  # a video's length, seconds
 
 
 #: Meta key of the smallest vector id never handed out: ids are not reused, even after a crash
@@ -197,6 +214,7 @@ class Indexer:
             else:
                 keyed.setdefault(key, path)
         report.photos = len(keyed) + len(loops)
+        report.videos = sum(media_kind(path) == "video" for path in keyed.values())
         known = {photo.path: photo for photo in self.store.photos()}
         # photos indexed before one of the spaces existed are described again to fill it
         self._lacking = set().union(*(self.store.photos_lacking_space(name)
@@ -232,6 +250,7 @@ class Indexer:
                         on_problem(f"{item.path} is truncated: read as far as it goes (recorded as partial)")
                 report.faces += len(item.faces)
                 report.indexed += item.status is not PhotoStatus.ERROR
+                report.video_seconds += item.duration or 0.0
 
         bar = tqdm(work, desc="indexing", unit="photo", disable=not progress)
         last_checkpoint = _clock()
@@ -260,7 +279,7 @@ class Indexer:
                 f"interrupted: {report.committed} photo(s) described in this run are saved in the "
                 f"index; run the same `facesearch index` again to do the rest") from None
         report.removed = self._drop_vanished(set(keyed), roots, prune, report)
-        self._write(pending)
+        self._write(pending, final=True)
         report.committed += sum(item.record for item in pending)
         for alias in self._deferred_aliases:  # copies found beside a photo described this run
             self.store.add_alias(*alias)
@@ -382,7 +401,7 @@ class Indexer:
         interrupted run keeps what was done); a photo that fails is marked, not fatal."""
         results = self.describe([path for _, path in items]) if items else ()
         for (item, path), result in zip(items, results):
-            if isinstance(result, ImageError):
+            if isinstance(result, (ImageError, VideoError)):
                 item.status, item.error = PhotoStatus.ERROR, printable(str(result))
             elif isinstance(result, Exception):
                 item.status = PhotoStatus.ERROR
@@ -391,8 +410,11 @@ class Indexer:
                 item.size_px = result[0]
                 item.faces = [dataclasses.replace(face, crop=_DROPPED, masks=_DROPPED)
                               for face in result[1]]
-                item.partial = truncated_at_end(path)
-                if item.faces and not item.replaces:
+                if media_kind(path) == "video":  # faces are tracks; never a photo's copy
+                    item.media, item.duration = "video", _duration(path)
+                else:
+                    item.partial = truncated_at_end(path)
+                if item.faces and not item.replaces and item.media == "photo":
                     item.twin_of = self._twin_of(item)
                 if not item.faces and item.partial:
                     item.status = PhotoStatus.ERROR
@@ -435,11 +457,13 @@ class Indexer:
             self.spaces.remove(self.store.delete_photos(gone))
         return len(gone)
 
-    def _write(self, pending: list[_Pending]) -> None:
+    def _write(self, pending: list[_Pending], final: bool = False) -> None:
         """Write a checkpoint: reserve the vector ids of these photos' faces, add their vectors
         to every space and save the changed spaces (atomically, each file), then commit all
         their SQL rows (a row per face and space in face_vectors) in one transaction. A kill
-        between the steps leaves vectors without rows, which `reconcile` drops."""
+        between the steps leaves vectors without rows, which `reconcile` drops. A space due
+        for (re)training (Flat past the IVF threshold, IVF grown 4x) is rebuilt only at the
+        `final` checkpoint of a run, so checkpoints never stall on training."""
         pending = [item for item in pending if item.record]
         ids: list[int] = []
         rows = []
@@ -452,7 +476,8 @@ class Indexer:
                               "det_score": face.score, "attributes": face.attributes,
                               "vector_id": self.next_id,
                               "vectors": {name: self.next_id for name in self.spaces},
-                              "embeddings": {name: FACE_VECTORS[name](face) for name in self.spaces}})
+                              "embeddings": {name: FACE_VECTORS[name](face) for name in self.spaces},
+                              **_track_columns(face)})
                 self.next_id += 1
             rows.append((item, faces))
         if ids:
@@ -463,9 +488,14 @@ class Indexer:
             self.spaces.remove(self.store.delete_photos(replaced, session) if replaced else {})
             if ids:
                 for name, space in self.spaces.items():
+                    space.defer_rebuild = True  # retrained at the end of the run (final)
                     space.add(np.array(ids, dtype=np.int64),
                               np.stack([FACE_VECTORS[name](face) for face in described]))
+                    space.defer_rebuild = False
                     space.model_version = self.model_version
+            if final:
+                for space in self.spaces.values():
+                    space.rebuild_if_due()
             self.spaces.save()
             for item, faces in rows:
                 width, height = item.size_px or (None, None)
@@ -473,7 +503,25 @@ class Indexer:
                                      size=item.size, mtime=item.mtime, status=item.status,
                                      error=item.error, width=width, height=height,
                                      model_version=self.model_version, partial=item.partial,
-                                     faces=faces)
+                                     faces=faces, media=item.media, duration=item.duration)
+
+
+def _track_columns(face: Face) -> dict:
+    """A video face's track columns (store.FaceRow: track_id, track_start, track_end, frame_time,
+    track_frames); {} for a photo's face."""
+    if face.track is None:
+        return {}
+    return {"track_id": face.track.track_id, "track_start": face.track.start,
+            "track_end": face.track.end, "frame_time": face.track.time,
+            "track_frames": face.track.frames}
+
+
+def _duration(path: Path) -> float | None:
+    """A video's length in seconds (video.probe), None if it cannot be read now."""
+    try:
+        return round(probe(path).duration, 3)
+    except VideoError:
+        return None
 
 
 def reconcile(store: Store, spaces: Spaces) -> tuple[int, int]:

@@ -19,8 +19,6 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -89,6 +87,10 @@ class PhotoRow(Base):
     model_version: Mapped[str | None] = mapped_column(sa.String(64))
     #: A truncated file read as far as it goes (None: not known, rows from before 0005).
     partial: Mapped[bool | None] = mapped_column(sa.Boolean)
+    #: "photo" or "video" (None: a photo, rows from before migration 0008).
+    media: Mapped[str | None] = mapped_column(sa.String(8))
+    #: A video's length in seconds (None for photos).
+    duration: Mapped[float | None] = mapped_column(sa.Float)
     indexed_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=_utc_now)
 
     faces: Mapped[list[FaceRow]] = relationship(
@@ -139,6 +141,14 @@ class FaceRow(Base):
         sa.ForeignKey("persons.id", ondelete="SET NULL"), index=True)
     #: A user took the face out of its person: never assigned automatically again.
     person_locked: Mapped[bool | None] = mapped_column(sa.Boolean)
+    #: A video face is a track (pipeline.tracking, migration 0008): its id within the video, first
+    #: and last seen, the best frame's time (the box's), in seconds, and sampled frames seen in.
+    #: None for photo faces.
+    track_id: Mapped[int | None] = mapped_column(sa.Integer)
+    track_start: Mapped[float | None] = mapped_column(sa.Float)
+    track_end: Mapped[float | None] = mapped_column(sa.Float)
+    frame_time: Mapped[float | None] = mapped_column(sa.Float)
+    track_frames: Mapped[int | None] = mapped_column(sa.Integer)
 
     photo: Mapped[PhotoRow] = relationship(back_populates="faces")
     classes: Mapped[FaceClasses | None] = relationship(
@@ -341,7 +351,13 @@ class Store:
         return cls(database_url(index_dir, url))
 
     def _upgrade_schema(self) -> None:
-        """Run the Alembic migrations up to head on one of this engine's connections."""
+        """Run the Alembic migrations up to head on one of this engine's connections (Alembic is
+        imported only when the database is not at head already: ~0.4 s of a cold query)."""
+        if self._at_head():
+            return
+        from alembic import command
+        from alembic.config import Config
+
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
         url = self.engine.url.render_as_string(hide_password=False)
@@ -354,6 +370,18 @@ class Store:
             connection.commit()
             if self._sqlite:
                 connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+
+    def _at_head(self) -> bool:
+        """Whether the database's alembic_version names the newest migration (migration files
+        are named after their revision: versions/0008_video.py is revision "0008"). False when
+        it cannot be read (a new or damaged database: Alembic then says what is wrong)."""
+        head = max(path.name.split("_", 1)[0] for path in (MIGRATIONS_DIR / "versions").glob("[0-9]*_*.py"))
+        try:
+            with self.engine.connect() as connection:
+                versions = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all()
+        except sa.exc.DBAPIError:
+            return False
+        return versions == [head]
 
     def close(self) -> None:
         """Close every pooled connection."""
@@ -372,6 +400,18 @@ class Store:
         try:
             with self._sessions() as session, session.begin():
                 yield session
+        except sa.exc.DatabaseError as error:
+            if _is_damage(error):
+                raise self.damaged(error) from None
+            raise
+
+    @contextmanager
+    def connection(self) -> Iterator[sa.Connection]:
+        """A plain (Core) connection for reads, about a third of a session's cost a call (the
+        re-ranking of compressed codes reads ~100 vectors a query); damage raised as `session`."""
+        try:
+            with self.engine.connect() as connection:
+                yield connection
         except sa.exc.DatabaseError as error:
             if _is_damage(error):
                 raise self.damaged(error) from None
@@ -437,11 +477,15 @@ class Store:
         model_version: str | None = None,
         partial: bool = False,
         faces: Sequence[Mapping[str, Any]] = (),
+        media: str = "photo",
+        duration: float | None = None,
     ) -> PhotoRow:
-        """Add a photo and its faces to `session`; each face mapping holds x0, y0, x1, y1,
-        landmarks, det_score, attributes and vector_id (its master id), and optionally vectors
-        ({space: vector id}, master included; default {MASTER: vector_id}) and embeddings
-        ({space: vector (dim,)}, stored as float16 bytes); its list position is face_index."""
+        """Add a photo (or a video: `media` "video", `duration` seconds) and its faces to
+        `session`; each face mapping holds x0, y0, x1, y1, landmarks, det_score, attributes and
+        vector_id (its master id), optionally a video face's track_id, track_start, track_end,
+        frame_time and track_frames, vectors ({space: vector id}, master included; default
+        {MASTER: vector_id}) and embeddings ({space: vector (dim,)}, stored as float16 bytes);
+        its list position is face_index."""
         photo = PhotoRow(
             path=_photo_key(path),
             content_hash=content_hash,
@@ -453,6 +497,8 @@ class Store:
             height=height,
             model_version=model_version,
             partial=partial,
+            media=media,
+            duration=duration,
             faces=[_face_row(i, face) for i, face in enumerate(faces)],
         )
         session.add(photo)
@@ -606,12 +652,12 @@ class Store:
                  .where(FaceVector.space == space, FaceVector.vector.is_not(None))
                  .order_by(FaceVector.vector_id))
         found: list[tuple[int, bytes]] = []
-        with self.session() as session:
+        with self.connection() as connection:
             if ids is None:
-                found = list(session.execute(query))
+                found = list(connection.execute(query))
             else:
                 for chunk in _chunks(sorted({int(i) for i in ids})):
-                    found += list(session.execute(query.where(FaceVector.vector_id.in_(chunk))))
+                    found += list(connection.execute(query.where(FaceVector.vector_id.in_(chunk))))
         found.sort()
         return (np.fromiter((i for i, _ in found), dtype=np.int64, count=len(found)),
                 decode_vectors([blob for _, blob in found], dim))
@@ -687,6 +733,20 @@ class Store:
                 found = [i for chunk in _chunks(wanted)
                          for i in session.scalars(query.where(FaceRow.vector_id.in_(chunk)))]
         return np.sort(np.fromiter(found, dtype=np.int64, count=len(found)))
+
+    def vector_ids_by(self, key: str, n: int, clause: sa.ColumnElement[bool] | None = None) -> np.ndarray:
+        """Vector ids (int64) of the (at most) n faces with the highest stored value of `key` (a
+        spec.STORED_KEYS name: its face_classes column), best first; faces without a value are
+        left out; only faces meeting `clause` (as in vector_ids_where) if given."""
+        column = FaceClasses.__table__.c[CLASS_COLUMNS[key]]
+        query = (sa.select(FaceRow.vector_id).join(FaceRow.photo)
+                 .join(FaceClasses, FaceClasses.face_id == FaceRow.id)
+                 .where(column.is_not(None)).order_by(column.desc(), FaceRow.vector_id).limit(n))
+        if clause is not None:
+            query = query.where(clause)
+        with self.session() as session:
+            found = list(session.scalars(query))
+        return np.fromiter(found, dtype=np.int64, count=len(found))
 
     def estimate_share(self, clause: sa.ColumnElement[bool], sample: int = 1000,
                        seed: int = 0) -> float | None:

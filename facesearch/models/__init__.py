@@ -37,6 +37,8 @@ def master_card() -> ModelCard | None:
     only loading it tells)."""
     if EMBEDDERS.target(MASTER) != SHIPPED_MASTER:
         return None
-    from facesearch.models.shipped import shipped_card
+    from facesearch.models.emotion import with_emotion_centres
+    from facesearch.models.shipped import ModelCard, shipped_card
 
-    return shipped_card()
+    card = shipped_card()  # the descriptor's class centres, then the emotions' (models/emotion.py)
+    return ModelCard(card.version, with_emotion_centres(card.centres, card.version))

@@ -2,19 +2,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 
-from facesearch.spec import AGE_KEY, CLASSES, MASTER, MIRROR_AVERAGING, REGION_DIM, REGIONS, VECTOR_DIM
+from facesearch.spec import AGE_KEY, CLASSES, EMOTIONS, MASTER, MIRROR_AVERAGING, REGION_DIM, REGIONS, VECTOR_DIM
 from facesearch.errors import FaceSearchError
 from facesearch.models.base import Embedder, Embeddings
-from facesearch.models.network import DescriptorNet, class_probabilities, to_images
+from facesearch.models.emotion import shipped_emotions, with_emotion_centres
+from facesearch.models.descriptor_numpy import BATCH as NUMPY_BATCH
+from facesearch.models.descriptor_numpy import NumpyDescriptorNet
+from facesearch.models.network_layout import class_probabilities
 from facesearch.settings import Settings
+
+if TYPE_CHECKING:  # torch is imported only to train, evaluate or save (describing runs numpy)
+    from facesearch.models.network import DescriptorNet
 
 from facesearch.models.shipped import (CENTRES_KEY, MEAN_MESH_KEY, MODEL_CARD, WEIGHTS_DIR,  # noqa: F401
                                        WEIGHTS_FILE, weights_metadata)
@@ -27,17 +32,24 @@ class MasterEmbeddings(Embeddings):
     # vectors: (N, 364) float32, 7 unit-norm blocks in spec.REGIONS order
     probabilities: np.ndarray  # (N, len(CLASSES)) float32
     ages: np.ndarray           # (N,) float32 years
+    #: (N, 7) float32 probabilities of spec.EMOTIONS (models/emotion.py), None without a head.
+    emotions: np.ndarray | None = None
 
     def attributes(self, i: int) -> dict[str, float]:
-        """Face i's class probabilities by class name, plus the age estimate."""
+        """Face i's class probabilities by class name, plus the age estimate and, when the
+        emotion head ran, the 7 emotions' probabilities."""
         values = {name: round(float(p), 4) for name, p in zip(CLASSES, self.probabilities[i])}
         values[AGE_KEY] = round(float(self.ages[i]), 1)
+        if self.emotions is not None:
+            values |= {name: round(float(p), 4) for name, p in zip(EMOTIONS, self.emotions[i])}
         return values
 
 
 class DescriptorModel(Embedder):
     """The trained network plus its class centres (the mean master vector of each class): the
-    "master" embedder, 364 dims. Raises FaceSearchError when the weights are missing."""
+    "master" embedder, 364 dims. `embed` runs the network in numpy (models/descriptor_numpy.py,
+    no torch); `network`, the torch module (training, evaluation), is built when first asked for.
+    Raises FaceSearchError when the weights are missing."""
 
     name = MASTER
     dim = VECTOR_DIM
@@ -51,44 +63,86 @@ class DescriptorModel(Embedder):
     def __init__(self, weights: Path = WEIGHTS_FILE):
         if not weights.exists():
             raise FaceSearchError(f"model weights not found at {weights}; run `facesearch train`")
-        tensors = load_file(str(weights))
-        self.centres = tensors.pop(CENTRES_KEY).float().numpy()
+        self.weights = weights
+        with safe_open(str(weights), framework="np") as stored:
+            tensors = {key: stored.get_tensor(key) for key in stored.keys()}
+        self.centres = tensors.pop(CENTRES_KEY).astype(np.float32)
         tensors.pop(MEAN_MESH_KEY)
-        self.network = DescriptorNet()
-        self.network.load_state_dict({k: v.float() for k, v in tensors.items()})
-        self.network.eval()
+        self.numpy_network = NumpyDescriptorNet(tensors)
         self.metadata: dict[str, str] = weights_metadata(weights)
         self.version = self.metadata.get("version", "unknown")
+        #: The emotion head trained on this model's vectors (models/emotion.py), or None.
+        self.emotions = shipped_emotions(self.version)
+        #: Class centres (len(CLASSES), 364), then the 7 emotions' when the head ships
+        #: (spec.CENTRED_CLASSES order).
+        self.centres = with_emotion_centres(self.centres, self.version)
 
     def embed(self, crops: np.ndarray, grid_masks: np.ndarray | None = None) -> MasterEmbeddings:
         """Aligned crops (N, 112, 96, 3) uint8 and grid masks (N, 7, 7, 6) -> master vectors
         (N, 364) float32, class probabilities and ages. FaceSearchError without grid masks."""
         if grid_masks is None:
             raise FaceSearchError("the master descriptor needs the faces' region masks (grid_masks)")
-        return embed_faces(self.network, crops, grid_masks)
+        embedded = embed_faces(self.numpy_network, crops, grid_masks, batch_size=NUMPY_BATCH)
+        if self.emotions is not None:
+            embedded.emotions = self.emotions.predict(embedded.vectors)
+        return embedded
+
+    @cached_property
+    def network(self) -> DescriptorNet:
+        """The torch network with these weights, in eval mode (imports torch; for training and
+        evaluation: describing runs `numpy_network`)."""
+        from safetensors.torch import load_file
+
+        from facesearch.models.network import DescriptorNet
+
+        tensors = load_file(str(self.weights))
+        tensors.pop(CENTRES_KEY)
+        tensors.pop(MEAN_MESH_KEY)
+        network = DescriptorNet()
+        network.load_state_dict({k: v.float() for k, v in tensors.items()})
+        return network.eval()
 
 
-@torch.no_grad()
-def embed_faces(network: DescriptorNet, crops: np.ndarray, grid_masks: np.ndarray,
-                   batch_size: int = 128, mirror: bool = MIRROR_AVERAGING) -> MasterEmbeddings:
-    """Run a descriptor network (in eval mode) over aligned crops and their grid masks; with
-    `mirror`, over each face and its mirror image, averaged (spec.MIRROR_AVERAGING)."""
+def _torch_forward(network: DescriptorNet):
+    """A torch network as a numpy function: (images (B, 3, H, W), masks) -> (vectors, logits),
+    run in eval mode without gradients on the network's device."""
+    import torch
+
     network.eval()
     device = next(network.parameters()).device
+
+    def forward(images: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with torch.no_grad():
+            v, logits = network(torch.from_numpy(images).to(device), torch.from_numpy(masks).to(device))
+        return v.cpu().numpy(), logits.cpu().numpy()
+
+    return forward
+
+
+def embed_faces(network: DescriptorNet | NumpyDescriptorNet, crops: np.ndarray, grid_masks: np.ndarray,
+                   batch_size: int = 128, mirror: bool = MIRROR_AVERAGING) -> MasterEmbeddings:
+    """Run a descriptor network (the torch module, in eval mode, or its numpy forward) over
+    aligned crops (N, 112, 96, 3) uint8 and their grid masks (N, 7, 7, 6); with `mirror`, over
+    each face and its mirror image, averaged (spec.MIRROR_AVERAGING): the logits, and each
+    region block then re-normalised."""
+    forward = network if isinstance(network, NumpyDescriptorNet) else _torch_forward(network)
     vectors, probabilities, ages = [], [], []
     for start in range(0, len(crops), batch_size):
-        images = to_images(crops[start:start + batch_size]).to(device)
-        masks = torch.from_numpy(np.asarray(grid_masks[start:start + batch_size], np.float32)).to(device)
-        v, logits = network(images, masks)
+        images = np.ascontiguousarray(crops[start:start + batch_size]).transpose(0, 3, 1, 2)
+        images = np.ascontiguousarray(images, dtype=np.float32) / 255
+        masks = np.ascontiguousarray(grid_masks[start:start + batch_size], dtype=np.float32)
+        v, logits = forward(images, masks)
         if mirror:
-            v_mirrored, logits_mirrored = network(images.flip(-1), masks.flip(-1))
-            blocks = (v + v_mirrored).view(len(v), len(REGIONS), REGION_DIM)
-            v = torch.nn.functional.normalize(blocks, dim=-1).flatten(1)
+            v_mirrored, logits_mirrored = forward(np.ascontiguousarray(images[..., ::-1]),
+                                                  np.ascontiguousarray(masks[..., ::-1]))
+            blocks = (v + v_mirrored).reshape(len(v), len(REGIONS), REGION_DIM)
+            blocks /= np.maximum(np.linalg.norm(blocks, axis=-1, keepdims=True), 1e-12)
+            v = blocks.reshape(len(v), -1)
             logits = (logits + logits_mirrored) / 2
         p, a = class_probabilities(logits)
-        vectors.append(v.cpu().numpy())
-        probabilities.append(p.cpu().numpy())
-        ages.append(a.cpu().numpy())
+        vectors.append(v.astype(np.float32))
+        probabilities.append(p)
+        ages.append(a)
     if not vectors:
         return MasterEmbeddings(np.zeros((0, VECTOR_DIM), np.float32),
                                 np.zeros((0, len(CLASSES)), np.float32), np.zeros(0, np.float32))
@@ -112,6 +166,9 @@ def mean_mesh(weights: Path = WEIGHTS_FILE) -> np.ndarray | None:
 def save_model(network: DescriptorNet, centres: np.ndarray, mean_mesh: np.ndarray,
                metadata: dict[str, str], weights: Path = WEIGHTS_FILE) -> None:
     """Write float16 safetensors: the network, the class centres and the mean mesh."""
+    import torch
+    from safetensors.torch import save_file
+
     weights.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in network.state_dict().items()
                if v.is_floating_point()}

@@ -13,27 +13,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facesearch.spec import (AGE_GROUPS, AGE_SCALE, CELEBA_ATTRIBUTES, ETHNICITIES, FEATURE_GRID, FEATURE_MAPS, GENDERS, REGION_DIM, REGIONS)
+# The layout shared with the numpy forward pass (models/descriptor_numpy.py) lives in
+# models/network_layout.py: stages, input normalisation, the logits' heads and their reading.
+from facesearch.models.network_layout import (BACKBONE_CHANNELS, HEADS, IMAGENET_MEAN,  # noqa: F401
+                                              IMAGENET_STD, MOBILENET_STAGES, N_LOGITS,
+                                              class_probabilities)
+from facesearch.spec import CELEBA_ATTRIBUTES, FEATURE_GRID, FEATURE_MAPS, REGION_DIM, REGIONS
 
 #: Hidden width of each region network F_k.
 REGION_HIDDEN = 128
 #: Hidden width of both classifier networks (on the features, on the master vector).
 CLASSIFIER_HIDDEN = 512
-#: MobileNetV2 inverted-residual settings (expansion, channels, repeats, stride), cut at stride 16.
-MOBILENET_STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1))
-BACKBONE_CHANNELS = MOBILENET_STAGES[-1][1]
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-#: Slices of the classifier's logits: binary CelebA attributes, then three softmax groups, age.
-HEADS = {
-    "celeba": slice(0, len(CELEBA_ATTRIBUTES)),
-    "gender": slice(len(CELEBA_ATTRIBUTES), len(CELEBA_ATTRIBUTES) + len(GENDERS)),
-}
-HEADS["age_group"] = slice(HEADS["gender"].stop, HEADS["gender"].stop + len(AGE_GROUPS))
-HEADS["ethnicity"] = slice(HEADS["age_group"].stop, HEADS["age_group"].stop + len(ETHNICITIES))
-HEADS["age"] = slice(HEADS["ethnicity"].stop, HEADS["ethnicity"].stop + 1)
-N_LOGITS = HEADS["age"].stop
 
 
 def _conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1,
@@ -165,14 +155,3 @@ class DescriptorNet(nn.Module):
 def to_images(crops: np.ndarray) -> torch.Tensor:
     """Aligned crops (N, 112, 96, 3) uint8 -> the network's input (N, 3, 112, 96) float in [0, 1]."""
     return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 255
-
-
-def class_probabilities(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits -> (probabilities in spec.CLASSES order, age in years)."""
-    probabilities = torch.cat([
-        torch.sigmoid(logits[:, HEADS["celeba"]]),
-        torch.softmax(logits[:, HEADS["gender"]], 1),
-        torch.softmax(logits[:, HEADS["age_group"]], 1),
-        torch.softmax(logits[:, HEADS["ethnicity"]], 1),
-    ], dim=1)
-    return probabilities, logits[:, HEADS["age"]].squeeze(1).clamp(min=0) * AGE_SCALE

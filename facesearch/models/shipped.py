@@ -30,7 +30,8 @@ def weights_metadata(weights: Path = WEIGHTS_FILE) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class ModelCard:
-    """A descriptor model's version and class centres ((n classes, 364) float32)."""
+    """A descriptor model's version and class centres ((n classes, 364) float32, in
+    spec.CENTRED_CLASSES order: models.master_card appends the emotions' when their head ships)."""
 
     version: str
     centres: np.ndarray

@@ -13,8 +13,11 @@ import numpy as np
 from facesearch.pipeline import alignment
 from facesearch.pipeline.detect import Detector
 from facesearch.pipeline.detect import detector as make_detector
+from facesearch.pipeline.detect.quality import FaceQuality, face_quality
 from facesearch.pipeline.parse import Parser, coarse_masks
 from facesearch.pipeline.parse import parser as make_parser
+from facesearch.pipeline.parse.mesh import MeshParser
+from facesearch.pipeline.pixel_attributes import PixelMeasurer
 from facesearch.settings import DEFAULTS, Settings
 
 
@@ -32,6 +35,20 @@ class PreparedFace:
     identity_crop: np.ndarray | None = None
     #: The detector's extra point sets (Detection.points) in crop pixels, e.g. "mesh" (468, 2).
     points: dict[str, np.ndarray] = field(default_factory=dict)
+    #: The face's quality record (detect/quality.py), measured for every detector: the
+    #: backend's own when it gives one (scrfd), else from the pixels it was detected in.
+    quality: FaceQuality | None = None
+    #: Original photo size over the size the face was found in (FacePreparer.prepare's `scale`).
+    scale: float = 1.0
+    #: spec.PIXEL_ATTRIBUTES read from the photo's pixels (pipeline/pixel_attributes.py): hair
+    #: length, red hair, eye colour; a key is absent when the pixels cannot tell.
+    pixel_attributes: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def quality_record(self) -> dict[str, float]:
+        """spec.QUALITY_KEYS of this face (FaceQuality.record, face_size in original pixels);
+        empty without a quality record."""
+        return {} if self.quality is None else self.quality.record(self.scale)
 
     @property
     def mesh(self) -> np.ndarray | None:
@@ -58,6 +75,8 @@ class FacePreparer:
                  parser: Parser | None = None):
         self.detector = detector or make_detector(settings.detector, settings)
         self.parser = parser or make_parser(settings.parser, settings)
+        # the pixel attributes cut the head with the "mesh" parser: this one when it is that
+        self.measurer = PixelMeasurer(self.parser if isinstance(self.parser, MeshParser) else None)
 
     def prepare(self, pixels: np.ndarray, scale: float = 1.0) -> list[PreparedFace]:
         """Every face of an (H, W, 3) uint8 RGB image, largest first; `scale` maps its pixels to
@@ -71,8 +90,10 @@ class FacePreparer:
             masks = self.parser.masks(crop, in_crop)
             if masks is None:
                 continue
+            quality = face.quality or face_quality(pixels, face.bbox, face.score, face.landmarks)
             faces.append(PreparedFace(bbox=face.bbox * scale, landmarks=face.landmarks * scale,
                                       score=face.score, crop=crop, masks=masks,
                                       identity_crop=alignment.arcface_crop(pixels, face.landmarks),
-                                      points=in_crop.points))
+                                      points=in_crop.points, quality=quality, scale=scale,
+                                      pixel_attributes=self.measurer.measure(pixels, face)))
         return faces

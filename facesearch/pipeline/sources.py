@@ -1,11 +1,12 @@
 """Media sources: which files are media, how the index names them, and the items they yield.
 
 The unit of work is a media item: a source yields (key, frame index, timestamp, pixels). A photo
-yields one item (frame 0, no timestamp); a video will yield its frames. `find_images` lists the
-photo files under the folders a user gives, `photo_key` is how the index stores a file's path,
-`media_source` picks the source that reads a file.
+yields one item (frame 0, no timestamp); a video yields its frames sampled Settings.video_fps
+times a second (pipeline.video). `find_images` lists the photo and video files under the folders
+a user gives, `photo_key` is how the index stores a file's path, `media_source` picks the source
+that reads a file, `load_still` decodes a photo or the frame of a video shown at a given time.
 
-    for item in media_source(path, settings):     # a PhotoSource: one MediaItem
+    for item in media_source(path, settings):     # a PhotoSource: one MediaItem; a VideoSource: many
         faces = preparer.prepare(item.pixels, item.scale)
 """
 from __future__ import annotations
@@ -21,13 +22,14 @@ from pathlib import Path
 import numpy as np
 
 from facesearch.errors import FaceSearchError
-from facesearch.pipeline.images import load_image
+from facesearch.pipeline.images import DecodedImage, load_image
+from facesearch.pipeline.video import frame_at, probe, sampled_frames
 from facesearch.settings import DEFAULTS, Settings
 
 #: File extensions of the usual photo formats (any extension Pillow registers counts too).
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".webp", ".bmp", ".tif",
                               ".tiff", ".gif", ".heic", ".heif", ".hif", ".avif"})
-#: Video file extensions: found, counted and named, not indexed (yet).
+#: Video file extensions (videos are also found by their first bytes, see media_kind).
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mts", ".m2ts",
                               ".3gp", ".wmv", ".mpg", ".mpeg"})
 #: ISO-BMFF brands ("ftyp" box) of still images: HEIC/HEIF and AVIF; other brands are video.
@@ -38,7 +40,6 @@ _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"B
                 b"MM\x00*", b"\x00\x00\x00\x0cjP  ", b"\xff\x4f\xff\x51")
 #: Leading bytes of video containers (besides ISO-BMFF): Matroska/WebM, MPEG-PS, ASF.
 _VIDEO_MAGIC = (b"\x1a\x45\xdf\xa3", b"\x00\x00\x01\xba", b"\x30\x26\xb2\x75")
-VIDEO_REASON = "a video: facesearch does not index videos yet"
 
 
 def _pillow_extensions() -> frozenset[str]:
@@ -91,12 +92,12 @@ def content_hash(path: str | os.PathLike) -> str:
 def find_images(paths: Iterable[str | os.PathLike],
                 on_error: Callable[[str, str], None] | None = None,
                 on_skipped: Callable[[str, str], None] | None = None) -> list[Path]:
-    """Every image file under the given files and folders (recursively, following symbolic links
-    but never into the same folder twice), sorted, absolute, under the paths the user gave (a
-    link is listed under its own path, not its target's; a file reached by several paths is
-    listed under each). Images are found by content (`media_kind`), not by extension alone.
-    Sub-folders that cannot be read go to `on_error(folder, reason)`, videos to
-    `on_skipped(path, reason)`."""
+    """Every image and video file under the given files and folders (recursively, following
+    symbolic links but never into the same folder twice), sorted, absolute, under the paths the
+    user gave (a link is listed under its own path, not its target's; a file reached by several
+    paths is listed under each). Media are found by content (`media_kind`), not by extension
+    alone. Sub-folders that cannot be read go to `on_error(folder, reason)`; `on_skipped(path,
+    reason)` hears of media files that are found but not read (none at present)."""
     found: set[Path] = set()
     seen_folders: set[tuple[int, int]] = set()
 
@@ -126,11 +127,8 @@ def find_images(paths: Iterable[str | os.PathLike],
                 continue
             seen_folders.add((info.st_dev, info.st_ino))
             for name in files:
-                kind = media_kind(Path(folder, name))
-                if kind == "image":
+                if media_kind(Path(folder, name)) in ("image", "video"):
                     add(Path(folder, name))
-                elif kind == "video" and on_skipped:
-                    on_skipped(printable(os.path.abspath(Path(folder, name))), VIDEO_REASON)
     return sorted(found)
 
 
@@ -195,6 +193,29 @@ class PhotoSource(MediaSource):
                         scale=photo.scale, original_size=photo.original_size)
 
 
+class VideoSource(MediaSource):
+    """A video: its frames sampled Settings.video_fps times a second (pipeline.video.sampled_frames),
+    each decoded at most Settings.max_decode_side, with its time in seconds. Raises
+    video.VideoError (one line) when the file cannot be decoded."""
+
+    def __iter__(self) -> Iterator[MediaItem]:
+        info = probe(self.path)
+        for frame in sampled_frames(self.path, self.settings.video_fps, self.settings.max_decode_side):
+            yield MediaItem(key=self.key, frame=frame.index, timestamp=frame.time, pixels=frame.pixels,
+                            scale=frame.scale, original_size=(info.width, info.height))
+
+
 def media_source(path: str | os.PathLike, settings: Settings = DEFAULTS) -> MediaSource:
-    """The source that reads a media file: a PhotoSource (every file is read as a photo)."""
-    return PhotoSource(path, settings)
+    """The source that reads a media file: a VideoSource for a video (by content, see
+    `media_kind`), else a PhotoSource."""
+    return VideoSource(path, settings) if media_kind(path) == "video" else PhotoSource(path, settings)
+
+
+def load_still(path: str | os.PathLike, time: float | None = None,
+               max_side: int = DEFAULTS.max_decode_side) -> DecodedImage:
+    """A photo decoded (images.load_image), or with `time` (seconds) the frame of a video shown
+    then (video.frame_at), at most `max_side` on its longer side. Raises images.ImageError or
+    video.VideoError (both FaceSearchError, one line)."""
+    if time is None:
+        return load_image(path, max_side)
+    return frame_at(path, time, max_side)

@@ -3,7 +3,7 @@ some classes' absence (OPPOSITES: "bearded" is NOT No_Beard), and the classes th
 other (EXCLUSIVE_GROUPS). Data only: search/text.py embeds and matches them."""
 from __future__ import annotations
 
-from facesearch.spec import AGE_GROUPS, ETHNICITIES, GENDERS
+from facesearch.spec import AGE_GROUPS, EMOTIONS, ETHNICITIES, GENDERS
 
 #: Natural-language descriptions of every class (the class being present).
 DESCRIPTIONS: dict[str, tuple[str, ...]] = {
@@ -40,8 +40,8 @@ DESCRIPTIONS: dict[str, tuple[str, ...]] = {
         "unfocused photo", "motion blur",
     ),
     "Brown_Hair": (
-        "brown hair", "brunette", "brown-haired", "chestnut hair", "auburn hair",
-        "light brown hair", "hazel hair",
+        "brown hair", "brunette", "brown-haired", "chestnut hair", "light brown hair",
+        "hazel hair",
     ),
     "Bushy_Eyebrows": (
         "bushy eyebrows", "thick eyebrows", "heavy brows", "bushy brows", "dense eyebrows",
@@ -175,14 +175,61 @@ DESCRIPTIONS: dict[str, tuple[str, ...]] = {
         "hispanic", "latino", "latina", "middle eastern", "arab", "mixed race", "native american",
         "mexican", "brazilian", "persian",
     ),
+    # Read from the photo's pixels (pipeline/pixel_attributes.py), not by the network: they
+    # have no class centre, so they rank by their stored probability alone.
+    "hair_long": (
+        "long hair", "long-haired", "shoulder-length hair", "long locks", "flowing hair",
+        "hair down to the shoulders", "long flowing hair", "waist-length hair",
+    ),
+    "hair_short": (
+        "short hair", "short-haired", "cropped hair", "close-cropped hair", "buzz cut",
+        "crew cut", "pixie cut", "short haircut", "cropped haircut",
+    ),
+    "hair_red": (
+        "red hair", "redhead", "red-haired", "ginger", "ginger hair", "auburn", "auburn hair",
+        "copper hair", "red-headed", "fiery red hair",
+    ),
+    "eyes_blue": ("blue eyes", "blue-eyed", "light blue eyes", "pale blue eyes", "bright blue eyes"),
+    "eyes_green": ("green eyes", "green-eyed", "emerald eyes", "bright green eyes"),
+    "eyes_brown": ("brown eyes", "brown-eyed", "dark brown eyes", "chocolate brown eyes"),
+    # The 7 expressions (spec.EMOTIONS; models/emotion.py, learnt from fer's labels). "happy",
+    # "happy face", "cheerful" stay with Smiling (CelebA's labels; the happy emotion separates
+    # Smiling at AUC 0.97): these are the other ways of saying it.
+    "angry": (
+        "angry", "angry face", "angry expression", "mad", "furious", "annoyed", "grumpy",
+        "scowling", "enraged", "irritated", "an angry look", "fuming",
+    ),
+    "disgust": (
+        "disgusted", "disgust", "disgusted face", "grossed out", "revolted", "repulsed",
+        "a look of disgust",
+    ),
+    "fear": (
+        "scared", "afraid", "frightened", "fearful", "terrified", "fear", "scared face",
+        "a look of fear", "panicked",
+    ),
+    "happy": (
+        "joyful", "joyous", "delighted", "overjoyed", "elated", "glad", "looks happy",
+        "a happy mood", "gleeful",
+    ),
+    "sad": (
+        "sad", "unhappy", "crying", "gloomy", "sorrowful", "sad face", "sad expression",
+        "melancholy", "downcast", "tearful", "depressed", "miserable",
+    ),
+    "surprise": (
+        "surprised", "shocked", "astonished", "amazed", "surprise", "startled",
+        "surprised face", "a look of surprise", "stunned",
+    ),
+    "neutral": (
+        "neutral expression", "neutral", "expressionless", "blank expression", "straight face",
+        "poker face", "emotionless", "impassive", "neutral face",
+    ),
 }
 
 #: Descriptions of a class being absent: a span matching one yields the class negated.
 OPPOSITES: dict[str, tuple[str, ...]] = {
     "No_Beard": ("beard", "bearded", "full beard", "a thick beard", "facial hair", "with a beard"),
     "Smiling": (
-        "frowning", "serious expression", "stern face", "neutral expression", "unsmiling",
-        "sad face",
+        "frowning", "serious expression", "stern face", "unsmiling",
     ),
     "Mouth_Slightly_Open": ("closed mouth", "mouth closed", "lips pressed together"),
     "Narrow_Eyes": ("wide eyes", "wide-open eyes", "big round eyes"),
@@ -197,11 +244,14 @@ EXCLUSIVE_GROUPS: tuple[frozenset[str], ...] = (
     frozenset(GENDERS),
     frozenset(name for name, _, _ in AGE_GROUPS),
     frozenset(ETHNICITIES),
+    frozenset({"hair_long", "hair_short"}),
+    frozenset({"eyes_blue", "eyes_green", "eyes_brown"}),
+    frozenset(EMOTIONS),
 )
 
-#: Words people use for emotions -> the emotion class that will answer them (DESIGN.md's second
-#: round: angry, disgust, fear, happy, sad, surprise, neutral). Until a model has the class
-#: (spec.CLASSES), a query naming one is told so instead of being matched to something else.
+#: Words people use for emotions -> the emotion class that answers them (DESIGN.md's second
+#: round: angry, disgust, fear, happy, sad, surprise, neutral). A word whose class has no
+#: DESCRIPTIONS is told to be unknown instead of being matched to something else.
 EMOTION_WORDS: dict[str, str] = {
     "sad": "sad", "unhappy": "sad", "crying": "sad", "gloomy": "sad", "sorrowful": "sad",
     "angry": "angry", "mad": "angry", "furious": "angry", "annoyed": "angry", "grumpy": "angry",

@@ -12,7 +12,8 @@ Filters are a small expression language over the stored class probabilities and 
     person = 'Alice'                    (faces of the person named Alice, index.people; a
                                         number is a person's id: person = 3)
 
-Names: every class of spec.CLASSES, case-insensitively (an exact-case spelling wins: `male` is
+Names: every class of spec.CLASSES and every other stored per-face number (spec.STORED_KEYS:
+emotions, pixel attributes such as hair_red or eyes_blue, quality), case-insensitively (an exact-case spelling wins: `male` is
 the gender class, `Male` CelebA's, `MALE` is an error), `age`, `path`, `date` (or `mtime`) and
 `indexed` (or `indexed_at`), `person`. Operators: < <= > >= = == != (numbers, dates, paths), ~ and !~ (path
 globs), `and`, `or`, `not`, parentheses. Values: numbers, 'single' or "double" quoted strings,
@@ -45,8 +46,8 @@ from typing import TYPE_CHECKING, Union
 
 import sqlalchemy as sa
 
-from facesearch.search.terms import MAX_AGE, ClassTerm
-from facesearch.spec import AGE_GROUPS, AGE_KEY, CLASSES
+from facesearch.search.terms import COLUMNS, MAX_AGE, ClassTerm
+from facesearch.spec import AGE_GROUPS, AGE_KEY, STORED_KEYS
 from facesearch.errors import FaceSearchError
 
 if TYPE_CHECKING:
@@ -71,8 +72,11 @@ _KEYWORDS = {"and", "or", "not"}
 _FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "=": "=", "==": "==", "!=": "!="}
 _METADATA = {"age": "age", "path": "path", "date": "date", "mtime": "date",
              "indexed": "indexed", "indexed_at": "indexed", "person": "person"}
+#: Every stored per-face number a filter may name (spec.STORED_KEYS but age, which is metadata):
+#: classes, emotions, pixel attributes (hair_red, eyes_blue, ...), the quality record.
+FILTER_KEYS: tuple[str, ...] = tuple(key for key in STORED_KEYS if key != AGE_KEY)
 _CLASS_KEYS: dict[str, list[str]] = {}
-for _name in CLASSES:
+for _name in FILTER_KEYS:
     _CLASS_KEYS.setdefault(_name.lower(), []).append(_name)
 
 
@@ -191,7 +195,7 @@ class Filter:
         self._fail(token, "expected a name or a value")
 
     def _field(self, token: _Token) -> Field:
-        if token.text in CLASSES:
+        if token.text in FILTER_KEYS:
             return Field("class", token.text)
         key = token.text.lower()
         if key in _METADATA:
@@ -201,7 +205,7 @@ class Filter:
             return Field("class", spelled[0])
         if spelled:
             self._fail(token, f"{token.text!r} is ambiguous: write {' or '.join(spelled)} exactly")
-        known = list(CLASSES) + list(_METADATA)
+        known = list(FILTER_KEYS) + list(_METADATA)
         close = difflib.get_close_matches(key, [name.lower() for name in known], n=1, cutoff=0.7)
         hint = f" (did you mean {next(n for n in known if n.lower() == close[0])}?)" if close else ""
         self._fail(token, f"unknown name {token.text!r}{hint}; names are class names, age, path, "
@@ -256,6 +260,8 @@ class Filter:
                 return
             field, op, value = node.field, node.op, node.value
             if field.kind not in ("class", "age") or op in ("=", "==", "!="):
+                return
+            if field.kind == "class" and field.name not in COLUMNS:  # quality record: no class
                 return
             above = op in (">", ">=")
             if field.kind == "class":

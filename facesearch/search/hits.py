@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from facesearch.pipeline.detect.quality import is_unreliable
 from facesearch.search.terms import TextQuery
 
 
@@ -25,6 +26,26 @@ class Hit:
     same_person: float | None = None
     #: The person (index.people) this face belongs to: {"id", "name" (None until named)}, or None.
     person: dict | None = None
+    #: "photo", or "video": `path` is a video and the face is a track (pipeline.tracking) seen from
+    #: `start` to `end`, `bbox` and the thumbnail in its best frame at `time` (seconds); `track_id`
+    #: numbers the video's tracks 1, 2, ... by start. All four None for photos.
+    media: str = "photo"
+    track_id: int | None = None
+    start: float | None = None
+    end: float | None = None
+    time: float | None = None
+    #: The face's quality, 0..1 (attributes["quality"], pipeline/detect/quality.py); None for
+    #: faces indexed before quality was recorded. Set from `attributes` when not given.
+    quality: float | None = None
+    #: The face is half outside its photo (border_cut above quality.UNRELIABLE_BORDER_CUT): its
+    #: attributes are not to be trusted. Set from `attributes` when not given.
+    unreliable: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.quality is None:
+            self.quality = self.attributes.get("quality")
+        if self.unreliable is None:
+            self.unreliable = is_unreliable(self.attributes)
 
     def to_dict(self) -> dict:
         """JSON-ready fields."""

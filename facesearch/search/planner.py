@@ -20,29 +20,34 @@ Match modes of an image query (`Request.match`, MATCHES; the identity space give
 the identity space (512-d ArcFace) says who is the same person: a stored face is judged the
 query's person when its identity cosine reaches the calibrated threshold (models.arcface:
 same_person probability 0.5). `person` orders faces by identity similarity; `look-alike` ranks
-by the (weighted) region similarities among the faces NOT judged the query's person;
+by the (weighted) region similarities, plus the agreement of the stored attribute
+probabilities with the query's, among the faces that are not the query's person: none at the
+looser LOOKALIKE_EXCLUDE_PROBABILITY (so none judged so), none of its person (index.people);
 `default` puts the faces judged the query's person first (by identity similarity), then the
-look-alikes. In every mode a hit's score is the weighted sum of its region similarities and
-`Ranked.same_person` holds each hit's calibrated probability. A text or mixed query, and an
-index whose identity space lacks faces (made before it; `facesearch index` fills it in), rank
-by the master vector alone (`match` must then be "default").
+others by (weighted) region similarity (only the faces shown first left out). In every mode a
+hit's score is the weighted sum of its region similarities (a look-alike's rank also weighs
+attributes) and `Ranked.same_person` holds each hit's calibrated probability. A text or mixed
+query, and an index whose identity space lacks faces (made before it; `facesearch index` fills
+it in), rank by the master vector alone (`match` must then be "default").
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import sqlalchemy as sa
 
 from facesearch.errors import FaceSearchError
+from facesearch.index.people import vector_ids_of_persons
 from facesearch.models.arcface import calibration
 from facesearch.search.filters import Filter
 from facesearch.search.ranking import (DEFAULT, RankingSettings, mixed_vector, pool_size, rerank,
                                        text_vector, weighted)
 from facesearch.search.terms import ClassTerm, needed_columns, probability_matrix
+from facesearch.spec import CELEBA_ATTRIBUTES, CLASSES, REGIONS
 
 if TYPE_CHECKING:
     from facesearch.index.spaces import VectorSpace
@@ -61,6 +66,22 @@ MATCHES: tuple[str, ...] = ("default", "person", "look-alike")
 #: Identity neighbours fetched first when collecting the faces judged the query's person
 #: (grown 4x until the farthest fetched is below the threshold).
 SAME_PERSON_FETCH = 64
+#: Look-alike mode leaves out more than the faces judged the query's person (probability 0.5):
+#: also every face whose same-person probability reaches this, and every face of the query's
+#: person (index.people). Not lower: the best look-alikes of a face are other people to whom
+#: the identity network, too, gives a raised cosine (0.08-0.19 for a blonde query's ten best
+#: look-alikes in the validation gallery), so a looser cut leaves out the very faces asked for
+#: (at 0.05, a cosine of 0.07, one in five other people's faces goes; agreement fell to 0.778)
+#: while the query's person's outliers (photos at cosine ~0 with the rest of their person) stay.
+#: Measured in training.identity_calibration.
+LOOKALIKE_EXCLUDE_PROBABILITY = 0.2
+#: Look-alike mode ranks the LOOKALIKE_POOL x k best faces by region similarity (weighted)
+#: again, by that similarity plus LOOKALIKE_AGREEMENT_WEIGHT x 7 x the expected share of the
+#: 40 CelebA attributes the face and the query agree on (from both faces' stored class
+#: probabilities, `attribute_agreement`): faces that look alike and have the same visible
+#: attributes first. Measured in training.identity_calibration.
+LOOKALIKE_POOL = 5
+LOOKALIKE_AGREEMENT_WEIGHT = 0.5
 
 
 class Space(Protocol):
@@ -87,6 +108,19 @@ class Catalog(Protocol):
         probability matrix in terms.COLUMNS order with at least the columns `names` filled."""
         ...
 
+    def persons(self, ids: np.ndarray) -> np.ndarray:
+        """(n,) int64: the person (index.people) of each of these faces, -1 for none."""
+        ...
+
+    def members(self, persons: Sequence[int]) -> np.ndarray:
+        """Vector ids (int64) of every face of these persons."""
+        ...
+
+    def likeliest(self, name: str, n: int, clause=None) -> np.ndarray:
+        """Vector ids of the (at most) n faces with the highest stored probability `name`
+        (a terms.COLUMNS name), best first, among those meeting `clause` (SQL catalogs)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Request:
@@ -100,6 +134,7 @@ class Request:
     ranking: RankingSettings = field(default=DEFAULT)
     identity: np.ndarray | None = None         # (512,) identity vector of the query face
     match: str = "default"                     # an image query's match mode (MATCHES)
+    attributes: np.ndarray | None = None       # (len(COLUMNS),) the query face's probabilities
 
     @property
     def browsing(self) -> bool:
@@ -160,6 +195,8 @@ def rank(request: Request, centres: np.ndarray, space: Space, catalog: Catalog,
     pool = pool_size(request.k, request.ranking) if request.terms else request.k
     candidates, probabilities, strategy = _nearest(space, catalog, searched, pool, request.where,
                                                    needed_columns(request.terms))
+    candidates, probabilities = _with_likeliest(request, space, catalog, searched, pool,
+                                                candidates, probabilities)
     ranked = rerank(request.terms, candidates, probabilities, mixed=request.face is not None,
                     settings=request.ranking)
     return Ranked(vector, ranked[:request.k], strategy)
@@ -172,6 +209,8 @@ def rank_match(request: Request, space: Space, identity: Space, catalog: Catalog
     vector = np.asarray(request.face, dtype=np.float32)
     searched = weighted(vector, request.block_weights)
     query_identity = np.asarray(request.identity, dtype=np.float32)
+    if request.match == "look-alike":
+        return _look_alikes(request, vector, searched, space, identity, catalog)
     if request.match == "person":
         found = _search(identity, catalog, query_identity, request.k, request.where)
         same = {i: s for s, i in found}
@@ -179,12 +218,14 @@ def rank_match(request: Request, space: Space, identity: Space, catalog: Catalog
         scores = _scores(space, searched, chosen)
         candidates = list(zip(scores, chosen))
         strategy = "person"
-    else:
+    else:  # default: the faces judged the query's person, then the others as look-alikes
         judged = _same_person(identity, catalog, query_identity, threshold, request.where)
-        first = [] if request.match == "look-alike" else sorted(judged, key=judged.get, reverse=True)
-        first = first[:request.k]
-        rest = [(s, i) for s, i in _search(space, catalog, searched, request.k + len(judged), request.where)
-                if i not in judged][:request.k - len(first)]
+        first = sorted(judged, key=judged.get, reverse=True)[:request.k]
+        # the others by region similarity alone (the issue's default mode; --region/--weights
+        # order them), the attribute re-ranking being look-alike mode's own
+        rest = (_look_alikes(replace(request, k=request.k - len(first), attributes=None), vector,
+                             searched, space, identity, catalog, leave_out=set(judged)).candidates
+                if len(first) < request.k else [])
         candidates = list(zip(_scores(space, searched, first), first)) + rest
         rest_ids = [i for _, i in rest]
         same = judged | dict(zip(rest_ids, _identity_scores(identity, query_identity, rest_ids)))
@@ -192,6 +233,60 @@ def rank_match(request: Request, space: Space, identity: Space, catalog: Catalog
     probabilities = calibration().probability(np.array([same[i] for _, i in candidates]))
     return Ranked(vector, candidates, strategy,
                   {i: round(float(p), 4) for (_, i), p in zip(candidates, probabilities)})
+
+
+def _look_alikes(request: Request, vector: np.ndarray, searched: np.ndarray, space: Space,
+                 identity: Space, catalog: Catalog, leave_out: set[int] | None = None) -> Ranked:
+    """Look-alike mode (LOOKALIKE_* above): the faces most like the query by region, and by
+    their attributes when the query's probabilities are known, among the faces that are not
+    its person: none at LOOKALIKE_EXCLUDE_PROBABILITY or more (so none judged its person), none
+    of its person (index.people: the person of the face most like it by identity, when that
+    face is judged its person; the query's own face when it is indexed), checked on the
+    candidates by region (fetched 4x more until enough remain), so the cost does not grow with
+    the number of faces near the query by identity in a large index. Default mode's
+    look-alikes pass `leave_out` instead (the faces it shows first): only those are left out,
+    so no face goes missing from a plain image query."""
+    shipped = calibration()
+    query_identity = np.asarray(request.identity, dtype=np.float32)
+    cut = shipped.cosine(LOOKALIKE_EXCLUDE_PROBABILITY) if leave_out is None else None
+    if leave_out is None:
+        nearest = _search(identity, catalog, query_identity, 1, request.where)  # itself, if indexed
+        person = (int(catalog.persons(np.array([nearest[0][1]], np.int64))[0])
+                  if nearest and nearest[0][0] >= shipped.threshold else -1)
+        leave_out = {int(i) for i in (catalog.members([person]) if person >= 0 else [])}
+    pool = max(request.k, request.k * LOOKALIKE_POOL if request.attributes is not None else request.k)
+    fetch = 2 * pool + len(leave_out)
+    while True:  # candidates by region, those too close by identity dropped; more until enough
+        fetched = _search(space, catalog, searched, fetch, request.where)
+        found = [(s, i) for s, i in fetched if i not in leave_out]
+        if cut is not None:
+            close = np.array(_identity_scores(identity, query_identity, [i for _, i in found])) >= cut
+            found = [pair for pair, drop in zip(found, close) if not drop]
+        if len(found) >= pool or len(fetched) < fetch or fetch >= len(space):
+            break
+        fetch *= 4
+    found = found[:pool]
+    if request.attributes is not None and found:
+        ids = np.array([i for _, i in found], np.int64)
+        _, matrix = catalog.probabilities(ids, CELEBA_ATTRIBUTES)
+        agreement = attribute_agreement(np.asarray(request.attributes, np.float32), matrix)
+        value = [s + LOOKALIKE_AGREEMENT_WEIGHT * len(REGIONS) * a for (s, _), a in zip(found, agreement)]
+        found = [found[n] for n in np.argsort(-np.asarray(value), kind="stable")]
+    candidates = found[:request.k]
+    ids = [i for _, i in candidates]
+    probabilities = shipped.probability(np.array(_identity_scores(identity, query_identity, ids)))
+    return Ranked(vector, candidates, request.match,
+                  {i: round(float(p), 4) for i, p in zip(ids, probabilities)})
+
+
+def attribute_agreement(query: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """(n,) the expected share of the 40 CelebA attributes on which each face agrees with the
+    query face, reading each stored probability as the chance the face has the attribute:
+    mean over attributes of p q + (1 - p)(1 - q). `query` (len(COLUMNS),), `probabilities`
+    (n, len(COLUMNS)) in terms.COLUMNS order (the CelebA attributes come first)."""
+    n = len(CELEBA_ATTRIBUTES)
+    p, q = np.asarray(probabilities, np.float32)[:, :n], np.asarray(query, np.float32)[:n]
+    return (p @ q + (1 - p) @ (1 - q)) / n
 
 
 def _nearest(space: Space, catalog: Catalog, query: np.ndarray, n: int, where: Filter | None,
@@ -213,6 +308,36 @@ def _nearest(space: Space, catalog: Catalog, query: np.ndarray, n: int, where: F
     scores, ids = np.asarray(scores)[keep], ids[keep]
     known, probabilities = catalog.probabilities(ids, names)
     return [(float(s), int(i)) for s, i in zip(scores[known], ids[known])], probabilities, strategy
+
+
+def _with_likeliest(request: Request, space: Space, catalog: Catalog, searched: np.ndarray,
+                    pool: int, candidates: list[tuple[float, int]], probabilities: np.ndarray
+                    ) -> tuple[list[tuple[float, int]], np.ndarray]:
+    """Step 3b: a class without a centre (not in spec.CLASSES: emotions, pixel attributes such
+    as red hair) cannot steer the query vector, so the pool also takes the `pool` faces most
+    likely to have each such class the text asks for (not negated), with their (weighted)
+    vector scores; the re-ranking then weighs them like the rest. Returns the candidates and
+    their probability matrix, extended."""
+    names = [term.name for term in request.terms
+             if term.years is None and not term.negated and term.name not in CLASSES]
+    if not names:
+        return candidates, probabilities
+    clause = request.where.clause(catalog.dialect) if request.where is not None else None
+    seen = {i for _, i in candidates}
+    extra: list[int] = []
+    for name in names:
+        for i in catalog.likeliest(name, pool, clause):
+            if int(i) not in seen:
+                seen.add(int(i))
+                extra.append(int(i))
+    if not extra:
+        return candidates, probabilities
+    ids = np.asarray(extra, np.int64)
+    known, more = catalog.probabilities(ids, needed_columns(request.terms))
+    ids = ids[known]
+    scores = np.asarray(space.reconstruct(ids), np.float32) @ searched if len(ids) else []
+    return (list(candidates) + [(float(s), int(i)) for s, i in zip(scores, ids)],
+            np.concatenate([probabilities, more]) if len(ids) else probabilities)
 
 
 def _search(space: Space, catalog: Catalog, query: np.ndarray, k: int, where: Filter | None
@@ -265,6 +390,17 @@ class StoreCatalog:
         known = np.array([int(i) in self.rows for i in ids], dtype=bool)
         matrix = probability_matrix([self.rows[int(i)][0].attributes for i in ids[known]], names)
         return known, matrix
+
+    def likeliest(self, name: str, n: int, clause=None) -> np.ndarray:
+        return self.store.vector_ids_by(name, n, clause)
+
+    def persons(self, ids: np.ndarray) -> np.ndarray:
+        self.rows.update(self.store.faces_by_vector_ids([int(i) for i in ids if int(i) not in self.rows]))
+        return np.array([self.rows[int(i)][0].person_id if int(i) in self.rows
+                         and self.rows[int(i)][0].person_id is not None else -1 for i in ids], np.int64)
+
+    def members(self, persons: Sequence[int]) -> np.ndarray:
+        return vector_ids_of_persons(self.store, persons)
 
     # the filtered search reads these
     @property

@@ -29,7 +29,7 @@ import numpy as np
 
 from facesearch.search.terms import ClassTerm, class_fit, needed_columns, probability_matrix
 from facesearch.errors import FaceSearchError
-from facesearch.spec import CLASS_REGIONS, CLASSES, GENDERS, REGION_DIM, REGIONS
+from facesearch.spec import CENTRED_CLASSES, CLASS_REGIONS, CLASSES, GENDERS, REGION_DIM, REGIONS
 
 #: Share of a class's centre shift kept in blocks of regions it does not live in.
 OFF_REGION_WEIGHT = 0.5
@@ -71,8 +71,14 @@ def average_face(centres: np.ndarray) -> np.ndarray:
 
 
 def class_shift(term: ClassTerm, centres: np.ndarray, settings: RankingSettings = DEFAULT) -> np.ndarray:
-    """(7, 52) signed, weighted shift from the average face toward (or away from) a class."""
-    shift = _blocks(centres[CLASSES.index(term.name)] - average_face(centres)).astype(np.float64)
+    """(7, 52) signed, weighted shift from the average face toward (or away from) a class; zeros
+    for a class without a centre (pixel attributes; emotions when `centres`, rows in
+    spec.CENTRED_CLASSES order, lacks their rows: no emotion head ships), which steers the
+    ranking through its probability alone (`rerank`, planner's pool)."""
+    row = CENTRED_CLASSES.index(term.name) if term.name in CENTRED_CLASSES else len(centres)
+    if row >= len(centres):
+        return np.zeros((len(REGIONS), REGION_DIM))
+    shift = _blocks(centres[row] - average_face(centres)).astype(np.float64)
     home = np.array([region in CLASS_REGIONS[term.name] for region in REGIONS])
     shift[~home] *= settings.off_region_weight
     if settings.unit_terms:
@@ -93,7 +99,7 @@ def mixed_vector(face: np.ndarray, terms: Sequence[ClassTerm], centres: np.ndarr
     blocks = _blocks(face).astype(np.float64).copy()
     shift = sum(class_shift(term, centres, settings) for term in terms)
     for b, region in enumerate(REGIONS):
-        if any(region in CLASS_REGIONS[term.name] for term in terms):
+        if any(region in CLASS_REGIONS.get(term.name, ()) for term in terms) and np.any(shift[b]):
             step = shift[b] / max(np.linalg.norm(shift[b]), 1e-9)
             moved = blocks[b] + MIXED_STRENGTH * step
             blocks[b] = moved / max(np.linalg.norm(moved), 1e-9)

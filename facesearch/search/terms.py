@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from facesearch.spec import AGE_GROUPS, AGE_KEY, CLASSES, GENDERS
+from facesearch.spec import AGE_GROUPS, AGE_KEY, CLASSES, EMOTIONS, GENDERS, PIXEL_ATTRIBUTES
 
 #: Probabilities are floored here before logs: one very unsure class cannot sink a face alone.
 PROBABILITY_FLOOR = 0.01
@@ -21,8 +21,10 @@ AGE_SPREAD = 6.0
 #: Oldest age a range reaches ("over 60" is 60 to MAX_AGE).
 MAX_AGE = 120.0
 
-#: Columns of a probability matrix: every class, then the age estimate in years.
-COLUMNS: tuple[str, ...] = (*CLASSES, AGE_KEY)
+#: Columns of a probability matrix: every class, the age estimate in years, then the
+#: probabilities that are not the network's classes (no class centre): emotions, and the
+#: attributes read from pixels (pipeline/pixel_attributes.py).
+COLUMNS: tuple[str, ...] = (*CLASSES, AGE_KEY, *EMOTIONS, *PIXEL_ATTRIBUTES)
 _AGE_GROUPS = {name: (first, last) for name, first, last in AGE_GROUPS}
 
 
@@ -94,10 +96,11 @@ class TextQuery:
 def probability_matrix(attributes: Sequence[Mapping[str, float]],
                        names: Sequence[str] = COLUMNS) -> np.ndarray:
     """(n, len(COLUMNS)) float32 from stored `attributes` dicts: the columns in `names` read
-    (0.5 where a dict lacks one), the others left at 0.5."""
+    (0.5 where a dict lacks one or holds None: unknown), the others left at 0.5."""
     matrix = np.full((len(attributes), len(COLUMNS)), 0.5, dtype=np.float32)
     for name in names:
-        matrix[:, COLUMNS.index(name)] = [float(a.get(name, 0.5)) for a in attributes]
+        matrix[:, COLUMNS.index(name)] = [0.5 if a.get(name) is None else float(a[name])
+                                          for a in attributes]
     return matrix
 
 

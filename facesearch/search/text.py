@@ -203,6 +203,8 @@ _AGE_RANGES: tuple[tuple[re.Pattern, object], ...] = (
      lambda a: (max(a - ABOUT_YEARS, 0.0), a + ABOUT_YEARS + 1)),
     (re.compile(rf"\b({_NUMBER})-?ish\b"), lambda a: (max(a - ABOUT_YEARS, 0.0), a + ABOUT_YEARS + 1)),
 )
+#: "long blond hair" names a length and a colour: rewritten "long hair blond hair" (one span each).
+_LENGTH_AND_HAIR = re.compile(r"\b(long|short|shoulder-length|cropped)\s+((?:[a-z'-]+\s+){1,2}?)(hair|locks)\b")
 #: "about 40" is 40 ± this many years.
 ABOUT_YEARS = 4.0
 #: Before clauses are cut at "and"/"or": these ranges are rewritten to one clause each.
@@ -261,6 +263,7 @@ def _clauses(text: str) -> list[tuple[str, bool]]:
     text = _NON_PREFIX.sub("not ", text.lower().replace("\u2019", "'"))
     for pattern, replacement in _JOINED_RANGES:
         text = pattern.sub(replacement, text)
+    text = _LENGTH_AND_HAIR.sub(r"\1 \3 \2\3", text)
     clauses = []
     for piece in _CLAUSE_SPLIT.split(text):
         piece = piece.strip()
@@ -470,7 +473,7 @@ def vocabulary() -> dict[str, dict]:
         "absent": {name: list(phrases) for name, phrases in OPPOSITES.items()},
         "ages": list(AGE_PHRASES),
         "everyone": sorted(_EVERYONE - {"individual", "individuals", "persons", "humans"}),
-        "not_yet_known": {w: c for w, c in EMOTION_WORDS.items() if c not in CLASSES},
+        "not_yet_known": {w: c for w, c in EMOTION_WORDS.items() if c not in DESCRIPTIONS},
     }
 
 
@@ -479,8 +482,9 @@ SUGGESTIONS = 3
 
 
 def unknown_emotions(text: str) -> list[str]:
-    """The emotion words of a text ("sad", "angry") whose class this model does not have yet."""
-    return [w for w in _WORD.findall(text.lower()) if EMOTION_WORDS.get(w) not in (None, *CLASSES)]
+    """The emotion words of a text ("sad", "angry") whose class has no DESCRIPTIONS (none since
+    the emotion head shipped: models/emotion.py)."""
+    return [w for w in _WORD.findall(text.lower()) if EMOTION_WORDS.get(w) not in (None, *DESCRIPTIONS)]
 
 
 def not_understood(text: str) -> str:

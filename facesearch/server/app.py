@@ -223,8 +223,8 @@ def create_app(settings: Settings | None = None, token: str | None = None,
 
     @app.get("/api/photos/{photo_id}/image", summary="A photo as a JPEG (longest side ≤ 1600 px)",
              response_class=Response)
-    def photo_image(photo_id: int) -> Response:
-        data = _found(fs.photo_image(photo_id), f"no photo {photo_id}, or its file is gone")
+    def photo_image(photo_id: int, time: float | None = Query(None, ge=0, description="a video's frame at this many seconds")) -> Response:
+        data = _found(fs.photo_image(photo_id, time=time), f"no photo {photo_id}, or its file is gone")
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": _PHOTO_CACHE})
 
     @app.get("/api/people", summary="The persons of the index, most faces first")

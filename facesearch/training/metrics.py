@@ -141,3 +141,27 @@ def bcubed(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     recall = float(np.mean(shared / both.sum(axis=0)[class_index]))
     f = 2 * precision * recall / (precision + recall)
     return {"precision": precision, "recall": recall, "f": f}
+
+
+class ExactSpace:
+    """Vectors in memory as search.planner's Space: exact inner products (as FAISS Flat), the
+    ids being row numbers. `vectors` (n, d) float32; evaluations rank their galleries with it."""
+
+    def __init__(self, vectors: np.ndarray):
+        self.vectors = np.asarray(vectors, np.float32)
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def search(self, queries: np.ndarray, k: int, restrict: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids), each (q, k): the k best rows for each query row (`restrict` unused:
+        galleries are searched whole)."""
+        scores = np.asarray(queries, np.float32).reshape(-1, self.vectors.shape[1]) @ self.vectors.T
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(scores, order, axis=1), order
+
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        """The vectors of these ids (n, d)."""
+        return self.vectors[np.asarray(ids, np.int64)]
+

@@ -1,7 +1,8 @@
 """Training the descriptor network: attributes, identity and the patent's multi-attribute loss.
 
 Reproducible (fixed seeds, settings saved beside every checkpoint), resumable (a checkpoint after
-every epoch), and it writes the shipped weights: float16 safetensors plus the class centres.
+every epoch); it writes float16 safetensors plus the class centres into its run folder, and over
+the package's shipped weights only when asked to export (train_and_export(export=True)).
 """
 from __future__ import annotations
 
@@ -541,7 +542,7 @@ def start_from_weights(model: DescriptorNet, objective: Objective, weights: Path
     from facesearch.models.descriptor import DescriptorModel
     loaded = DescriptorModel(weights)
     model.load_state_dict(loaded.network.state_dict())
-    objective.centres.copy_(torch.from_numpy(loaded.centres))
+    objective.centres.copy_(torch.from_numpy(loaded.centres[:len(CLASSES)]))  # emotions' apart
     labelled = np.flatnonzero(train_split.identity != UNKNOWN)
     vectors = embed_faces(model, train_split.crops[labelled], train_split.masks[labelled]).vectors
     rows = np.searchsorted(identities, train_split.identity[labelled])
@@ -582,10 +583,19 @@ def weights_digest(model: DescriptorNet) -> str:
     return digest.hexdigest()[:6]
 
 
+#: A run's weights, in its run folder (the package's shipped weights change only on export).
+RUN_WEIGHTS = "descriptor.safetensors"
+
+
 def train_and_export(run_dir: Path, settings: TrainSettings | None = None, root: Path | None = None,
-                     weights: Path | None = None, validate_each_epoch: bool = False) -> dict:
+                     weights: Path | None = None, validate_each_epoch: bool = False,
+                     export: bool = False) -> dict:
     """Train (resuming if possible), measure on the validation identities, write the weights
-    (with class centres from the training faces) and a metrics.json; returns the metrics."""
+    (with class centres from the training faces) and a metrics.json; returns the metrics.
+
+    Everything is written into `run_dir` (the weights as RUN_WEIGHTS) unless `weights` names
+    another file; the package's shipped weights (models/weights/descriptor.safetensors) are
+    replaced only with `export=True` (`facesearch train --export`), never by default."""
     from facesearch.models.descriptor import WEIGHTS_FILE
 
     started = time.time()
@@ -603,6 +613,8 @@ def train_and_export(run_dir: Path, settings: TrainSettings | None = None, root:
     version += f"-{weights_digest(model)}"  # two runs of a day differ: photos know which described them
     metrics["version"] = version
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    save_model(model, centres, mean_mesh, {"version": version, "classes": json.dumps(CLASSES)},
-               weights or WEIGHTS_FILE)
+    metadata = {"version": version, "classes": json.dumps(CLASSES)}
+    save_model(model, centres, mean_mesh, metadata, weights or run_dir / RUN_WEIGHTS)
+    if export:
+        save_model(model, centres, mean_mesh, metadata, WEIGHTS_FILE)
     return metrics

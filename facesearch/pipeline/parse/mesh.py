@@ -80,15 +80,17 @@ class MeshParser(Parser):
             return None
         return self.mesh_masks(crop, mesh)
 
-    def mesh_masks(self, crop: np.ndarray, mesh: np.ndarray) -> np.ndarray:
-        """One-hot float32 masks (7, H, W) in REGIONS order for a crop and a (468, 2) mesh in its
-        pixels."""
+    def mesh_masks(self, crop: np.ndarray, mesh: np.ndarray, person: np.ndarray | None = None
+                   ) -> np.ndarray:
+        """One-hot float32 masks (7, H, W) in REGIONS order for a crop (any size) and a (468, 2)
+        mesh in its pixels; `person`, the crop's person mask when already computed."""
         height, width = crop.shape[:2]
         labels = np.full((height, width), REGIONS.index("background"), dtype=np.uint8)
         oval = self._hull_mask(mesh, self._parts["face_oval"], (height, width))
         chin_y = mesh[list(self._parts["face_oval"][0]), 1].max()
         above_chin = (np.arange(height) < chin_y)[:, None]
-        labels[self.person_mask(crop) & ~oval & above_chin] = REGIONS.index("hair")
+        person = self.person_mask(crop) if person is None else person
+        labels[person & ~oval & above_chin] = REGIONS.index("hair")
         labels[oval] = REGIONS.index("face_skin")
         for part in ("nose", "eyes", "eyebrows", "lips"):
             labels[self._hull_mask(mesh, self._parts[part], (height, width))] = REGIONS.index(part)

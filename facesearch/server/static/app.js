@@ -164,11 +164,18 @@ function hitCard(hit) {
     thumb(hit),
     el("div", { class: "head" }, el("span", {}, `#${hit.rank}`), el("span", {}, hit.score.toFixed(3))),
     el("div", { class: "path" }, shortPath(hit.path), hit.missing ? el("span", { class: "badge" }, " missing") : null),
+    videoTimes(hit),
     personLine(hit),
     bars, fits, el("div", { class: "attrs" }, hit.summary));
   card.addEventListener("click", () => openFace(hit.face_id, true));
   card.addEventListener("keydown", (event) => { if (event.key === "Enter") openFace(hit.face_id, true); });
   return card;
+}
+
+function videoTimes(face) {  // a video's face is a track: when it is seen, and the frame shown
+  if (face.media !== "video") return null;
+  return el("div", { class: "times", title: `track ${face.track_id}: seen ${face.start.toFixed(1)}–${face.end.toFixed(1)} s, this frame at ${face.time.toFixed(1)} s` },
+    `video track ${face.track_id}: ${face.start.toFixed(1)}–${face.end.toFixed(1)} s, frame ${face.time.toFixed(1)} s`);
 }
 
 function personLine(hit) {  // its person's name when known; for a photo, how sure it is the same person
@@ -257,9 +264,12 @@ async function openPhoto(photoId, chosenFace, push) {
   img.hidden = photo.missing;
   const faces = $("photo-faces");
   faces.replaceChildren();
+  // a video: the frame of the chosen track (else the first), and the faces boxed in that frame
+  const shown = photo.media === "video" ? (photo.faces.find((f) => f.face_id === chosenFace) || photo.faces[0]) : null;
   const place = () => {
     const width = photo.width || img.naturalWidth, height = photo.height || img.naturalHeight;
     photo.faces.forEach((face, i) => {
+      if (shown && face.time !== shown.time) return;
       const [x0, y0, x1, y1] = face.bbox;
       frame.append(el("div", {
         class: "box" + (face.face_id === chosenFace ? " chosen" : ""), title: `face ${i}: more like this face`,
@@ -268,11 +278,12 @@ async function openPhoto(photoId, chosenFace, push) {
       }, el("span", {}, String(i))));
     });
   };
-  if (!photo.missing) { img.onload = place; img.src = `/api/photos/${photoId}/image`; if (img.complete && img.naturalWidth) place(); }
+  const at = shown ? `?time=${shown.time}` : "";
+  if (!photo.missing) { img.onload = place; img.src = `/api/photos/${photoId}/image${at}`; if (img.complete && img.naturalWidth) place(); }
   photo.faces.forEach((face, i) => {
     faces.append(el("div", { class: "face" + (face.face_id === chosenFace ? " chosen" : "") },
       photo.missing ? null : el("img", { src: `/api/faces/${face.face_id}/thumbnail`, alt: `face ${i}` }),
-      el("span", {}, `face ${i}`),
+      el("span", {}, `face ${i}`, videoTimes(face)),
       el("button", { type: "button", class: "more-like", "data-face": face.face_id, onclick: () => moreLike(face.face_id) }, "more like this face")));
   });
   $("photo-view").hidden = false;
