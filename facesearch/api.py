@@ -19,7 +19,6 @@ from facesearch.index.distributed import RayDescriber
 from facesearch.index.indexer import Indexer, IndexReport, reconcile
 from facesearch.index.lock import IndexBusyError, IndexLock
 from facesearch.index import people as people_store
-from facesearch.models.arcface import calibration
 from facesearch.index.repair import CheckReport, check, open_spaces, require_sqlite_file, salvage_sqlite
 from facesearch.index.spaces import FAISS_FILENAME, Spaces, VectorSpace, space_signatures
 from facesearch.index.store import (DB_FILENAME, DamagedDatabaseError, PhotoStatus, Store, database_exists,
@@ -238,7 +237,7 @@ class FaceSearch:
                                             or not people_store.grouped(self.store)):
                 # new faces join their persons, new persons are found (index.people)
                 report.people = people_store.update_people(
-                    self.store, calibration().threshold, self.settings.people_min_faces,
+                    self.store, people_store.grouping_threshold(), self.settings.people_min_faces,
                     self.settings.people_min_samples)
             if self.vectors.meta.get("compression_notice"):
                 self.on_notice(self.vectors.meta["compression_notice"])

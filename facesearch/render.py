@@ -16,7 +16,7 @@ from facesearch.pipeline.images import load_image
 from facesearch.pipeline.sources import load_still
 from facesearch.pipeline.detect.quality import UNRELIABLE_BORDER_CUT, is_unreliable
 from facesearch.pipeline.faces import Face
-from facesearch.search.hits import Hit
+from facesearch.search.hits import Hit, Hits
 
 #: Attributes shown per row of a table: the most confident ones.
 SHOWN_ATTRIBUTES = 4
@@ -73,25 +73,29 @@ def video_times(track_id: int | None, start: float | None, end: float | None,
     return f"video track {track_id}: {start:.1f}-{end:.1f} s, shown at {time:.1f} s"
 
 
-def hits_table(hits: list[Hit]) -> str:
+def hits_table(hits: list[Hit] | Hits) -> str:
     """A readable table of hits: rank, score, best regions, file, box, same-person probability
-    (image queries), person (name, else id), attributes."""
+    (image queries), person (name, else id), attributes; for a text query (`hits.understood`,
+    search.hits.Hits) first how well the face fits each understood class, then the rest."""
     if not hits:
         return "no hits"
-    lines = [f"{'#':>3} {'score':>7}  {'best regions':<26} {'face':>6}  path / box / attributes"]
+    lines = [f"{'#':>3} {'score':>7}  {'best regions':<32} {'face':>6}  path / box / attributes"]
     for hit in hits:
         regions = sorted(hit.regions.items(), key=lambda item: -item[1])[:2]
         best = ", ".join(f"{name} {value:.2f}" for name, value in regions)
         box = ",".join(f"{v:.0f}" for v in hit.bbox)
         gone = "  (file missing)" if hit.missing else ""
-        lines.append(f"{hit.rank:>3} {hit.score:>7.3f}  {best:<26} {hit.face_id:>6}  {hit.path}{gone}")
+        lines.append(f"{hit.rank:>3} {hit.score:>7.3f}  {best:<32} {hit.face_id:>6}  {hit.path}{gone}")
         if hit.media == "video":
-            lines.append(f"{'':>46}{video_times(hit.track_id, hit.start, hit.end, hit.time)}")
+            lines.append(f"{'':>52}{video_times(hit.track_id, hit.start, hit.end, hit.time)}")
         person = "" if hit.same_person is None else f"same person {hit.same_person:.2f}, "
         if hit.person is not None:  # the person (index.people) the face belongs to
             person += f"person {hit.person['name'] or hit.person['id']}, "
         warning = "  (unreliable: half outside the photo)" if hit.unreliable else ""
-        lines.append(f"{'':>46}[{box}]  {person}{top_attributes(hit.attributes)}{warning}")
+        understood = getattr(hits, "understood", None)
+        fits = "" if understood is None else "fits " + ", ".join(
+            f"{name} {value:.2f}" for name, value in understood.explain(hit.attributes).items()) + "; "
+        lines.append(f"{'':>52}[{box}]  {person}{fits}{top_attributes(hit.attributes)}{warning}")
     return "\n".join(lines)
 
 

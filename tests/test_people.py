@@ -18,8 +18,10 @@ from facesearch import FaceSearch, FaceSearchError
 from facesearch.index.people import assign, cluster, consistent, group
 from facesearch.training.metrics import bcubed
 
-#: Validation identities (the same-person calibration never saw them): two people and a stranger.
-ALICE, BOB, STRANGER = 985, 1731, 1301
+#: Validation identities (the same-person calibration never saw them): two people and a stranger
+#: (not 1301: one of its first three photos, 004508.jpg, is at identity cosine 0.08 and 0.13 with
+#: the other two, so those three do not hold together as a person at the grouping threshold).
+ALICE, BOB, STRANGER = 985, 1731, 6864
 
 
 def test_bcubed_on_a_hand_made_example() -> None:

@@ -428,8 +428,10 @@ def _gaussian(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _mahalanobis(colours: np.ndarray, mean: np.ndarray, inverse: np.ndarray) -> np.ndarray:
     """Mahalanobis distance of every pixel (..., 3) to a Gaussian."""
-    centred = colours - mean
-    return np.sqrt(np.maximum(np.einsum("...i,ij,...j->...", centred, inverse, centred), 0.0))
+    centred = (colours - mean).astype(np.float32)
+    # (x A) . x summed over the 3 channels: the quadratic form, several times faster than a
+    # three-operand einsum on a head crop's pixels
+    return np.sqrt(np.maximum(((centred @ inverse.astype(np.float32)) * centred).sum(axis=-1), 0.0))
 
 
 __all__ = ["PixelMeasurer", "with_classes", "eye_probabilities", "length_probabilities", "red_probability"]

@@ -187,14 +187,14 @@ class _Faces:
         return np.flatnonzero(np.isin(self._persons, list(persons)))
 
 
-def gallery_people(identity_vectors: np.ndarray, threshold: float) -> np.ndarray:
+def gallery_people(identity_vectors: np.ndarray) -> np.ndarray:
     """(n,) int64 person of each face (-1 none) when a gallery is indexed in one run
-    (index.people.group with the shipped settings)."""
-    from facesearch.index.people import group
+    (index.people.group with the shipped settings and grouping threshold)."""
+    from facesearch.index.people import group, grouping_threshold
     from facesearch.settings import DEFAULTS
 
     _, clusters = group(identity_vectors, np.empty((0, identity_vectors.shape[1]), np.float32),
-                        threshold, DEFAULTS.people_min_faces, DEFAULTS.people_min_samples)
+                        grouping_threshold(), DEFAULTS.people_min_faces, DEFAULTS.people_min_samples)
     return clusters
 
 
@@ -209,7 +209,7 @@ def lookalike_mode(master: np.ndarray, identity_vectors: np.ndarray, labels: np.
     from facesearch.search.planner import Request, rank_match
 
     space, identities = ExactSpace(master), ExactSpace(identity_vectors)
-    catalog = _Faces(probabilities, gallery_people(identity_vectors, threshold))
+    catalog = _Faces(probabilities, gallery_people(identity_vectors))
     nearest = np.zeros((len(labels), k), np.int64)
     for n in range(len(labels)):
         request = Request(k=k, face=master[n], identity=identity_vectors[n], match="look-alike",

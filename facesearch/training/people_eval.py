@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facesearch.index.people import group, unit_mean
-from facesearch.models.arcface import calibration
+from facesearch.index.people import GROUPING_PROBABILITY, group, grouping_threshold, unit_mean
 from facesearch.settings import DEFAULTS
 from facesearch.training.identity_calibration import CALIBRATION_SOURCES, described
 from facesearch.training.metrics import bcubed
@@ -50,12 +49,39 @@ def _people(vectors: np.ndarray, centroids: np.ndarray, threshold: float, min_fa
     return np.where(joined >= 0, joined, np.where(clusters >= 0, clusters + first_id, -1))
 
 
+def singleton_faces(cache_dir: Path = Path("cache"), root: Path | None = None, seed: int = 0
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(identity vectors, labels, names) of one face (chosen with `seed`) of every identity
+    outside the validation split, from each calibration source: people seen once, as most of a
+    real archive's are, among whom grouping must not form persons. Labels of the second source
+    are offset so that the same identity in two sources stays two singletons. Needs every photo
+    described (identity_calibration.described: long without its cache)."""
+    rng = np.random.default_rng(seed)
+    vectors, labels, names = [], [], []
+    for offset, source in enumerate(CALIBRATION_SOURCES):
+        data = described(source, cache_dir, root=root)
+        outside = np.flatnonzero(~data["validation"])
+        identities = data["identity"][outside]
+        for identity in np.unique(identities):
+            chosen = rng.choice(outside[identities == identity])
+            vectors.append(data["identity_vectors"][chosen])
+            labels.append(int(identity) + offset * 10**7)
+            names.append(f"singletons/{source}/{data['files'][chosen]}")
+    return np.stack(vectors), np.array(labels, np.int64), np.array(names)
+
+
 def measure(cache_dir: Path = Path("cache"), min_faces: int = DEFAULTS.people_min_faces,
-            min_samples: int = DEFAULTS.people_min_samples, root: Path | None = None) -> dict:
+            min_samples: int = DEFAULTS.people_min_samples, root: Path | None = None,
+            singletons: bool = False) -> dict:
     """{"at_once": bcubed, "incremental": bcubed, "faces", "identities", "settings"} (photos
-    under `root`, default the data folder)."""
+    under `root`, default the data folder), grouping at index.people.grouping_threshold().
+    `singletons`: the validation faces plus singleton_faces() (one face of every other
+    identity) instead."""
     vectors, labels, files = validation_faces(cache_dir, root)
-    threshold = calibration().threshold
+    if singletons:
+        more = singleton_faces(cache_dir, root)
+        vectors, labels, files = (np.concatenate([a, b]) for a, b in zip((vectors, labels, files), more))
+    threshold = grouping_threshold()
     at_once = _people(vectors, np.empty((0, vectors.shape[1])), threshold, min_faces, min_samples, 0)
     first = np.zeros(len(labels), bool)
     for identity in np.unique(labels):
@@ -81,7 +107,8 @@ def measure(cache_dir: Path = Path("cache"), min_faces: int = DEFAULTS.people_mi
             "faces": len(labels), "identities": len(np.unique(labels)),
             "settings": {"algorithm": "sklearn.cluster.HDBSCAN", "min_cluster_size": min_faces,
                          "min_samples": min_samples, "metric": "euclidean (unit vectors)",
-                         "cluster_selection_method": "eom", "join_threshold": round(threshold, 4)}}
+                         "cluster_selection_method": "eom", "join_threshold": round(threshold, 4),
+                         "grouping_probability": GROUPING_PROBABILITY}}
 
 
 def format_people(measured: dict) -> str:
@@ -103,8 +130,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache", type=Path, default=Path("cache"))
     parser.add_argument("--min-faces", type=int, default=DEFAULTS.people_min_faces)
     parser.add_argument("--min-samples", type=int, default=DEFAULTS.people_min_samples)
+    parser.add_argument("--singletons", action="store_true",
+                        help="add one face of every other identity, as people seen once")
     args = parser.parse_args(argv)
-    print(json.dumps(measure(args.cache, args.min_faces, args.min_samples), indent=2))
+    print(json.dumps(measure(args.cache, args.min_faces, args.min_samples,
+                             singletons=args.singletons), indent=2))
 
 
 if __name__ == "__main__":
