@@ -79,6 +79,7 @@ def hits_table(hits: list[Hit] | Hits) -> str:
     search.hits.Hits) first how well the face fits each understood class, then the rest."""
     if not hits:
         return "no hits"
+    understood = getattr(hits, "understood", None)
     lines = [f"{'#':>3} {'score':>7}  {'best regions':<32} {'face':>6}  path / box / attributes"]
     for hit in hits:
         regions = sorted(hit.regions.items(), key=lambda item: -item[1])[:2]
@@ -92,7 +93,6 @@ def hits_table(hits: list[Hit] | Hits) -> str:
         if hit.person is not None:  # the person (index.people) the face belongs to
             person += f"person {hit.person['name'] or hit.person['id']}, "
         warning = "  (unreliable: half outside the photo)" if hit.unreliable else ""
-        understood = getattr(hits, "understood", None)
         fits = "" if understood is None else "fits " + ", ".join(
             f"{name} {value:.2f}" for name, value in understood.explain(hit.attributes).items()) + "; "
         lines.append(f"{'':>52}[{box}]  {person}{fits}{top_attributes(hit.attributes)}{warning}")

@@ -107,6 +107,23 @@ CLASS_REGIONS: dict[str, tuple[str, ...]] = {
 
 
 # --- the master vector's layout -------------------------------------------------------------
+def unit_blocks(vectors: np.ndarray, block: int = REGION_DIM) -> np.ndarray:
+    """Vectors (..., d) with each run of `block` dims scaled to unit norm (a zero block stays
+    zero), same shape and dtype: the master vector's 7 region blocks by default; with block = d,
+    the whole vector (identity vectors)."""
+    vectors = np.asarray(vectors)
+    blocks = vectors.reshape(*vectors.shape[:-1], -1, block)
+    blocks = blocks / np.maximum(np.linalg.norm(blocks, axis=-1, keepdims=True), 1e-12)
+    return blocks.reshape(vectors.shape).astype(vectors.dtype, copy=False)
+
+
+def unit_mean(vectors: np.ndarray, block: int | None = None) -> np.ndarray:
+    """The mean (d,) float32 of vectors (n, d), then unit_blocks of `block` dims (None: the
+    whole vector): a person's centroid (identity), one track's master vector over its frames."""
+    mean = np.asarray(vectors, np.float32).mean(axis=0)
+    return unit_blocks(mean, block or mean.shape[-1])
+
+
 def region_block(vector: np.ndarray, region: str) -> np.ndarray:
     """Slice one region's 52-dim block f_k out of master vectors (..., 364) -> (..., 52)."""
     start = REGIONS.index(region) * REGION_DIM
@@ -121,6 +138,5 @@ def region_similarities(query: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     step 5: the master vector's inner product is the sum of seven per-region cosines).
     """
     blocks = vectors.reshape(len(vectors), len(REGIONS), REGION_DIM)
-    query_blocks = query.reshape(len(REGIONS), REGION_DIM)
-    query_blocks = query_blocks / np.maximum(np.linalg.norm(query_blocks, axis=1, keepdims=True), 1e-9)
+    query_blocks = unit_blocks(np.asarray(query, np.float32)).reshape(len(REGIONS), REGION_DIM)
     return np.einsum("nrd,rd->nr", blocks, query_blocks)

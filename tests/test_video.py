@@ -16,10 +16,10 @@ import pytest
 
 from clitools import run
 from facesearch import FaceSearch
-from facesearch.pipeline.tracking import frontality, unit_blocks_mean
+from facesearch.pipeline.tracking import frontality
 from facesearch.pipeline.video import frame_at, probe
 from facesearch.settings import Settings
-from facesearch.spec import REGION_DIM
+from facesearch.spec import REGION_DIM, unit_mean
 
 #: The speaker's shot in short_hamilton_clip.mp4, seconds (README of the data; checked by eye).
 SPEAKER = (3.0, 7.0)
@@ -180,7 +180,7 @@ def test_probe_and_tracking_helpers(video_dir: Path) -> None:
     info = probe(video_dir / "crowd_walking.mp4")
     assert (info.width, info.height, info.codec) == (1920, 1080, "h264") and 4.0 < info.duration < 4.5
     blocks = np.random.default_rng(0).normal(size=(3, 7 * REGION_DIM)).astype(np.float32)
-    mean = unit_blocks_mean(blocks, REGION_DIM).reshape(7, REGION_DIM)
+    mean = unit_mean(blocks, REGION_DIM).reshape(7, REGION_DIM)
     assert np.allclose(np.linalg.norm(mean, axis=1), 1.0, atol=1e-5)
     frontal = np.array([[30, 40], [70, 40], [50, 60], [35, 80], [65, 80]], float)
     profile = frontal.copy()

@@ -43,7 +43,7 @@ from facesearch.index.store import (
     encode_vector,
 )
 from facesearch.models.arcface import calibration
-from facesearch.spec import IDENTITY, IDENTITY_DIM
+from facesearch.spec import IDENTITY, IDENTITY_DIM, unit_mean
 
 #: Same-person probability (models.arcface calibration) with which a face joins a person's
 #: centroid and every member of a new person must hold with the unit mean of the others. Stricter
@@ -154,12 +154,6 @@ def group(vectors: np.ndarray, centroids: np.ndarray, threshold: float, min_face
     clusters[pool] = consistent(vectors[pool], cluster(vectors[pool], min_faces, min_samples),
                                 threshold, min_faces)
     return joined, clusters
-
-
-def unit_mean(vectors: np.ndarray) -> np.ndarray:
-    """The unit-norm mean (d,) float32 of vectors (n, d) (a person's centroid)."""
-    mean = np.asarray(vectors, np.float32).mean(axis=0)
-    return mean / max(float(np.linalg.norm(mean)), 1e-12)
 
 
 def grouping_threshold() -> float:

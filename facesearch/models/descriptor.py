@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from safetensors import safe_open
 
-from facesearch.spec import AGE_KEY, CLASSES, EMOTIONS, MASTER, MIRROR_AVERAGING, REGION_DIM, REGIONS, VECTOR_DIM
+from facesearch.spec import AGE_KEY, CLASSES, EMOTIONS, MASTER, MIRROR_AVERAGING, VECTOR_DIM, unit_blocks
 from facesearch.errors import FaceSearchError
 from facesearch.models.base import Embedder, Embeddings
 from facesearch.models.emotion import shipped_emotions, with_emotion_centres
@@ -135,9 +135,7 @@ def embed_faces(network: DescriptorNet | NumpyDescriptorNet, crops: np.ndarray, 
         if mirror:
             v_mirrored, logits_mirrored = forward(np.ascontiguousarray(images[..., ::-1]),
                                                   np.ascontiguousarray(masks[..., ::-1]))
-            blocks = (v + v_mirrored).reshape(len(v), len(REGIONS), REGION_DIM)
-            blocks /= np.maximum(np.linalg.norm(blocks, axis=-1, keepdims=True), 1e-12)
-            v = blocks.reshape(len(v), -1)
+            v = unit_blocks(v + v_mirrored)
             logits = (logits + logits_mirrored) / 2
         p, a = class_probabilities(logits)
         vectors.append(v.astype(np.float32))

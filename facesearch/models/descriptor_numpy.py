@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from facesearch.models.network_layout import HEADS, IMAGENET_MEAN, IMAGENET_STD, MOBILENET_STAGES
-from facesearch.spec import REGION_DIM, REGIONS
+from facesearch.spec import REGION_DIM, REGIONS, unit_blocks
 
 #: Faces per forward pass: larger batches outgrow the CPU caches (2 cores, same run: 15.0 ms a
 #: face in batches of 1-4, 17.8 at 8, 21.6 at 64; torch at 64: 76.7 on the same busy machine).
@@ -139,8 +139,7 @@ class NumpyDescriptorNet:
         scale, shift = self.norm
         hidden = np.maximum(hidden.reshape(batch, -1) * scale + shift, 0.0).reshape(batch, len(REGIONS), -1)
         blocks = np.einsum("brh,rhd->brd", hidden, self.w2) + self.b2     # (B, 7, 52)
-        blocks /= np.maximum(np.linalg.norm(blocks, axis=-1, keepdims=True), 1e-12)
-        vectors = blocks.reshape(batch, len(REGIONS) * REGION_DIM).astype(np.float32)
+        vectors = unit_blocks(blocks.reshape(batch, len(REGIONS) * REGION_DIM).astype(np.float32))
         vector_logits = self._run_stack(vectors, self.vector_classifier)
         flat = features.transpose(0, 3, 1, 2).reshape(batch, -1)          # NCHW flatten, as torch
         attribute_logits = self._run_stack(flat, self.classifier)

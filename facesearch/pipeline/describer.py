@@ -24,7 +24,7 @@ from facesearch.pipeline.pixel_attributes import with_classes
 from facesearch.pipeline.faces import Face, TrackSpan
 from facesearch.pipeline.sources import media_kind, media_source
 from facesearch.settings import DEFAULTS, Settings
-from facesearch.spec import IDENTITY, MASTER, REGION_DIM
+from facesearch.spec import IDENTITY, MASTER, REGION_DIM, unit_mean
 
 if TYPE_CHECKING:
     from facesearch.models.base import Embedder
@@ -164,7 +164,7 @@ class Describer:
         box, landmarks, score and crop are the best frame's, `track` says when (seconds). Returns ((width, height), faces by
         track start). Raises video.VideoError (one line) for a file that cannot be decoded."""
         # imported here: norfair (and its plotting imports) would add ~1.5 s to every cold query
-        from facesearch.pipeline.tracking import VideoTracks, unit_blocks_mean
+        from facesearch.pipeline.tracking import VideoTracks
 
         tracks = VideoTracks(self.settings.video_fps)
         size: tuple[int, int] | None = None
@@ -205,7 +205,7 @@ class Describer:
                                                if name in face.attributes]))
                           for name, value in top.attributes.items() if isinstance(value, (int, float))}
             faces.append(dataclasses.replace(
-                top, vector=unit_blocks_mean(np.stack([face.vector for face in described]), REGION_DIM),
+                top, vector=unit_mean(np.stack([face.vector for face in described]), REGION_DIM),
                 identity=found_track.identity, attributes=attributes,
                 track=TrackSpan(track_id=found_track.track_id, start=found_track.start,
                                 end=found_track.end, time=observations[0].time,

@@ -34,6 +34,7 @@ import numpy as np
 
 from facesearch.pipeline.detect.quality import face_quality
 from facesearch.pipeline.prepare import PreparedFace
+from facesearch.spec import unit_mean
 
 if TYPE_CHECKING:
     from norfair import Detection
@@ -83,15 +84,6 @@ def frame_quality(pixels: np.ndarray, scale: float, face: PreparedFace) -> float
     original's) times 0.1 + 0.9 x frontality."""
     quality = face_quality(pixels, face.bbox / scale, face.score, face.landmarks / scale).value
     return quality * (0.1 + 0.9 * frontality(face.landmarks))
-
-
-def unit_blocks_mean(vectors: np.ndarray, block: int) -> np.ndarray:
-    """The mean of vectors (n, d) made of unit-norm blocks of `block` dims, each block of the mean
-    scaled back to unit norm (a block that averages to zero stays zero): the master vector
-    (7 x 52) of several frames of one face; with block = d, a plain normalised mean (identity)."""
-    mean = np.asarray(vectors, np.float32).mean(axis=0).reshape(-1, block)
-    norms = np.linalg.norm(mean, axis=1, keepdims=True)
-    return (mean / np.where(norms > 1e-12, norms, 1.0)).reshape(-1).astype(np.float32)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -200,7 +192,7 @@ class Track:
     @property
     def identity(self) -> np.ndarray:
         """(512,) unit-norm mean identity of all its frames."""
-        return unit_blocks_mean(self.identity_sum[None], self.identity_sum.size)
+        return unit_mean(self.identity_sum[None])
 
     @property
     def best(self) -> list[Observation]:

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facesearch.index.people import GROUPING_PROBABILITY, group, grouping_threshold, unit_mean
+from facesearch.index.people import GROUPING_PROBABILITY, group, grouping_threshold
+from facesearch.spec import unit_mean
 from facesearch.settings import DEFAULTS
 from facesearch.training.identity_calibration import CALIBRATION_SOURCES, described
 from facesearch.training.metrics import bcubed
