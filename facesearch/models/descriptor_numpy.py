@@ -5,13 +5,16 @@ Describing a photo runs this, so that a query with a new photo does not import t
 same safetensors file (float16, computed in float32), each batch norm folded into the layer
 before it. Same inputs, same outputs as `DescriptorNet.forward`: master vectors (B, 364) and
 logits (B, N_LOGITS); tests/test_descriptor_numpy.py checks them against torch (max abs
-difference ~1e-5 on real faces). Training and evaluation keep the torch network.
+difference ~1e-5 on real faces). Training and evaluation keep the torch network. The shipped
+model runs the backbone's convolutions (`features`) on onnxruntime instead
+(models/descriptor_onnx.py, `NumpyDescriptorNet.backbone`: the same folded weights, ~4x less CPU).
 
 Layout (channels, widths) is read from the weights' shapes; the stages' strides and the input
 normalisation from models/network_layout.py.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +22,11 @@ import numpy as np
 from facesearch.models.network_layout import HEADS, IMAGENET_MEAN, IMAGENET_STD, MOBILENET_STAGES
 from facesearch.spec import REGION_DIM, REGIONS, unit_blocks
 
-#: Faces per forward pass: larger batches outgrow the CPU caches (2 cores, same run: 15.0 ms a
-#: face in batches of 1-4, 17.8 at 8, 21.6 at 64; torch at 64: 76.7 on the same busy machine).
-BATCH = 4
+#: Faces per forward pass. With the backbone on onnxruntime (`NumpyDescriptorNet.backbone`), CPU
+#: ms a face, mirror averaging and emotions included, one BLAS thread, same run: 4.7 in batches
+#: of 4, 3.8 at 8, 3.3 at 16 (the numpy backbone: 13.6 at 4, 15.9 at 16; its larger batches
+#: outgrew the CPU caches).
+BATCH = 16
 #: torch.nn.BatchNorm's default epsilon (what the network was trained with).
 BATCH_NORM_EPS = 1e-5
 
@@ -51,27 +56,40 @@ class _Conv:
         self.relu6 = relu6
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        """x (B, H, W, C) float32 -> (B, H', W', out channels) float32. Computed in place where
+        it can be (a new array per tap cost page faults) and 1x1 convs as one 2-d matmul (numpy
+        runs an N-d matmul as one small GEMM per row of pixels)."""
         if self.kernel == 1:
-            y = x @ self.weight
+            y = (x.reshape(-1, x.shape[-1]) @ self.weight).reshape(*x.shape[:-1], -1)
         else:
-            batch, height, width, _ = x.shape
+            batch, height, width, channels = x.shape
             s = self.stride
             out_h, out_w = (height - 1) // s + 1, (width - 1) // s + 1
-            padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+            padded = np.zeros((batch, height + 2, width + 2, channels), np.float32)
+            padded[:, 1:-1, 1:-1] = x
             windows = [padded[:, i:i + s * out_h:s, j:j + s * out_w:s] for i in range(3) for j in range(3)]
             if self.depthwise:
                 y = windows[0] * self.weight[0, 0]
+                product = np.empty_like(y)
                 for n, window in enumerate(windows[1:], start=1):
-                    y += window * self.weight[n // 3, n % 3]
+                    y += np.multiply(window, self.weight[n // 3, n % 3], out=product)
             else:
                 y = np.concatenate(windows, axis=-1) @ self.weight
         y += self.bias
-        return np.clip(y, 0.0, 6.0, out=y) if self.relu6 else y
+        if self.relu6:
+            np.maximum(y, 0.0, out=y)
+            np.minimum(y, 6.0, out=y)
+        return y
 
 
 class NumpyDescriptorNet:
     """DescriptorNet's eval-mode forward in numpy, from its state dict (numpy arrays, any float
     dtype; computed in float32). Raises KeyError when the weights lack a layer it needs."""
+
+    #: What runs `features` instead of numpy when set: images (B, 3, 112, 96) -> (B, 7, 6, 96)
+    #: NHWC, the same convolutions (DescriptorModel sets models/descriptor_onnx.py's, on
+    #: onnxruntime: about 4x less CPU); None: numpy (`numpy_features`).
+    backbone: Callable[[np.ndarray], np.ndarray] | None = None
 
     def __init__(self, tensors: dict[str, np.ndarray]):
         t = {key: np.asarray(value, dtype=np.float32) for key, value in tensors.items()
@@ -118,7 +136,13 @@ class NumpyDescriptorNet:
         return np.maximum(x @ w1 + b1, 0.0) @ w2 + b2
 
     def features(self, images: np.ndarray) -> np.ndarray:
-        """images (B, 3, 112, 96) in [0, 1] -> backbone features (B, 7, 6, 96) NHWC float32."""
+        """images (B, 3, 112, 96) in [0, 1] -> backbone features (B, 7, 6, 96) NHWC float32, run by
+        `backbone` when set, else in numpy (`numpy_features`)."""
+        backbone = self.backbone
+        return backbone(images) if backbone is not None else self.numpy_features(images)
+
+    def numpy_features(self, images: np.ndarray) -> np.ndarray:
+        """`features` computed in numpy (the reference the onnxruntime graph is checked against)."""
         x = (np.asarray(images, np.float32).transpose(0, 2, 3, 1) - self.mean) / self.std
         x = self.stem(np.ascontiguousarray(x))
         for convs, residual in self.blocks:
@@ -131,20 +155,30 @@ class NumpyDescriptorNet:
     def __call__(self, images: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """images (B, 3, 112, 96) float in [0, 1]; masks (B, 7, 7, 6) -> master vectors (B, 364)
         float32 (7 unit blocks) and logits (B, N_LOGITS) float32, as DescriptorNet.forward."""
+        vectors, logits, _ = self.outputs(images, masks)
+        return vectors, logits
+
+    def outputs(self, images: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """As __call__, plus the backbone features the attribute classifier reads, flattened as
+        torch flattens them (B, 96 x 7 x 6 = 4032, NCHW order) float32: the emotion head
+        (models/emotion.py) reads them too, at no extra cost of the network."""
         features = self.features(images)                                  # (B, 7, 6, 96)
         batch = len(features)
         maps = self.maps(features).transpose(0, 3, 1, 2)                  # (B, 78, 7, 6)
         stacks = maps[:, None] * np.asarray(masks, np.float32)[:, :, None]  # (B, 7, 78, 7, 6)
-        hidden = np.einsum("brd,rdh->brh", stacks.reshape(batch, len(REGIONS), -1), self.w1) + self.b1
+        # per region r: (B, 78*7*6) @ (78*7*6, 128), as one batched matmul (BLAS; np.einsum's
+        # own loop took a quarter of the forward: 5 of 19 CPU ms a face)
+        by_region = stacks.reshape(batch, len(REGIONS), -1).transpose(1, 0, 2)  # (7, B, 3276)
+        hidden = np.matmul(by_region, self.w1).transpose(1, 0, 2) + self.b1     # (B, 7, 128)
         scale, shift = self.norm
         hidden = np.maximum(hidden.reshape(batch, -1) * scale + shift, 0.0).reshape(batch, len(REGIONS), -1)
-        blocks = np.einsum("brh,rhd->brd", hidden, self.w2) + self.b2     # (B, 7, 52)
+        blocks = np.matmul(hidden.transpose(1, 0, 2), self.w2).transpose(1, 0, 2) + self.b2  # (B, 7, 52)
         vectors = unit_blocks(blocks.reshape(batch, len(REGIONS) * REGION_DIM).astype(np.float32))
         vector_logits = self._run_stack(vectors, self.vector_classifier)
         flat = features.transpose(0, 3, 1, 2).reshape(batch, -1)          # NCHW flatten, as torch
         attribute_logits = self._run_stack(flat, self.classifier)
         logits = np.concatenate([attribute_logits, vector_logits[:, HEADS["celeba"].stop:]], axis=1)
-        return vectors, logits.astype(np.float32)
+        return vectors, logits.astype(np.float32), flat.astype(np.float32, copy=False)
 
 
 def load_numpy_network(weights: Path) -> NumpyDescriptorNet:
