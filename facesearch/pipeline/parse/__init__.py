@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 #: Known parsers: name -> "module:Class" (imported when asked for).
 PARSERS: Backends[Parser] = Backends("parser", {
     "mesh": "facesearch.pipeline.parse.mesh:MeshParser",
+    "learned": "facesearch.pipeline.parse.learned:LearnedParser",
 })
 
 

@@ -40,6 +40,13 @@ class Parser(ABC):
         the face's detection in crop pixels. None when this parser cannot parse the face (the
         face is then dropped)."""
 
+    def masks_in_photo(self, pixels: np.ndarray, face: Detection, matrix: np.ndarray,
+                       crop: np.ndarray) -> np.ndarray | None:
+        """As `masks`, for a parser that reads the photo around the crop too: an (H, W, 3) uint8
+        RGB photo, the face's detection in its pixels, the 2x3 photo -> aligned crop `matrix` and
+        the aligned crop it cuts. Default: `masks` of the crop alone."""
+        return self.masks(crop, face.transformed(matrix))
+
 
 def coarse_masks(masks: np.ndarray) -> np.ndarray:
     """Region masks (7, H, W) at the feature-map grid (7, 7, 6) float32: the share of each cell,
