@@ -4,29 +4,39 @@ hair length (hair_long, hair_short), red hair (hair_red: red, auburn, ginger) an
 
     measurer = PixelMeasurer()                       # one per thread (mediapipe graphs)
     measurer.measure(pixels, detection)              # {"hair_long": 0.93, ..., "eyes_brown": 0.81}
+    head = measurer.head(pixels, detection)          # the head crop and its person segmentation,
+    head.aligned_person()                            # warped into the aligned crop (FacePreparer)
+    measurer.measure(pixels, detection, head)        # the same values, the segmentation reused
 
 Hair. The head and shoulders are cut out of the decoded photo around the aligned face (HEAD_BOX,
 in the aligned crop's template units, resampled to HEAD_SCALE pixels a unit: eyes 21 px apart;
-wider than the 112x96 crop, which ends at the chin) and cut into regions by the "mesh" parser
-(pipeline/parse/mesh.py: face-mesh polygons and the person mask). The skin's colour is read on
+wider than the 112x96 crop, which ends at the chin), segmented once (mediapipe's selfie
+segmentation: the one person segmentation a face, which FacePreparer also warps into the aligned
+crop for the "mesh" parser's hair and background regions) and cut into regions by the "mesh"
+parser (pipeline/parse/mesh.py: face-mesh polygons and the person mask). The skin's colour is read on
 the cheeks (face skin between the eyes' and the mouth's rows), the hair's on the head: the
 parser's hair region (from the eyes down not further out than HAIR_FALL_SHARE face widths: not
 the shoulders), less skin-coloured pixels (Mahalanobis distance in CIELAB).
 
 Red/auburn/ginger hair is the hue/chroma corner of CIELAB that brown, blond, black and grey hair
 do not reach (`red_probability`, placed with CelebA's hair-colour labels: see the constants); it
-must hold on the top of the head and beside the face alike (HAIR_PARTS; a part not seen counts
-as 0.5: a red hat is one part only), the hair must differ from the background around the head (MIN_CONTRAST: a red wall
-seen through the person mask's edge), and once the network's classes are known, `with_classes`
-scales it by the chance that hair shows at all (no hat, not bald).
+must hold on the top of the head and beside the face alike (HAIR_PARTS; a part not seen halves
+it, UNSEEN_PART: a red hat is one part only), the hair must differ from the background around
+the head (MIN_CONTRAST: a red wall seen through the person mask's edge), and once the network's
+classes are known, `with_classes` scales it by the chance that hair shows at all (no hat, not
+bald) and that it is not what the network calls black, grey or blond (a red hat over grey hair,
+a pink scarf over blond hair, blond hair under warm light).
 
 Length: the hair grows down through the person mask by colour (pixels nearer the hair's colour
 than the skin's, connected to the hair above the chin; from the eyes down only beside the face
 and neck, not out on the shoulders) and is followed from the top of the head down while it
 lasts: how far below the chin it reaches, in face heights (chin minus brows), says long or
-short. Where the photo ends before the hair does, or no hair is seen at all (bald, covered,
-lost in a background of its colour), the length is unknown (no keys; a head the network calls
-bald is short-haired, `with_classes`).
+short. Where the photo ends before the hair does, where the neck under the chin is covered in
+the hair's colour (a scarf, a collar, a dark top: NECK_COVERED) and the hair seems to go below
+it, or where no hair is seen at all (bald, covered, lost in a background of its colour), the
+length is unknown (no keys; a head the network calls bald is short-haired, `with_classes`).
+Seen from the front, hair ending above the chin may be tied back and a dark top may pass for
+hair: `with_classes` weighs hair_short by the network's Male and hair_long by its complement.
 
 Eyes. At the photo's full resolution, inside each eye's opening (the face mesh's eyelid contour),
 the iris is the darkest vertical band of the iris's expected width (IRIS_SHARE of the eye's
@@ -53,7 +63,7 @@ import numpy as np
 from facesearch.pipeline import alignment
 from facesearch.pipeline.detect.base import Detection
 from facesearch.pipeline.detect.mediapipe import MESH_LEFT_EYE, MESH_RIGHT_EYE
-from facesearch.spec import REGIONS
+from facesearch.spec import INPUT_SIZE, REGIONS
 
 if TYPE_CHECKING:
     from facesearch.pipeline.parse.mesh import MeshParser
@@ -92,6 +102,15 @@ RED_CHROMA = 20.0
 RED_CHROMA_SPREAD = 3.0
 #: The parts of the hair whose colours red hair must agree in (HairMeasure.parts).
 HAIR_PARTS = ("top", "sides")
+#: hair_red is multiplied by this for each of HAIR_PARTS not seen (too few pixels): unknown, so
+#: at most half as likely, and still ranked by how red the part seen is.
+UNSEEN_PART = 0.5
+#: The network's hair-colour classes that red hair is not (`with_classes`): hair_red is scaled by
+#: 1 - the largest of their probabilities. CelebA has no red label (its redheads are mostly
+#: Brown_Hair or unlabelled); of the judged top "red hair" hits before, the network called 3 of
+#: the 7 wrong ones black, grey or blond (> 0.5: a pink scarf over blond hair, blond hair under
+#: warm light) and 1 of the 8 right ones (a strawberry blonde).
+OTHER_HAIR_COLOURS = ("Black_Hair", "Gray_Hair", "Blond_Hair")
 #: Hair within this colour difference (CIE76 delta E) of the background around the head may be
 #: the background seen through the person mask's edge: hair_red is scaled by contrast / this.
 MIN_CONTRAST = 20.0
@@ -102,10 +121,23 @@ LONG_AT = 0.45
 #: ... and hair ending this far above the chin (ears, neck line) or higher is short.
 SHORT_AT = -0.1
 LENGTH_SPREAD = 0.2
+#: Weights of the pixels' hair_short for a woman and hair_long for a man (`with_classes`): seen
+#: from the front, a woman's hair ending above the chin is often tied back (a bun, a ponytail)
+#: and a man's hair "reaching" below it often a dark collar or top. Set by hand; of the judged
+#: top hits before (pixel_judgements.csv, the network's Male > 0.5 or not): "short" 16 of 18
+#: men right, 0 of 6 women; "long" 15 of 19 women right, 0 of 1 man.
+SHORT_IF_FEMALE = 0.3
+LONG_IF_MALE = 0.3
 #: Below the chin, hair counts only outside the neck band: |x - face centre| < this share of the
 #: face's width (a collar or shirt of the hair's colour sits under the chin, hair beside the neck).
 NECK_SHARE = 0.3
-#: ... and not further out than this many face widths from its centre (the shoulders).
+#: Under the chin, down to NECK_DEPTH face heights, the neck band covered more than NECK_COVERED
+#: by the hair's colour (connected to the hair) is a collar, scarf or top, not the neck: the
+#: length below the chin is then unknown.
+NECK_DEPTH = 0.3
+NECK_COVERED = 0.6
+#: From the eyes down, hair counts not further out than this many face widths from the face's
+#: centre (the shoulders are there).
 HAIR_FALL_SHARE = 0.9
 #: The hair is followed down from the top of the head across gaps of at most this many face
 #: heights (a strand's shadow); a longer gap (the neck, then a dark collar) ends it.
@@ -135,13 +167,21 @@ EYE_PROTOTYPES = {
 EYE_SPREAD = 7.0
 #: Weight of lightness beside a* and b* in the distance to a prototype (lighting moves L*).
 EYE_LIGHTNESS_WEIGHT = 0.3
+#: Reliability of a reading (`eye_reliability`, PixelMeasurer.eyes): the spread (CIELAB units)
+#: of the distance to the nearest prototype, and the weight of one eye read alone. Set by hand
+#: from the judged top hits before: 5 of the 6 wrong ones for green eyes and 1 of 2 each for
+#: blue and brown were one eye read alone; the 2 wrong blue ones had violet irises (a* +11,
+#: b* -16: a stage light or make-up), 15 units from the blue prototype, the right ones 2-8.
+EYE_OUTLIER = 10.0
+ONE_EYE_RELIABILITY = 0.6
 
 
 def lab(pixels: np.ndarray) -> np.ndarray:
     """uint8 RGB (..., 3) -> CIELAB float32 (..., 3): L* 0..100, a*, b* about -128..127."""
-    shape = pixels.shape
-    flat = np.asarray(pixels, np.float32).reshape(-1, 1, 3) / 255.0
-    return cv2.cvtColor(flat, cv2.COLOR_RGB2LAB).reshape(shape)
+    pixels = np.asarray(pixels)
+    image = pixels.reshape(-1, 1, 3) if pixels.ndim != 3 else pixels  # a list of colours: a column
+    # as an image, not a (n, 1) column: OpenCV converts an image row by row (4x faster)
+    return cv2.cvtColor(image.astype(np.float32) * np.float32(1 / 255), cv2.COLOR_RGB2LAB).reshape(pixels.shape)
 
 
 def hue_chroma(colour: np.ndarray) -> tuple[float, float]:
@@ -167,6 +207,14 @@ def length_probabilities(below_chin: float) -> dict[str, float]:
             "hair_short": _sigmoid((SHORT_AT - below_chin) / LENGTH_SPREAD)}
 
 
+def eye_reliability(colour: np.ndarray) -> float:
+    """0..1: how near an iris's median CIELAB colour is to the nearest of EYE_PROTOTYPES
+    (a Gaussian of the weighted distance, EYE_OUTLIER): 1 on a prototype, small far from all."""
+    weights = np.array([EYE_LIGHTNESS_WEIGHT, 1.0, 1.0])
+    nearest = min(np.sum(weights * (colour - np.array(p)) ** 2) for p in EYE_PROTOTYPES.values())
+    return float(np.exp(-nearest / (2 * EYE_OUTLIER ** 2)))
+
+
 def eye_probabilities(colour: np.ndarray) -> dict[str, float]:
     """eyes_blue/green/brown from an iris's median CIELAB colour: a softmax over the squared
     distances to EYE_PROTOTYPES."""
@@ -179,13 +227,23 @@ def eye_probabilities(colour: np.ndarray) -> dict[str, float]:
 def with_classes(values: dict[str, float], classes: dict[str, float]) -> dict[str, float]:
     """Pixel attributes once the network's classes are known: red hair needs hair to be seen, so
     hair_red is scaled by (1 - P(Wearing_Hat)) (1 - P(Bald)) (a red hat or a bald scalp is not
-    red hair: on CelebA, hats were a third of the reddest "hair" before); behind eyeglasses
-    (P > 0.5: sunglasses, reflections) the eye colour is dropped; a bald head (P(Bald) > 0.5)
-    has short hair (hair_short at least P(Bald), hair_long at most 1 - P(Bald))."""
+    red hair: on CelebA, hats were a third of the reddest "hair" before) and by 1 - the largest
+    of P(Black_Hair), P(Gray_Hair), P(Blond_Hair) (OTHER_HAIR_COLOURS: a red hat or scarf over
+    grey or blond hair, blond hair under warm light); behind eyeglasses (P > 0.5: sunglasses,
+    reflections) the eye colour is dropped; a bald head (P(Bald) > 0.5) has short hair
+    (hair_short at least P(Bald), hair_long at most 1 - P(Bald)). Seen from the front, hair
+    ending above the chin is short or tied back, and hair reaching below it long or a dark
+    top of its colour: hair_short is weighed by P(Male) + (1 - P(Male)) SHORT_IF_FEMALE and
+    hair_long by (1 - P(Male)) + P(Male) LONG_IF_MALE (the likelier reading for each)."""
     values = dict(values)
     if classes.get("Eyeglasses", 0.0) > 0.5:  # behind glasses (sunglasses) no eye colour is read
         for name in EYE_PROTOTYPES:
             values.pop(name, None)
+    male = classes.get("Male", 0.5)
+    if "hair_short" in values:
+        values["hair_short"] = round(values["hair_short"] * (male + (1.0 - male) * SHORT_IF_FEMALE), 4)
+    if "hair_long" in values:
+        values["hair_long"] = round(values["hair_long"] * ((1.0 - male) + male * LONG_IF_MALE), 4)
     bald = classes.get("Bald", 0.0)
     if bald > 0.5:  # a bald head has short hair, whatever the pixels said of its length
         values |= {"hair_short": round(max(values.get("hair_short", 0.0), bald), 4),
@@ -193,7 +251,8 @@ def with_classes(values: dict[str, float], classes: dict[str, float]) -> dict[st
     if "hair_red" not in values:
         return values
     seen = (1.0 - classes.get("Wearing_Hat", 0.0)) * (1.0 - bald)
-    return values | {"hair_red": round(values["hair_red"] * seen, 4)}
+    other = max(classes.get(name, 0.0) for name in OTHER_HAIR_COLOURS)
+    return values | {"hair_red": round(values["hair_red"] * seen * (1.0 - other), 4)}
 
 
 def head_transform(landmarks: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
@@ -203,6 +262,29 @@ def head_transform(landmarks: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     shift = np.array([[HEAD_SCALE, 0, -x0 * HEAD_SCALE], [0, HEAD_SCALE, -y0 * HEAD_SCALE]])
     head = shift @ np.vstack([matrix, [0, 0, 1]])
     return head, (round((x1 - x0) * HEAD_SCALE), round((y1 - y0) * HEAD_SCALE))
+
+
+@dataclass(frozen=True)
+class HeadView:
+    """A face's head crop (HEAD_BOX at HEAD_SCALE) with what is read from it once a face: the
+    parts of the photo it holds, the face mesh in its pixels and its person segmentation."""
+
+    crop: np.ndarray            # (h, w, 3) uint8 RGB; black outside the photo
+    valid: np.ndarray           # (h, w) bool: inside the photo
+    mesh: np.ndarray | None     # (468, 2) face mesh in crop pixels (the mean mesh without one); None: no mesh
+    person: np.ndarray          # (h, w) float32 person probability 0..1 (one selfie segmentation)
+
+    def aligned_person(self, threshold: float = 0.5) -> np.ndarray:
+        """The person mask of the face's aligned crop (spec.INPUT_SIZE, 112 x 96) bool, warped
+        from this head crop's segmentation (the aligned crop is HEAD_BOX's (56, 24)..(152, 136)
+        at 1 / HEAD_SCALE), so the aligned crop needs no segmentation of its own."""
+        height, width = INPUT_SIZE
+        x0, y0 = HEAD_BOX[:2]
+        aligned_to_head = np.array([[HEAD_SCALE, 0.0, -x0 * HEAD_SCALE], [0.0, HEAD_SCALE, -y0 * HEAD_SCALE]])
+        probability = cv2.warpAffine(self.person, aligned_to_head, (width, height),
+                                     flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                     borderMode=cv2.BORDER_CONSTANT)
+        return probability > threshold
 
 
 @dataclass(frozen=True)
@@ -217,6 +299,19 @@ class HairMeasure:
     #: Colour difference (CIE76 delta E) between the hair and the background around the head:
     #: small, and the hair's colour may be the background's (the person mask's edge).
     contrast: float = 100.0
+    #: Median CIELAB of the face's skin on the cheeks (the light's colour shows in it too).
+    skin: np.ndarray | None = None
+
+
+def _in_photo(matrix: np.ndarray, size: tuple[int, int], shape: tuple[int, ...]) -> np.ndarray:
+    """(h, w) bool: which pixels of a crop cut with `matrix` (photo -> crop, 2x3) of `size` (w, h)
+    come from inside a photo of `shape` (as warping an all-ones photo with INTER_NEAREST, without
+    allocating one)."""
+    inverse = cv2.invertAffineTransform(matrix)
+    xs, ys = np.arange(size[0], dtype=np.float32), np.arange(size[1], dtype=np.float32)[:, None]
+    photo_x = inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]
+    photo_y = inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]
+    return (photo_x > -0.5) & (photo_x < shape[1] - 0.5) & (photo_y > -0.5) & (photo_y < shape[0] - 0.5)
 
 
 class PixelMeasurer:
@@ -234,113 +329,128 @@ class PixelMeasurer:
 
         return self._given_parser or MeshParser()
 
-    def measure(self, image: np.ndarray, face: Detection) -> dict[str, float]:
+    def measure(self, image: np.ndarray, face: Detection, view: HeadView | None = None) -> dict[str, float]:
         """The pixel attributes of one face of an (H, W, 3) uint8 RGB photo, its detection in the
         photo's pixels: hair_long, hair_short, hair_red whenever the face's regions can be placed;
         eyes_* only when at least one eye is open and large enough (see the module's docstring).
-        Values rounded to 4 places."""
-        values = self.hair(image, face)
+        `view`: the face's head view when already made (`head`). Values rounded to 4 places."""
+        values = self.hair(image, face, view)
         values |= self.eyes(image, face)
         return {name: round(float(value), 4) for name, value in values.items()}
 
     # --- hair ------------------------------------------------------------------------------
-    def head(self, image: np.ndarray, face: Detection):
-        """(head crop (h, w, 3) uint8, valid (h, w) bool: inside the photo, mesh in crop pixels)."""
+    def head(self, image: np.ndarray, face: Detection) -> HeadView:
+        """The face's head view: its head crop, which of it is inside the photo, its mesh in
+        crop pixels (the mean mesh when the detector gave none; None without either) and its
+        person segmentation (the one selfie segmentation a face: FacePreparer warps it into
+        the aligned crop for the "mesh" parser, `HeadView.aligned_person`)."""
         matrix, size = head_transform(face.landmarks)
         crop = cv2.warpAffine(image, matrix, size, flags=cv2.INTER_AREA, borderMode=cv2.BORDER_CONSTANT)
-        valid = cv2.warpAffine(np.ones(image.shape[:2], np.uint8), matrix, size, flags=cv2.INTER_NEAREST,
-                               borderMode=cv2.BORDER_CONSTANT).astype(bool)
+        valid = _in_photo(matrix, size, image.shape)
         mesh = face.mesh
         if mesh is not None:
             mesh = alignment.transform_points(mesh, matrix)
-        else:
-            mean = self._parser.mean_mesh  # template pixels of the 112x96 crop
-            if mean is None:
-                return crop, valid, None
-            x0, y0 = HEAD_BOX[:2]
-            mesh = (mean.astype(np.float64) - [x0, y0]) * HEAD_SCALE
-        return crop, valid, mesh
+        elif self._parser.mean_mesh is not None:  # template pixels of the 112x96 crop
+            mesh = (self._parser.mean_mesh.astype(np.float64) - HEAD_BOX[:2]) * HEAD_SCALE
+        # zoomed 2x as before (mesh.SEGMENTER_ZOOM: 0.8 ms more a face): unzoomed, the mask's
+        # edge moved and hair-colour accuracy fell from 70.2% to 69.5% (training/pixel_eval.py)
+        person = self._parser.person_probability(crop)
+        return HeadView(crop, valid, mesh, np.where(valid, person, 0.0).astype(np.float32))
 
-    def hair(self, image: np.ndarray, face: Detection) -> dict[str, float]:
+    def hair(self, image: np.ndarray, face: Detection, view: HeadView | None = None) -> dict[str, float]:
         """hair_long, hair_short, hair_red of a face (empty when no mesh can place its regions;
         no length when the photo ends before the hair does)."""
-        measured = self.measure_hair(image, face)
+        measured = self.measure_hair(image, face, view)
         if measured is None:
             return {}
         if measured.colour is None:  # no hair seen (bald, covered, or lost in the background):
             return {"hair_red": 0.0}   # no red hair to see; the length is unknown
-        # red must be seen on the top of the head and beside the face; a part not seen counts
-        # as unknown (0.5): a red hat, a red wall above a head, a red scarf is one part only
-        red = min([red_probability(measured.parts[p]) if p in measured.parts else 0.5 for p in HAIR_PARTS]
+        # red must be seen on the top of the head and beside the face; a part not seen halves
+        # it (UNSEEN_PART): a red hat, a red wall above a head, a red scarf is one part only
+        red = min([red_probability(measured.parts[p]) for p in HAIR_PARTS if p in measured.parts]
                   + [red_probability(measured.colour)])
+        red *= UNSEEN_PART ** sum(p not in measured.parts for p in HAIR_PARTS)
         values = {"hair_red": red * min(measured.contrast / MIN_CONTRAST, 1.0)}
         if measured.reach is not None:
             values |= length_probabilities(measured.reach)
         return values
 
-    def measure_hair(self, image: np.ndarray, face: Detection) -> HairMeasure | None:
+    def measure_hair(self, image: np.ndarray, face: Detection, view: HeadView | None = None
+                     ) -> HairMeasure | None:
         """The hair's median CIELAB colour and how far below the chin it reaches (the module's
         docstring), or None when no mesh can place the face's regions."""
-        crop, valid, mesh = self.head(image, face)
+        view = view or self.head(image, face)
+        crop, valid, mesh = view.crop, view.valid, view.mesh
         if mesh is None:
             return None
-        person = self._parser.person_mask(crop) & valid
-        masks = self._parser.mesh_masks(crop, mesh, person=person).astype(bool)
+        person = view.person > 0.5
+        labels = self._parser.mesh_labels(crop, mesh, person=person)
         colours = lab(crop)
         # The skin's colour from the cheeks (between the eyes' and the mouth's rows of the
         # template: no bangs, brows or beard), the hair's from the crown (above the brows, over
         # the face's width: not the shoulders or the background beside the head).
         rows = np.arange(crop.shape[0])[:, None] / HEAD_SCALE + HEAD_BOX[1]  # in template units
         columns = np.arange(crop.shape[1])[None, :] / HEAD_SCALE + HEAD_BOX[0]
-        skin = cv2.erode(masks[REGIONS.index("face_skin")].astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        small = np.ones((3, 3), np.uint8)
+        skin = cv2.erode((labels == REGIONS.index("face_skin")).view(np.uint8), small).view(bool)
         skin &= (rows > TEMPLATE_EYES_Y) & (rows < TEMPLATE_MOUTH_Y)
-        if skin.sum() < 20:
+        if np.count_nonzero(skin) < 20:
             return None
         skin_mean, skin_inverse = _gaussian(colours[skin])
         to_skin = _mahalanobis(colours, skin_mean, skin_inverse)
-        hair_top = cv2.erode(masks[REGIONS.index("hair")].astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        hair_top = cv2.erode((labels == REGIONS.index("hair")).view(np.uint8), small).view(bool)
         hair_top &= to_skin >= SKIN_DISTANCE
         # The hair's colour: the hair region on the head, not beside the shoulders (from the
         # eyes down, at most HAIR_FALL_SHARE face widths out, in template units: 64 wide).
         on_head = (rows < TEMPLATE_EYES_Y) | (np.abs(columns - TEMPLATE_CENTRE_X) < HAIR_FALL_SHARE * TEMPLATE_FACE_WIDTH)
-        on_head = cv2.erode((hair_top & on_head).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        on_head = cv2.erode((hair_top & on_head).view(np.uint8), np.ones((5, 5), np.uint8)).view(bool)
         chin_y = float(mesh[:, 1].max())
         brow_y = float(np.percentile(mesh[:, 1], 5))
         face_height = max(chin_y - brow_y, 1.0)
-        if hair_top.sum() < MIN_HAIR_PIXELS:
-            return HairMeasure(None, None)
-        colour = np.median(colours[on_head if on_head.sum() >= MIN_HAIR_PIXELS // 2 else hair_top], axis=0)
+        skin_colour = np.median(colours[skin], axis=0)
+        if np.count_nonzero(hair_top) < MIN_HAIR_PIXELS:
+            return HairMeasure(None, None, skin=skin_colour)
+        colour = np.median(colours[on_head if np.count_nonzero(on_head) >= MIN_HAIR_PIXELS // 2 else hair_top], axis=0)
         beside = np.abs(columns - TEMPLATE_CENTRE_X) > TEMPLATE_FACE_WIDTH / 2
         regions = {"top": on_head & (rows < TEMPLATE_BROWS_Y),  # HAIR_PARTS
                    "sides": on_head & (rows >= TEMPLATE_BROWS_Y) & (rows < TEMPLATE_MOUTH_Y) & beside}
         parts = {name: np.median(colours[region], axis=0) for name, region in regions.items()
-                 if region.sum() >= MIN_HAIR_PIXELS // 3}
+                 if np.count_nonzero(region) >= MIN_HAIR_PIXELS // 3}
         around = ~person & valid & (rows < TEMPLATE_MOUTH_Y)
         contrast = (float(np.linalg.norm(colour - np.median(colours[around], axis=0)))
-                    if around.sum() >= MIN_HAIR_PIXELS else 100.0)
+                    if np.count_nonzero(around) >= MIN_HAIR_PIXELS else 100.0)
         # The hair goes on through the person mask: pixels nearer the hair's colour than the
         # skin's, connected to the hair above the chin.
         hair_mean, hair_inverse = _gaussian(colours[hair_top])
         to_hair = _mahalanobis(colours, hair_mean, hair_inverse)
         near = (to_hair < to_skin) & (to_hair < SKIN_DISTANCE)
-        face_parts = masks[[REGIONS.index(r) for r in ("face_skin", "eyes", "eyebrows", "lips", "nose")]].any(0)
+        face_parts = (labels != REGIONS.index("hair")) & (labels != REGIONS.index("background"))
         candidate = (person & near & ~face_parts) | hair_top
-        _, labels = cv2.connectedComponents(candidate.astype(np.uint8), connectivity=8)
-        connected = np.isin(labels, np.unique(labels[hair_top]))
+        count, components = cv2.connectedComponents(candidate.view(np.uint8), connectivity=8)
+        touching = np.zeros(count, bool)  # the components holding hair above the chin
+        touching[components[hair_top]] = True
+        connected = touching[components]
         # From the eyes down, hair falls beside the face and the neck (below the chin not in
         # the neck band, in the middle: a collar or a shirt of the hair's colour sits there) and
         # not further out than HAIR_FALL_SHARE face widths (the shoulders are there).
         centre_x, face_width = float(mesh[:, 0].mean()), float(np.ptp(mesh[:, 0]))
         offset = np.abs(np.arange(connected.shape[1]) - centre_x)
         y = np.arange(connected.shape[0])
+        # A neck covered in the hair's colour just under the chin is a collar, a scarf or a
+        # dark top, not hair (hair falls beside the neck): what is below the chin cannot be told
+        # from clothes, so the length is unknown unless the hair ends above the chin.
+        neck = np.ix_((y > chin_y) & (y < chin_y + NECK_DEPTH * face_height), offset < NECK_SHARE * face_width)
+        neck_covered = connected[neck].mean() > NECK_COVERED if connected[neck].size else False
         connected[np.ix_(y > chin_y, offset < NECK_SHARE * face_width)] = False
         connected[np.ix_(rows[:, 0] > TEMPLATE_EYES_Y, offset > HAIR_FALL_SHARE * face_width)] = False
         lowest = _run_end(connected.sum(axis=1) >= 2, max_gap=max(int(GAP_SHARE * face_height), 1))
         reach = ((lowest if lowest is not None else brow_y) - chin_y) / face_height
         photo_ends = (float(np.flatnonzero(valid.any(axis=1)).max()) - chin_y) / face_height
+        if neck_covered and reach > 0.0:
+            return HairMeasure(colour, None, parts, contrast, skin_colour)  # hair or clothes below the chin
         if reach < LONG_AT and photo_ends < LONG_AT + 0.1 and reach > photo_ends - 0.1:
-            return HairMeasure(colour, None, parts, contrast)  # the photo ends before the hair
-        return HairMeasure(colour, reach, parts, contrast)
+            return HairMeasure(colour, None, parts, contrast, skin_colour)  # the photo ends before the hair
+        return HairMeasure(colour, reach, parts, contrast, skin_colour)
 
     # --- eyes ------------------------------------------------------------------------------
     def eyes(self, image: np.ndarray, face: Detection) -> dict[str, float]:
@@ -354,7 +464,14 @@ class PixelMeasurer:
         if not found:
             return {}
         probabilities = [eye_probabilities(colour) for colour in found]
-        return {name: float(np.mean([p[name] for p in probabilities])) for name in EYE_PROTOTYPES}
+        # how much the reading says: an iris colour far from every prototype (violet light,
+        # glare, make-up) or one eye read alone (the other too small, shut or in shadow) is
+        # drawn toward 0.5, what a face whose eyes cannot be read counts as in a query, so
+        # the clearest eyes rank first
+        reliability = float(np.mean([eye_reliability(colour) for colour in found]))
+        reliability *= 1.0 if len(found) == 2 else ONE_EYE_RELIABILITY
+        return {name: reliability * float(np.mean([p[name] for p in probabilities])) + (1.0 - reliability) * 0.5
+                for name in EYE_PROTOTYPES}
 
     @staticmethod
     def iris_colour(image: np.ndarray, contour: np.ndarray) -> np.ndarray | None:
@@ -428,10 +545,13 @@ def _gaussian(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _mahalanobis(colours: np.ndarray, mean: np.ndarray, inverse: np.ndarray) -> np.ndarray:
     """Mahalanobis distance of every pixel (..., 3) to a Gaussian."""
-    centred = (colours - mean).astype(np.float32)
-    # (x A) . x summed over the 3 channels: the quadratic form, several times faster than a
-    # three-operand einsum on a head crop's pixels
-    return np.sqrt(np.maximum(((centred @ inverse.astype(np.float32)) * centred).sum(axis=-1), 0.0))
+    centred = np.ascontiguousarray(colours - mean.astype(np.float32), dtype=np.float32)
+    # (x A) . x summed over the 3 channels: the quadratic form, as two per-pixel matrix products
+    # in OpenCV (5x faster than numpy's matmul and channel sum on a head crop's pixels)
+    image = centred.reshape(-1, 1, 3) if centred.ndim != 3 else centred
+    product = cv2.transform(image, inverse.astype(np.float32))
+    squared = cv2.transform(product * image, np.ones((1, 3), np.float32))
+    return np.sqrt(np.maximum(squared, 0.0)).reshape(centred.shape[:-1])
 
 
-__all__ = ["PixelMeasurer", "with_classes", "eye_probabilities", "length_probabilities", "red_probability"]
+__all__ = ["PixelMeasurer", "HeadView", "with_classes", "eye_probabilities", "eye_reliability", "length_probabilities", "red_probability"]

@@ -3,6 +3,11 @@
     preparer = FacePreparer(settings)   # detect.detector(settings.detector) -> alignment
                                         # -> parse.parser(settings.parser)
     faces = preparer.prepare(pixels, scale)   # list[PreparedFace], largest first
+
+Each face is segmented (person vs background) once: the pixel attributes' head crop is
+(pipeline/pixel_attributes.py, PixelMeasurer.head), and the "mesh" parser's person mask of the
+aligned crop, which lies inside it, is warped from that (HeadView.aligned_person; the aligned
+crop was segmented a second time before: FacePreparer.share_person_mask = False still does).
 """
 from __future__ import annotations
 
@@ -71,6 +76,11 @@ class FacePreparer:
     given). Create once per thread; models load on first use. Raises FaceSearchError for an
     unknown backend name."""
 
+    #: The "mesh" parser takes the aligned crop's person mask from the head crop's segmentation
+    #: (one selfie segmentation a face); False segments the aligned crop again, as before
+    #: (bench/describe_speed.py --separate-segmentation measures the difference).
+    share_person_mask: bool = True
+
     def __init__(self, settings: Settings = DEFAULTS, detector: Detector | None = None,
                  parser: Parser | None = None):
         self.detector = detector or make_detector(settings.detector, settings)
@@ -87,7 +97,13 @@ class FacePreparer:
             matrix = alignment.template_transform(face.landmarks)
             crop = alignment.warp(pixels, matrix)
             in_crop = face.transformed(matrix)
-            masks = self.parser.masks(crop, in_crop)
+            # One person segmentation a face, on the head crop the pixel attributes read; the
+            # "mesh" parser's person mask of the aligned crop is warped from it (it is inside).
+            head = self.measurer.head(pixels, face)
+            if isinstance(self.parser, MeshParser) and self.share_person_mask:
+                masks = self.parser.masks(crop, in_crop, person=head.aligned_person())
+            else:
+                masks = self.parser.masks_in_photo(pixels, face, matrix, crop)
             if masks is None:
                 continue
             quality = face.quality or face_quality(pixels, face.bbox, face.score, face.landmarks)
@@ -95,5 +111,5 @@ class FacePreparer:
                                       score=face.score, crop=crop, masks=masks,
                                       identity_crop=alignment.arcface_crop(pixels, face.landmarks),
                                       points=in_crop.points, quality=quality, scale=scale,
-                                      pixel_attributes=self.measurer.measure(pixels, face)))
+                                      pixel_attributes=self.measurer.measure(pixels, face, head)))
         return faces

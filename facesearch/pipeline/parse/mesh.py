@@ -61,29 +61,43 @@ class MeshParser(Parser):
     def _person(self):
         return mediapipe_models.person_segmenter()
 
-    def person_mask(self, crop: np.ndarray) -> np.ndarray:
-        """Boolean (H, W) mask of the person in an aligned crop."""
+    def person_probability(self, crop: np.ndarray, zoom: int = SEGMENTER_ZOOM) -> np.ndarray:
+        """Float32 (H, W) person probability 0..1 of an RGB crop: one selfie segmentation of the
+        crop enlarged `zoom` times (the segmenter works at 256 x 256; 1: as it is)."""
         height, width = crop.shape[:2]
-        big = cv2.resize(crop, (width * SEGMENTER_ZOOM, height * SEGMENTER_ZOOM),
-                         interpolation=cv2.INTER_LINEAR)
+        if zoom == 1:
+            return mediapipe_models.run(self._person, crop).segmentation_mask
+        big = cv2.resize(crop, (width * zoom, height * zoom), interpolation=cv2.INTER_LINEAR)
         probability = mediapipe_models.run(self._person, big).segmentation_mask
-        probability = cv2.resize(probability, (width, height), interpolation=cv2.INTER_AREA)
-        return probability > PERSON_THRESHOLD
+        return cv2.resize(probability, (width, height), interpolation=cv2.INTER_AREA)
 
-    def masks(self, crop: np.ndarray, face: Detection) -> np.ndarray | None:
+    def person_mask(self, crop: np.ndarray) -> np.ndarray:
+        """Boolean (H, W) mask of the person in an aligned crop (segmented on its own)."""
+        return self.person_probability(crop) > PERSON_THRESHOLD
+
+    def masks(self, crop: np.ndarray, face: Detection, person: np.ndarray | None = None
+              ) -> np.ndarray | None:
         """One-hot float32 masks (7, H, W) in REGIONS order of an aligned crop, drawn from the
-        face's mesh (crop pixels), else the mean mesh; None when neither exists."""
+        face's mesh (crop pixels), else the mean mesh; None when neither exists. `person`: the
+        crop's (H, W) bool person mask when the caller has it (FacePreparer warps it from the
+        head crop's segmentation); else the crop is segmented here."""
         mesh = face.points.get("mesh")
         if mesh is None:
             mesh = self.mean_mesh
         if mesh is None:
             return None
-        return self.mesh_masks(crop, mesh)
+        return self.mesh_masks(crop, mesh, person)
 
     def mesh_masks(self, crop: np.ndarray, mesh: np.ndarray, person: np.ndarray | None = None
                    ) -> np.ndarray:
         """One-hot float32 masks (7, H, W) in REGIONS order for a crop (any size) and a (468, 2)
         mesh in its pixels; `person`, the crop's person mask when already computed."""
+        labels = self.mesh_labels(crop, mesh, person)
+        return (labels[None] == np.arange(len(REGIONS))[:, None, None]).astype(np.float32)
+
+    def mesh_labels(self, crop: np.ndarray, mesh: np.ndarray, person: np.ndarray | None = None
+                    ) -> np.ndarray:
+        """uint8 (H, W) region index (REGIONS order) of each pixel of a crop, as mesh_masks."""
         height, width = crop.shape[:2]
         labels = np.full((height, width), REGIONS.index("background"), dtype=np.uint8)
         oval = self._hull_mask(mesh, self._parts["face_oval"], (height, width))
@@ -94,7 +108,7 @@ class MeshParser(Parser):
         labels[oval] = REGIONS.index("face_skin")
         for part in ("nose", "eyes", "eyebrows", "lips"):
             labels[self._hull_mask(mesh, self._parts[part], (height, width))] = REGIONS.index(part)
-        return (labels[None] == np.arange(len(REGIONS))[:, None, None]).astype(np.float32)
+        return labels
 
     @staticmethod
     def _hull_mask(mesh: np.ndarray, groups, shape: tuple[int, int]) -> np.ndarray:
