@@ -357,6 +357,11 @@ def test_match_modes_of_a_photo_and_their_errors(people_client) -> None:
     assert twin.json()["detail"] == "unknown match mode 'twin': use one of default, person, look-alike"
     text = client.get("/api/search", params={"text": "smiling", "match": "person"})
     assert text.status_code == 400 and "applies to image queries" in text.json()["detail"]
+    strict = client.post("/api/search", files=image, data={"k": "6", "min_same_person": "0.5"}).json()["hits"]
+    assert [owner[hit["path"]] for hit in strict] == [ALICE] * 3
+    assert all(hit["same_person"] >= 0.5 for hit in strict)
+    wrong = client.post("/api/search", files=image, data={"min_same_person": "1.5"})
+    assert wrong.status_code == 400 and "min" in wrong.json()["detail"].lower()
 
 
 def test_merging_two_people(people_client) -> None:

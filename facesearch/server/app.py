@@ -47,6 +47,8 @@ _PHOTO_CACHE = "private, max-age=3600"
 _MATCH_HELP = (f"an image query's match mode, one of {', '.join(MATCHES)} (person: that face's "
                "person first; look-alike: other people like it)")
 _PERSON_HELP = "only the faces of the person with this name or id (GET /api/people)"
+_MIN_SAME_HELP = ("image queries in person or default mode: drop hits whose same_person "
+                  "probability is below this (0-1)")
 
 
 def is_loopback(host: str) -> bool:
@@ -153,10 +155,12 @@ def create_app(settings: Settings | None = None, token: str | None = None,
                 "upload_max_bytes": settings.upload_max_bytes}
 
     def _options(weights: str | None, region: str | None, where: str | None,
-                 match: str | None = None, person: str | None = None) -> dict[str, Any]:
+                 match: str | None = None, person: str | None = None,
+                 min_same_person: float | None = None) -> dict[str, Any]:
         return {"weights": parse_weights(weights) if weights and weights.strip() else None,
                 "region": region or None, "where": where if where and where.strip() else None,
-                "match": match or "default", "person": person if person and person.strip() else None}
+                "match": match or "default", "person": person if person and person.strip() else None,
+                "min_same_person": min_same_person}
 
     def _answer(run, started: float) -> dict:
         with lock:
@@ -186,12 +190,13 @@ def create_app(settings: Settings | None = None, token: str | None = None,
                      where: str | None = Form(None), weights: str | None = Form(None),
                      region: str | None = Form(None),
                      match: str | None = Form(None, description=_MATCH_HELP),
-                     person: str | None = Form(None, description=_PERSON_HELP)) -> dict:
+                     person: str | None = Form(None, description=_PERSON_HELP),
+                     min_same_person: float | None = Form(None, description=_MIN_SAME_HELP)) -> dict:
         """As GET /api/search, with a photo (multipart field `image`, at most
         Settings.upload_max_bytes): its `face`-th largest face is the query, and each hit
         carries `same_person` (probability 0-1 that it is that face's person)."""
         started = time.perf_counter()
-        options = _options(weights, region, where, match, person)
+        options = _options(weights, region, where, match, person, min_same_person)
         pixels = _read_upload(image, settings) if image is not None and image.filename else None
         return _answer(lambda: fs.query(image=pixels, text=text or None, k=k, face=face, **options),
                        started)
@@ -204,11 +209,12 @@ def create_app(settings: Settings | None = None, token: str | None = None,
     def similar(face_id: int, k: int | None = Query(None, ge=1, le=MAX_K), where: str | None = None,
                 weights: str | None = None, region: str | None = None,
                 match: str | None = Query(None, description=_MATCH_HELP),
-                person: str | None = Query(None, description=_PERSON_HELP)) -> dict:
+                person: str | None = Query(None, description=_PERSON_HELP),
+                min_same_person: float | None = Query(None, description=_MIN_SAME_HELP)) -> dict:
         """As POST /api/search with this indexed face as the photo."""
         started = time.perf_counter()
         _found(fs.face(face_id), f"no face {face_id}")
-        options = _options(weights, region, where, match, person)
+        options = _options(weights, region, where, match, person, min_same_person)
         return _answer(lambda: fs.more_like_face(face_id, k=k, **options), started)
 
     @app.get("/api/faces/{face_id}/thumbnail", summary="A square JPEG crop of a face",

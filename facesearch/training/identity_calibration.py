@@ -198,14 +198,32 @@ def gallery_people(identity_vectors: np.ndarray) -> np.ndarray:
     return clusters
 
 
+#: Photos judged by eye (contact sheets of the look-alike mode's own-person hits beside their
+#: identity's other photos) to show someone other than their CelebA identity: label noise.
+LABEL_NOISE_FILE = Path(__file__).with_name("identity_label_noise.csv")
+
+
+def label_noise(files: np.ndarray) -> np.ndarray:
+    """(n,) bool: which of these file names LABEL_NOISE_FILE lists (judged another person than
+    their CelebA identity)."""
+    import csv
+
+    with open(LABEL_NOISE_FILE, newline="") as handle:
+        listed = {row["file"] for row in csv.DictReader(handle)}
+    return np.isin(np.asarray(files), list(listed))
+
+
 def lookalike_mode(master: np.ndarray, identity_vectors: np.ndarray, labels: np.ndarray,
                    attributes: np.ndarray, probabilities: np.ndarray, threshold: float,
-                   k: int = LOOKALIKES) -> dict[str, float]:
+                   k: int = LOOKALIKES, files: np.ndarray | None = None) -> dict[str, float]:
     """Look-alike mode on a gallery as `FaceSearch.query(image=..., match="look-alike")` runs it
     (search.planner.rank_match over the gallery, its people found by index.people as one index
     run would; the query face is in the gallery, as an indexed photo is): for every face, the
     share of the 40 attributes (labels) its k hits share with it, and the share of hits that
-    are in fact its person (by label)."""
+    are in fact its person (by label). Also both figures over the tuning half of the queries
+    (even positions: search.planner's LOOKALIKE_* were chosen on it) and the test half (odd
+    positions, never used to choose), and, given `files`, the own-person share with the photos
+    of LABEL_NOISE_FILE counted as people of their own."""
     from facesearch.search.planner import Request, rank_match
 
     space, identities = ExactSpace(master), ExactSpace(identity_vectors)
@@ -217,8 +235,16 @@ def lookalike_mode(master: np.ndarray, identity_vectors: np.ndarray, labels: np.
         nearest[n] = [i for _, i in rank_match(request, space, identities, catalog).candidates]
     agreement = (attributes[:, None, :] == attributes[nearest]).mean(axis=(1, 2))
     own = labels[nearest] == labels[:, None]
-    return {"lookalike_agreement": float(agreement.mean()), "own_person_share": float(own.mean()),
-            "queries_with_own_person": int(own.any(axis=1).sum()), "queries": int(len(labels))}
+    found = {"lookalike_agreement": float(agreement.mean()), "own_person_share": float(own.mean()),
+             "queries_with_own_person": int(own.any(axis=1).sum()), "queries": int(len(labels))}
+    for name, half in (("tuning", slice(0, None, 2)), ("test", slice(1, None, 2))):
+        found[f"{name}_agreement"] = float(agreement[half].mean())
+        found[f"{name}_own_person_share"] = float(own[half].mean())
+    if files is not None:
+        relabelled = np.where(label_noise(files), -1 - np.arange(len(labels)), labels)
+        found["own_person_share_without_label_noise"] = float(
+            (relabelled[nearest] == relabelled[:, None]).mean())
+    return found
 
 
 def default_mode_rank1(master: np.ndarray, identity_vectors: np.ndarray, labels: np.ndarray,
@@ -250,7 +276,8 @@ def figures(cache_dir: Path = Path("cache"), threshold: float | None = None,
             "person": identity_retrieval(d["identity_vectors"][v], d["identity"][v]),
             "master": identity_retrieval(d["master"][v], d["identity"][v]),
             "lookalike": lookalike_mode(d["master"][v], d["identity_vectors"][v], d["identity"][v],
-                                        d["celeba"][v], d["probabilities"][v], threshold),
+                                        d["celeba"][v], d["probabilities"][v], threshold,
+                                        files=d["files"][v]),
             "default_rank1": default_mode_rank1(d["master"][v], d["identity_vectors"][v],
                                                 d["identity"][v], threshold),
             "faces": int(v.sum()), "photos_described": int(d["photos"])}
@@ -283,6 +310,12 @@ def format_modes(found: dict[str, dict]) -> str:
             f"{'look-alike: top-10 attribute agreement':<46} {f['lookalike']['lookalike_agreement']:>11.3f}  target >= 0.82",
             f"{'  look-alike hits of the own person':<46} {f['lookalike']['own_person_share']:>11.2%}  "
             f"target 0 ({f['lookalike']['queries_with_own_person']} of {f['lookalike']['queries']} queries had one)",
+            f"{'  agreement, tuning / test half of queries':<46} "
+            f"{f['lookalike']['tuning_agreement']:>5.3f} / {f['lookalike']['test_agreement']:.3f}  "
+            f"own person {f['lookalike']['tuning_own_person_share']:.2%} / {f['lookalike']['test_own_person_share']:.2%}",
+            f"{'  own person, label noise set aside':<46} "
+            f"{f['lookalike'].get('own_person_share_without_label_noise', float('nan')):>11.2%}  "
+            "(photos judged another person: training/identity_label_noise.csv)",
             f"{'  faces (photos described)':<46} {f['faces']:>11}  ({int(f['photos_described'])} photos of {source} described)"]
     return "\n".join(lines)
 
