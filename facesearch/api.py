@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facesearch.errors import FaceSearchError
+from facesearch.errors import FaceSearchError, counted
 from facesearch.index.distributed import RayDescriber
 from facesearch.index.indexer import Indexer, IndexReport, reconcile
 from facesearch.index.lock import IndexBusyError, IndexLock
@@ -24,7 +24,7 @@ from facesearch.index.spaces import FAISS_FILENAME, Spaces, VectorSpace, space_s
 from facesearch.index.store import (DB_FILENAME, DamagedDatabaseError, PhotoStatus, Store, database_exists,
                                     database_url, redacted)
 from facesearch.models import master_card
-from facesearch.pipeline.describer import Describer, pipeline_version
+from facesearch.pipeline.describer import DESCRIBED_KEYS, Describer, pipeline_version
 from facesearch.pipeline.faces import Face
 from facesearch.pipeline.sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, content_hash, find_images, photo_key
 from facesearch.search.compare import Comparison, compare_faces
@@ -229,7 +229,8 @@ class FaceSearch:
             indexer = Indexer(self.store, self.spaces,
                               on_ray.stream if on_ray is not None else self.describer.stream, self._version,
                               commit_every=self.settings.commit_every,
-                              checkpoint_seconds=self.settings.checkpoint_seconds)
+                              checkpoint_seconds=self.settings.checkpoint_seconds,
+                              refresh_keys=DESCRIBED_KEYS)
             report = indexer.run(paths, files, progress=progress, on_problem=on_problem,
                                  problems=problems, prune=prune)
             report.skipped = skipped
@@ -264,9 +265,12 @@ class FaceSearch:
         return [photo.path for photo in self.store.photos()
                 if photo.path == root or photo.path.startswith(root.rstrip(os.sep) + os.sep)]
 
-    def remove(self, paths: Iterable[str | os.PathLike]) -> int:
+    def remove(self, paths: Iterable[str | os.PathLike], missing_ok: bool = True) -> int:
         """Take photos (their faces and vectors) out of the index for good; returns how many.
-        Vectors go first; with SQLite the deleted rows are overwritten, not just unlinked."""
+        Vectors go first; with SQLite the deleted rows are overwritten, not just unlinked. A
+        path that is no indexed photo, folder of them or other path of one removes nothing;
+        with `missing_ok=False` (the CLI) such a path is a FaceSearchError, raised before
+        anything is removed."""
         self._require_index()
         paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
         with IndexLock(self.index_dir, "remove"):
@@ -275,6 +279,11 @@ class FaceSearch:
             keys = [photo_key(Path(path)) or os.path.abspath(path) for path in paths]
             known_aliases = self.store.aliases()
             aliases = [key for key in keys if key in known_aliases]
+            unknown = [str(path) for path, key in zip(paths, keys)
+                       if key not in aliases and not self._stored_under(key)]
+            if unknown and not missing_ok:
+                more = f" (and {counted(len(unknown) - 1, 'other path')})" if len(unknown) > 1 else ""
+                raise FaceSearchError(f"not in the index: {unknown[0]}{more}; nothing removed")
             self.store.delete_aliases(aliases)  # another path of a photo: the photo stays
             removed = sorted({stored for key in keys if key not in aliases
                               for stored in self._stored_under(key)})
@@ -302,8 +311,8 @@ class FaceSearch:
                 self.close()
                 damaged = self.index_dir / DB_FILENAME if self.db_url is None else None
                 kept_aside, rows = salvage_sqlite(require_sqlite_file(damaged))
-                salvaged.append(f"database salvaged into a new file ({rows.get('photos', 0)} photos, "
-                                f"{rows.get('faces', 0)} faces read); the damaged one is {kept_aside.name}")
+                salvaged.append(f"database salvaged into a new file ({counted(rows.get('photos', 0), 'photo')}, "
+                                f"{counted(rows.get('faces', 0), 'face')} read); the damaged one is {kept_aside.name}")
                 if rows.get("photos_dropped"):
                     salvaged.append(f"dropped {rows['photos_dropped']} photo(s) that lost part of their "
                                     "rows (`facesearch index` describes them again)")
@@ -342,12 +351,16 @@ class FaceSearch:
               k: int | None = None, face: int = 0, *, weights: Mapping[str, float] | None = None,
               region: str | None = None, where: str | Filter | None = None,
               exclude: str | os.PathLike | Iterable[str | os.PathLike] | None = None,
-              match: str = "default", person: str | None = None) -> Hits:
+              match: str = "default", person: str | None = None,
+              min_same_person: float | None = None) -> Hits:
         """The k stored faces (default Settings.k) most like a photo's face (`face`-th largest),
         a description, or a photo's face changed as the description says; best first. With
         `where` alone (or a text such as "a person" that names no class) it browses: the faces
-        meeting the filter, best fit to the classes it names first (index order when it names
-        none, e.g. a path).
+        meeting the filter, best fit to the classes it names first; when it names none, by the
+        first other number it compares (`quality > 0.5`: highest quality first, scored by it),
+        else in index order (a path). Without a query vector (browsing, or a text naming only
+        pixel attributes) no region is compared: hits' `regions` are empty and the Hits'
+        `scored_by` says what the score is.
 
         `exclude` leaves out the faces of these photos (e.g. the query photo itself). A query
         photo that is indexed and unchanged since (size and modification time) is not described
@@ -365,10 +378,16 @@ class FaceSearch:
         or "default" (its person first, then look-alikes); each hit of an image query then
         carries `same_person`, a calibrated probability (search.planner's match modes).
 
+        `min_same_person` (0-1, image queries in "person" or "default" mode) drops the hits
+        whose `same_person` is below it: a stricter cut than the operating point 0.5 (at 0.95,
+        0.01% false accepts and 10% false rejects on the validation identities; README "Same
+        person or look-alike"), so fewer than k hits may come back.
+
         `person` keeps only the faces of the person with that name (or id; `fs.people()`),
         like `where="person = 'Alice'"` (alone, it browses that person's faces); every hit
         carries its `person` ({"id", "name"} or None)."""
         k = self.settings.k if k is None else k
+        _check_min_same_person(min_same_person, image, match)
         if image is None and text is None and where is None and person is None:
             raise FaceSearchError("give an image, a text, a --where filter, or a combination to query")
         if k < 1:
@@ -407,10 +426,19 @@ class FaceSearch:
                           match=match, attributes=query_attributes)
         ranked = rank(request, self._card.centres, self.vectors, catalog, self.spaces.get(IDENTITY))
         ranked.candidates = [c for c in ranked.candidates if c[1] not in left_out][:k]
+        if min_same_person is not None:
+            if ranked.same_person is None:
+                raise FaceSearchError("--min-same-person needs identity vectors, which this index lacks "
+                                      "for some faces: run `facesearch index` on its folders again to add them")
+            ranked.candidates = [c for c in ranked.candidates
+                                 if ranked.same_person.get(c[1], 0.0) >= min_same_person]
         ids = [i for _, i in ranked.candidates]
         stored = self.vectors.reconstruct(ids) if ids else np.zeros((0, VECTOR_DIM), np.float32)
         hits = Hits()
         hits.understood = understood
+        compared = bool(np.any(ranked.vector))  # else no region has a query block to compare with
+        if not compared:
+            hits.scored_by = _scored_by(ranked.strategy, request.terms, restriction)
         other_paths = self.store.aliases_of(catalog.rows[i][1].id for _, i in ranked.candidates)
         persons = people_store.persons_of_faces(self.store, [catalog.rows[i][0].id
                                                              for _, i in ranked.candidates])
@@ -419,7 +447,8 @@ class FaceSearch:
             row, photo = catalog.rows[vector_id]
             hits.append(Hit(rank=rank_, score=round(score, 4), path=photo.path, face_id=row.id,
                             bbox=[round(v, 1) for v in (row.x0, row.y0, row.x1, row.y1)],
-                            regions=dict(zip(REGIONS, (round(float(v), 4) for v in similarity))),
+                            regions=dict(zip(REGIONS, (round(float(v), 4) for v in similarity)))
+                            if compared else {},
                             attributes=row.attributes, missing=not os.path.exists(photo.path),
                             other_paths=other_paths.get(photo.id, []),
                             same_person=(ranked.same_person or {}).get(vector_id),
@@ -662,6 +691,21 @@ def _track_fields(face: FaceRow, photo: PhotoRow) -> dict:
             "end": face.track_end, "time": face.frame_time}
 
 
+def _scored_by(strategy: str, terms: list, restriction: Filter | None) -> str:
+    """What a query's score is when it has no query vector, so no region is compared (Hits.
+    scored_by): browsing by a filter alone (the number it orders by, planner.rank), or a text
+    whose classes have no class centre (pixel attributes): their fit, 0-1."""
+    if strategy == "browse":
+        order = restriction.ordering() if restriction is not None else []
+        if order:
+            key, descending = order[0]
+            return f"{key} ({'highest' if descending else 'lowest'} first); no region compared"
+        return "1: every face meets the filter (listed in index order); no region compared"
+    labels = ", ".join(term.label for term in terms)
+    return (f"fit to {labels} (0-1, read from the photo's pixels); no region compared (no class "
+            "centre to compare with)")
+
+
 def _print_notice(line: str) -> None:
     """The default on_notice: one line on stderr."""
     import sys
@@ -672,6 +716,20 @@ def _print_notice(line: str) -> None:
 def _no_face(image: str | os.PathLike | np.ndarray) -> FaceSearchError:
     """The one-line error for a query or compared photo (path or array) without a face."""
     return FaceSearchError(f"no face found in {'the image' if isinstance(image, np.ndarray) else image}")
+
+
+def _check_min_same_person(value: float | None, image: object, match: str) -> None:
+    """FaceSearchError (one line) unless `value` is None or a probability 0-1 asked of an image
+    query in a mode that shows the query's person ("person", "default")."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0.0 <= float(value) <= 1.0:
+        raise FaceSearchError(f"--min-same-person must be a probability between 0 and 1 (got {value!r})")
+    if image is None:
+        raise FaceSearchError("--min-same-person applies to image queries (their hits carry same_person)")
+    if match == "look-alike":
+        raise FaceSearchError("--min-same-person keeps the query's person, which look-alike mode leaves out: "
+                              "use --match person")
 
 
 def _size_if_present(path: Path) -> int:

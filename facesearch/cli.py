@@ -133,6 +133,7 @@ def query(image: Optional[Path] = typer.Option(None, "--image", "-i", help="Find
           exclude_self: bool = typer.Option(False, "--exclude-self", help="Leave the faces of --image itself out of the hits."),
           match: str = typer.Option("default", "--match", help="With --image: person (the same person, by identity), look-alike (people who look alike, not the same person), default (the same person first, then look-alikes)."),
           person: Optional[str] = typer.Option(None, "--person", help="Only faces of this person (a name from `facesearch people`, or an id); like --where \"person = 'NAME'\"."),
+          min_same_person: Optional[float] = typer.Option(None, "--min-same-person", help="With --image (person or default mode): drop hits whose same-person probability is below this (0-1; 0.95: 0.01% false accepts, 10% false rejects on validation identities)."),
           index: Optional[Path] = IndexOption, db_url: Optional[str] = DbOption) -> None:
     """Print the faces most like --image, fitting --text, or --image changed as --text says;
     with --where alone, the faces meeting the filter. `facesearch vocabulary` lists the words
@@ -149,7 +150,7 @@ def query(image: Optional[Path] = typer.Option(None, "--image", "-i", help="Find
     hits = _search(index, db_url).query(image=image, text=text, k=k, face=face or 0, region=region,
                                         weights=region_weights, where=where,
                                         exclude=[image] if exclude_self else None, match=match,
-                                        person=person)
+                                        person=person, min_same_person=min_same_person)
     if not hits and where is not None:
         typer.echo("no indexed face meets the --where filter", err=True)
     if as_json:
@@ -193,13 +194,14 @@ def compare(first: Path = typer.Argument(..., help="A photo."),
 @app.command()
 def describe(image: Path = typer.Argument(..., help="A photo, or a video (its faces are tracks, with their times)."),
              out: Optional[Path] = typer.Option(None, "--out", "-o", help="Save an overlay picture: boxes, landmarks, region masks."),
-             as_json: bool = typer.Option(False, "--json", help="Print JSON (with the 364-dim master and 512-dim identity vectors).")) -> None:
+             as_json: bool = typer.Option(False, "--json", help="Print JSON (with the 364-dim master and 512-dim identity vectors)."),
+             parser: Optional[str] = typer.Option(None, "--parser", help="Region parser that cuts the masks: mesh or learned (our face parser) [default: FACESEARCH_PARSER, else mesh].")) -> None:
     """Find the faces in a photo and show their attributes (and, with --out, their regions)."""
     from facesearch.api import FaceSearch
 
     if out is not None:
         _check_output(out, "--out", given=[image])
-    faces = FaceSearch().describe(image)
+    faces = FaceSearch(settings=Settings.from_env(parser=parser)).describe(image)
     if not faces:
         _fail(f"no face found in {image}")
     if as_json:
@@ -209,10 +211,15 @@ def describe(image: Path = typer.Argument(..., help="A photo, or a video (its fa
 
         typer.echo(faces_table(faces))
     if out is not None:
-        from facesearch.render import save_overlay
+        from facesearch.render import overlay_frame_note, save_overlay
 
-        save_overlay(out, image, faces)
-        typer.echo(f"overlay: {out}", err=as_json)
+        time = save_overlay(out, image, faces)
+        frame = "" if time is None else f" (video {overlay_frame_note(time, faces[0].track.track_id)})"
+        typer.echo(f"overlay: {out}{frame}", err=as_json)
+
+
+#: Failed files `facesearch info` lists with their reasons (--json lists every one).
+INFO_FAILURES = 10
 
 
 @app.command()
@@ -224,10 +231,13 @@ def info(index: Optional[Path] = IndexOption, db_url: Optional[str] = DbOption,
         typer.echo(json.dumps(details, indent=2))
         return
     for key, value in details.items():
-        if key == "failed":
+        if key == "failed":  # each with its reason, one line; the first few (--json: all)
             typer.echo(f"{'failed':>18}: {len(value)}")
-            for path, error in value:
-                typer.echo(f"{'':>20}{error or path}")
+            for path, error in value[:INFO_FAILURES]:
+                reason = (error or path).splitlines()[0] if (error or path) else path
+                typer.echo(f"{'':>20}{reason if len(reason) <= 160 else reason[:157] + '...'}")
+            if len(value) > INFO_FAILURES:
+                typer.echo(f"{'':>20}... and {len(value) - INFO_FAILURES} more (`facesearch info --json` lists all)")
         elif key == "spaces":
             for name, space in value.items():
                 typer.echo(f"{'space ' + name:>18}: {space['vectors']} vectors of {space['dim']} dims, "
@@ -263,12 +273,12 @@ def vocabulary(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
 @app.command()
 def remove(paths: list[Path] = typer.Argument(..., help="Photos to take out of the index."),
            index: Optional[Path] = IndexOption, db_url: Optional[str] = DbOption) -> None:
-    """Take photos, their faces and vectors out of the index for good."""
-    removed = _search(index, db_url).remove(paths)
-    typer.echo(f"removed {removed} photo(s)")
-    if removed < len(set(paths)):
-        typer.echo(f"warning: {len(set(paths)) - removed} of the paths given were not in the index",
-                   err=True)
+    """Take photos, their faces and vectors out of the index for good (a path not in the index
+    is an error, and then nothing is removed)."""
+    from facesearch.errors import counted
+
+    removed = _search(index, db_url).remove(paths, missing_ok=False)
+    typer.echo(f"removed {counted(removed, 'photo')}")
 
 
 @app.command()

@@ -13,3 +13,9 @@ def first_line(error: BaseException, with_type: bool = False) -> str:
     if not lines:
         return type(error).__name__
     return f"{type(error).__name__}: {lines[0]}" if with_type else lines[0]
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """`n` and the noun in the number it needs, for messages: counted(1, "face") is "1 face",
+    counted(3, "face") "3 faces", counted(2, "copy", "copies") "2 copies"."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"

@@ -80,10 +80,12 @@ def hits_table(hits: list[Hit] | Hits) -> str:
     if not hits:
         return "no hits"
     understood = getattr(hits, "understood", None)
-    lines = [f"{'#':>3} {'score':>7}  {'best regions':<32} {'face':>6}  path / box / attributes"]
+    scored_by = getattr(hits, "scored_by", None)  # the score is not a region similarity: what it is
+    lines = [f"score: {scored_by}"] if scored_by else []
+    lines.append(f"{'#':>3} {'score':>7}  {'best regions':<32} {'face':>6}  path / box / attributes")
     for hit in hits:
         regions = sorted(hit.regions.items(), key=lambda item: -item[1])[:2]
-        best = ", ".join(f"{name} {value:.2f}" for name, value in regions)
+        best = ", ".join(f"{name} {value:.2f}" for name, value in regions) or "-"
         box = ",".join(f"{v:.0f}" for v in hit.bbox)
         gone = "  (file missing)" if hit.missing else ""
         lines.append(f"{hit.rank:>3} {hit.score:>7.3f}  {best:<32} {hit.face_id:>6}  {hit.path}{gone}")
@@ -204,14 +206,22 @@ def sheet_caption(hits: list[Hit], image: str | os.PathLike | None = None, text:
     elif weights:
         lines.append("region weights: " + ", ".join(f"{k}={v:g}" for k, v in weights.items())
                      + " (others 1)")
-    lines.append(f"{len(hits)} hit(s); bars: per-region cosine similarity, -1 to 1")
+    scored_by = getattr(hits, "scored_by", None)
+    if scored_by:
+        lines.append(f"score: {scored_by}")
+    lines.append(f"{len(hits)} hit(s)" + ("" if scored_by and not any(hit.regions for hit in hits)
+                                          else "; bars: per-region cosine similarity, -1 to 1"))
     return lines
 
 
 def _region_bars(draw: ImageDraw.ImageDraw, x: int, y: int, regions: dict[str, float], width: int,
                  font) -> int:
     """One labelled row per region: name, a bar from -1 to 1 (a tick marks 0) in the region's
-    colour, the similarity as a number. Returns the height drawn."""
+    colour, the similarity as a number; "no region compared" without `regions`. Returns the
+    height drawn."""
+    if not regions:
+        draw.text((x, y), "no region compared", fill=_GREY, font=font)
+        return _BAR_ROW
     label_w, number_w = 44, 36
     bar_w = width - label_w - number_w
     for i, name in enumerate(REGIONS):
@@ -317,7 +327,7 @@ def contact_sheet_html(hits: list[Hit], image: str | os.PathLike | None = None,
             f"<span>{REGION_LABELS[name]}</span><span class='bar'><i style='width:"
             f"{max(0.0, min(1.0, (hit.regions.get(name, 0.0) + 1) / 2)) * 100:.0f}%;background:"
             f"rgb{REGION_COLORS[name]}'></i></span><span class='num'>{hit.regions.get(name, 0.0):+.2f}</span>"
-            for name in REGIONS)
+            for name in REGIONS) if hit.regions else "<span>no region compared</span>"
         fits = ""
         if understood is not None:
             fits = "<div class='fits'>fits: " + ", ".join(
@@ -375,14 +385,21 @@ def save_contact_sheet(out: Path, hits: list[Hit], image=None, text: str | None 
         contact_sheet(hits, image, text, **options).save(out)
 
 
-def save_overlay(out: Path, image: str | os.PathLike, faces: list[Face]) -> None:
+def save_overlay(out: Path, image: str | os.PathLike, faces: list[Face]) -> float | None:
     """The photo with boxes and landmarks, and beside it each aligned face with its regions. For
     a video's faces (tracks): the best frame of the first, with the faces whose best frame it is
-    boxed (every track's aligned face is beside it)."""
+    boxed (every track's aligned face is beside it) and the frame's time written on it; returns
+    that time in seconds (None for a photo)."""
     time = faces[0].track.time if faces and faces[0].track is not None else None
     photo = load_still(image, time)
     picture = Image.fromarray(photo.pixels)
     draw = ImageDraw.Draw(picture)
+    if time is not None:  # which frame this is
+        label = overlay_frame_note(time, faces[0].track.track_id)
+        font = _font(14)
+        box = draw.textbbox((4, 4), label, font=font)
+        draw.rectangle([box[0] - 3, box[1] - 3, box[2] + 3, box[3] + 3], fill=(0, 0, 0))
+        draw.text((4, 4), label, fill=(255, 255, 255), font=font)
     for i, face in enumerate(faces):
         if time is not None and face.track is not None and face.track.time != time:
             continue  # in another frame
@@ -399,4 +416,10 @@ def save_overlay(out: Path, image: str | os.PathLike, faces: list[Face]) -> None
     canvas.paste(picture, (0, 0))
     canvas.paste(strip, (picture.width, 0))
     canvas.save(out)
+    return time
+
+
+def overlay_frame_note(time: float, track_id: int | None) -> str:
+    """Which frame of a video an overlay shows: 'frame at 3.5 s, track 1's best'."""
+    return f"frame at {time:.1f} s, track {track_id}'s best"
 

@@ -123,6 +123,15 @@ def test_describe_upload_open_and_more_like(server, browser, tmp_path: Path) -> 
     browser.get(browser.current_url)
     assert [h.get_attribute("data-face") for h in _hits(browser)] == first
 
+    # a text of pixel attributes alone has no query vector: no region bars, the card says what
+    # its score is
+    browser.find_element(By.ID, "text").clear()
+    browser.execute_script("document.getElementById('results').replaceChildren()")  # no old hits
+    browser.find_element(By.ID, "text").send_keys("red hair", Keys.ENTER)
+    hits = _hits(browser)
+    assert not hits[0].find_elements(By.CSS_SELECTOR, ".bars .num")
+    assert hits[0].find_element(By.CSS_SELECTOR, ".bars").text.startswith("score: fit to hair_red")
+
     # a bad filter shows its error message
     browser.find_element(By.ID, "where").send_keys("hair_colour = 3")
     browser.find_element(By.ID, "go").click()

@@ -107,8 +107,8 @@ def test_a_folder_of_videos_is_indexed(data_dir: Path, tmp_path: Path, facesearc
     done = run(facesearch_command, "index", videos, "--index", tmp_path / "index", "-q",
                "--video-fps", "1", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "0 photos and 2 videos: 1 indexed (1 faces" in done.stdout  # tests/test_video.py: more
-    assert "1 copies of indexed photos" in done.stdout
+    assert "0 photos and 2 videos: 1 indexed (1 face," in done.stdout  # tests/test_video.py: more
+    assert "1 copy of an indexed photo" in done.stdout
 
 
 # --- SQL is the source of truth -----------------------------------------------------------------

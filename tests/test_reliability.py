@@ -190,7 +190,7 @@ def test_hostile_files_are_skipped_and_every_good_photo_indexed(
     photos = good + 1 + len(BAD) + 1
     assert done.stdout.strip().startswith(f"{photos} photos: {good} indexed ({good} faces"), done.stdout
     assert "1 without a face" in done.stdout  # tiny.png: described, counted apart from "indexed"
-    assert f"{len(BAD)} failed" in done.stdout and "1 copies of indexed photos" in done.stdout
+    assert f"{len(BAD)} failed" in done.stdout and "1 copy of an indexed photo" in done.stdout
 
     fs = FaceSearch(tmp_path / "idx")
     try:

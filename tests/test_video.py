@@ -13,6 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from PIL import Image
 
 from clitools import run
 from facesearch import FaceSearch
@@ -109,10 +110,16 @@ def test_thumbnails_show_the_best_frame(indexed) -> None:
 
 
 def test_describe_lists_tracks_with_times(video_dir: Path, tmp_path: Path, facesearch_command) -> None:
-    done = run(facesearch_command, "describe", video_dir / "talking_d0.mp4", cwd=tmp_path,
-               env={"FACESEARCH_VIDEO_FPS": "1"})
+    done = run(facesearch_command, "describe", video_dir / "talking_d0.mp4", "--out", tmp_path / "o.png",
+               cwd=tmp_path, env={"FACESEARCH_VIDEO_FPS": "1"})
     assert done.returncode == 0, done.stderr
     assert "face 0:" in done.stdout and "video track 1: 0.0-3.0 s, shown at" in done.stdout
+    # the overlay draws one frame: which one is said in the output and on the picture (a label
+    # in white on black at its top left)
+    shown = done.stdout.split("shown at ")[1].split(" s")[0]
+    assert f"overlay: {tmp_path / 'o.png'} (video frame at {shown} s, track 1's best)" in done.stdout
+    corner = np.asarray(Image.open(tmp_path / "o.png").convert("RGB"))[:24, :150]
+    assert (corner == 0).all(axis=2).mean() > 0.5 and (corner == 255).all(axis=2).any()
 
 
 def test_bad_videos_get_a_one_line_reason(video_dir: Path, tmp_path: Path) -> None:

@@ -19,7 +19,10 @@ they over-fetch by the number of vectors without rows and skip them (and a FAISS
 missing or damaged is rebuilt from SQL, saved only when no writer holds the lock).
 
 Photos are known by content as well as by path: see `Indexer.run` for moves, copies (aliases)
-and re-encoded copies (TWIN_SCORE), and `_drop_vanished` for missing files. Vector
+and re-encoded copies (TWIN_SCORE; never a truncated file), and `_drop_vanished` for missing
+files. Faces described before a newer stored number existed (expressions, pixel attributes,
+quality: `refresh_keys`) get it by their photo being described again, written into their rows
+in place (ids, vectors and persons kept). Vector
 ids are reserved in SQL before they reach FAISS and never reused, so a vector id never names
 another face. No single file stops a run: hostile files (empty, truncated, not images, links to
 nowhere or in loops, FIFOs, names that are not UTF-8, decompression bombs) are recorded as failed
@@ -46,7 +49,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from facesearch.errors import first_line
+from facesearch.errors import counted, first_line
 from facesearch.settings import DEFAULTS
 from facesearch.pipeline.images import ImageError, truncated_at_end
 from facesearch.pipeline.sources import content_hash, media_kind, photo_key, printable
@@ -80,28 +83,35 @@ class IndexReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why): media not read
     seconds: float = 0.0
     people: PeopleUpdate | None = None  # what the people update after the run did (index.people)
+    refreshed: int = 0     # unchanged photos described again to fill in newer numbers (Indexer)
 
     def summary(self) -> str:
         """One line (two when indexed photos are missing from disk elsewhere)."""
         rate = self.faces / self.seconds if self.seconds else 0.0
         with_faces = self.indexed - len(self.no_face)  # `indexed` counts every photo described
-        found = (f"{self.photos} photos" if not self.videos else
-                 f"{self.photos - self.videos} photos and {self.videos} video{'s' * (self.videos != 1)}")
-        line = (f"{found}: {with_faces} indexed ({self.faces} faces, "
+        found = (counted(self.photos, "photo") if not self.videos else
+                 f"{counted(self.photos - self.videos, 'photo')} and {counted(self.videos, 'video')}")
+        failed = f"{len(self.failed)} failed" + (" (`facesearch info` lists why)" if self.failed else "")
+        line = (f"{found}: {with_faces} indexed ({counted(self.faces, 'face')}, "
                 f"{rate:.1f} faces/s), {self.unchanged} unchanged, {self.removed} removed, "
-                f"{len(self.no_face)} without a face, {len(self.failed)} failed")
+                f"{len(self.no_face)} without a face, {failed}")
         if self.video_seconds:
             line += (f", {self.video_seconds:.0f} s of video "
                      f"({self.video_seconds / max(self.seconds, 1e-9):.1f}x real time)")
         if self.moved or self.duplicates:
-            line += f", {self.moved} moved, {self.duplicates} copies of indexed photos"
+            line += (f", {self.moved} moved, "
+                     f"{counted(self.duplicates, 'copy of an indexed photo', 'copies of indexed photos')}")
         if self.people is not None and (self.people.assigned or self.people.created):
-            line += (f", {self.people.assigned} faces joined known people, "
-                     f"{self.people.created} new people")
+            line += (f", {counted(self.people.assigned, 'face')} joined known people, "
+                     f"{self.people.created} new {'person' if self.people.created == 1 else 'people'}")
+        if self.refreshed:
+            line += (f", {counted(self.refreshed, 'photo')} described again to add expressions, "
+                     "pixel attributes and quality")
         if self.skipped:
             line += f", {len(self.skipped)} not read ({self.skipped[0][1]}, e.g. {self.skipped[0][0]})"
         if self.missing:
-            line += (f"\n{len(self.missing)} indexed photo(s) elsewhere are missing from disk, e.g. "
+            line += (f"\n{counted(len(self.missing), 'indexed photo')} elsewhere "
+                     f"{'is' if len(self.missing) == 1 else 'are'} missing from disk, e.g. "
                      f"{self.missing[0]}: `facesearch index --prune` drops them, `facesearch relocate "
                      f"OLD NEW` if their folder moved")
         return line
@@ -136,7 +146,18 @@ class _Pending:
     twin_of: str | None = None  # a re-encoded copy of the photo stored at this path
     media: str = "photo"  # or "video": its faces are tracks (Face.track)
     duration: float | None = None  # a video's length, seconds
+    #: An indexed, unchanged photo described again only to fill in its faces' newer stored
+    #: numbers (Indexer refresh_keys): nothing of it is replaced; `updates` are the merged
+    #: attributes by face id, written in place at the checkpoint.
+    refresh: bool = False
+    updates: dict[int, dict] = field(default_factory=dict)
 
+
+#: Meta key of the refresh keys (Indexer refresh_keys, comma-joined) photos were last looked
+#: through for: set by the run that described every photo found lacking them again, so a face
+#: the describer no longer finds in its photo is not described again on every run (photos
+#: under folders a run was not given are found by the next run that looks).
+REFRESHED_KEYS = "refreshed_keys"
 
 #: Meta key of the smallest vector id never handed out: ids are not reused, even after a crash
 #: or a removal, so a reader holding an older FAISS file never pairs a vector with a new row.
@@ -166,10 +187,15 @@ class Indexer:
     def __init__(self, store: Store, spaces: Spaces,
                  describe: Callable[[list[Path]], Iterable[tuple[tuple[int, int] | None, list[Face]] | Exception]],
                  model_version: str, commit_every: int = DEFAULTS.commit_every,
-                 checkpoint_seconds: float = DEFAULTS.checkpoint_seconds):
+                 checkpoint_seconds: float = DEFAULTS.checkpoint_seconds,
+                 refresh_keys: Iterable[str] = ()):
         """`describe` maps photo paths to (original size, faces) or the exception each raised,
         in order (pipeline.describer.Describer.stream: several photos are described at once), with the
-        model `model_version`; photos another model described are described again. Photos are
+        model `model_version`; photos another model described are described again.
+        `refresh_keys` are stored numbers every face `describe` gives carries
+        (describer.DESCRIBED_KEYS): an indexed photo with a face that lacks one (described before
+        it existed) is described again and its faces' attributes filled in, in place (see
+        `run`); a describer that promises none (a test's) refreshes nothing. Photos are
         described `commit_every` at a time (Settings.commit_every); checkpoints (vector files,
         then SQL rows) are written at batch boundaries at most every `checkpoint_seconds`
         (Settings.checkpoint_seconds; 0: after every batch) and at the end (see the module's
@@ -183,6 +209,7 @@ class Indexer:
         self.describe = describe
         self.commit_every = commit_every
         self.checkpoint_seconds = checkpoint_seconds
+        self.refresh_keys = tuple(sorted(refresh_keys))
         reserved = store.get_meta(NEXT_VECTOR_ID)
         self.next_id = max(store.next_vector_id(),
                            *(int(space.ids().max(initial=-1)) + 1 for space in spaces.values()),
@@ -196,9 +223,12 @@ class Indexer:
         disk are dropped, and with `prune` those anywhere else too (else they are counted in
         `report.missing`). A file whose content is already indexed is a move (its stored path
         is gone: the photo keeps its faces, under the new path) or another path of that photo
-        (an alias), never described again. `problems` are (folder, reason) found while
-        listing the roots. No single file stops the run: each bad one is recorded with its
-        reason. Ctrl-C writes what was described and raises IndexInterrupted."""
+        (an alias), never described again, unless it is due anyway (another model, a vector
+        space it lacks: then at its new path, in this run). An unchanged photo whose faces lack
+        a refresh key is described again and only their attributes filled in (report.refreshed).
+        `problems` are (folder, reason) found while listing the roots. No single file stops
+        the run: each bad one is recorded with its reason. Ctrl-C writes what was described and
+        raises IndexInterrupted."""
         started = time.time()
         report = IndexReport()
         for folder, reason in problems:
@@ -219,6 +249,13 @@ class Indexer:
         # photos indexed before one of the spaces existed are described again to fill it
         self._lacking = set().union(*(self.store.photos_lacking_space(name)
                                       for name in self.spaces if name != MASTER))
+        # photos whose faces lack a newer stored number (emotions, pixel attributes, quality):
+        # described again and filled in, in place; looked for once per set of keys
+        refreshed = ",".join(self.refresh_keys)
+        self._stale = (self.store.photos_lacking_keys(self.refresh_keys)
+                       if self.store.get_meta(REFRESHED_KEYS) != refreshed else set())
+        self._stale_seen: set[str] = set()  # of them, those this run described again
+        self._moved_from: dict[str, str] = {}  # new path -> stored path, of photos moved this run
         self._aliases = self.store.aliases()
         self._new_hashes: dict[str, str] = {}   # content hash -> key, of photos described this run
         self._deferred_aliases: list[tuple[str, str, int, float]] = []
@@ -244,6 +281,9 @@ class Indexer:
                     report.no_face.append(str(item.path))
                     if on_problem:
                         on_problem(f"no face found in {item.path}")
+                elif item.refresh:  # filled in; not counted as indexed
+                    report.refreshed += bool(item.updates)
+                    continue
                 elif item.partial:
                     report.partial.append(str(item.path))
                     if on_problem:
@@ -281,6 +321,8 @@ class Indexer:
         report.removed = self._drop_vanished(set(keyed), roots, prune, report)
         self._write(pending, final=True)
         report.committed += sum(item.record for item in pending)
+        if self.store.get_meta(REFRESHED_KEYS) != refreshed and self._stale <= self._stale_seen:
+            self.store.set_meta(REFRESHED_KEYS, refreshed)  # every one done: not looked for again
         for alias in self._deferred_aliases:  # copies found beside a photo described this run
             self.store.add_alias(*alias)
         report.seconds = time.time() - started
@@ -292,7 +334,8 @@ class Indexer:
         under a path that is gone), or it is another path of an indexed photo. Files that failed
         before are tried again (the cause, a permission say, may be gone), and photos another
         model described are described again, and so are photos whose faces lack a vector in a
-        space (indexes made before the identity space)."""
+        space (indexes made before the identity space), moved or not; an unchanged photo whose
+        faces lack a refresh key is described again to fill it in (`refresh`)."""
         shown = printable(path)
         if key is None:
             return _Pending(path, "", 0, 0.0, False, PhotoStatus.ERROR,
@@ -319,7 +362,7 @@ class Indexer:
                                                         or key in self._lacking)))
         if existing and not retry and existing.size == info.st_size and existing.mtime == info.st_mtime:
             report.unchanged += 1
-            return None
+            return self._refresh(key, existing, info)
         alias = self._aliases.get(key) if existing is None else None
         if alias is not None and alias.size == info.st_size and alias.mtime == info.st_mtime:
             report.unchanged += 1
@@ -332,9 +375,16 @@ class Indexer:
             with self.store.session() as session:
                 self.store.update_file_stat(session, key, info.st_size, info.st_mtime)
             report.unchanged += 1
-            return None
+            return self._refresh(key, existing, info)
         if existing is None and self._known_content(key, digest, info, known, report):
-            return None
+            moved = known.get(key)
+            old = self._moved_from.get(key)
+            if moved is None or old is None:  # another path of a photo still at its own
+                return None
+            if old not in self._lacking and moved.model_version == self.model_version:
+                return self._refresh(key, moved, info, old)
+            existing = moved  # moved here, and due to be described again (a vector space it
+            #                   lacks, another model): now, not on the next run
         if digest in self._new_hashes and existing is None:
             self._deferred_aliases.append((key, self._new_hashes[digest], info.st_size, info.st_mtime))
             report.duplicates += 1
@@ -360,11 +410,23 @@ class Indexer:
             self.store.move_photo(gone[0].path, key, info.st_size, info.st_mtime)
             known.pop(gone[0].path, None)
             known[key] = gone[0]
+            self._moved_from[key] = gone[0].path
             report.moved += 1
             return True
         self.store.add_alias(key, candidates[0].path, info.st_size, info.st_mtime)
         report.duplicates += 1
         return True
+
+    def _refresh(self, key: str, photo, info: os.stat_result, stored_as: str | None = None
+                 ) -> _Pending | None:
+        """An unchanged indexed photo (at `key`; stored as `stored_as` when the run found it
+        moved there) to describe again because a face of it lacks a newer stored number
+        (refresh_keys), else None."""
+        if (stored_as or key) not in self._stale or photo.status != PhotoStatus.INDEXED:
+            return None
+        self._stale_seen.add(stored_as or key)
+        return _Pending(Path(key), photo.content_hash, info.st_size, info.st_mtime, False,
+                        PhotoStatus.INDEXED, refresh=True)
 
     def _twin_of(self, item: _Pending) -> str | None:
         """The stored path of the indexed photo `item` (just described) is a re-encoded copy
@@ -401,6 +463,11 @@ class Indexer:
         interrupted run keeps what was done); a photo that fails is marked, not fatal."""
         results = self.describe([path for _, path in items]) if items else ()
         for (item, path), result in zip(items, results):
+            if item.refresh:  # only its faces' attributes change; a failure changes nothing
+                if not isinstance(result, Exception):
+                    item.updates = self._filled_in(str(item.path), result[1])
+                yield item
+                continue
             if isinstance(result, (ImageError, VideoError)):
                 item.status, item.error = PhotoStatus.ERROR, printable(str(result))
             elif isinstance(result, Exception):
@@ -414,7 +481,9 @@ class Indexer:
                     item.media, item.duration = "video", _duration(path)
                 else:
                     item.partial = truncated_at_end(path)
-                if item.faces and not item.replaces and item.media == "photo":
+                # a truncated file is never a copy: its top may match an indexed photo (the
+                # faces there, the size in its header), the rest is missing
+                if item.faces and not item.replaces and item.media == "photo" and not item.partial:
                     item.twin_of = self._twin_of(item)
                 if not item.faces and item.partial:
                     item.status = PhotoStatus.ERROR
@@ -424,9 +493,29 @@ class Indexer:
                     item.status = PhotoStatus.NO_FACE
             yield item
 
+    def _filled_in(self, key: str, faces: list[Face]) -> dict[int, dict]:
+        """{face id: attributes} of the stored faces of the photo at `key` that lack a
+        refresh key, each filled in from the newly described face at the same place (box IoU
+        at least REFRESH_IOU, the best): stored values are kept, only missing numbers added.
+        Faces found nowhere now stay as they are."""
+        stored = self.store.photo_by_path(key)
+        if stored is None or not faces:
+            return {}
+        boxes = np.array([face.bbox for face in faces], np.float64)
+        updates = {}
+        for row in stored.faces:
+            if all(name in row.attributes for name in self.refresh_keys):
+                continue
+            overlap = _iou(np.array([row.x0, row.y0, row.x1, row.y1], np.float64), boxes)
+            best = int(np.argmax(overlap))
+            if overlap[best] >= REFRESH_IOU:
+                updates[row.id] = faces[best].attributes | row.attributes
+        return updates
+
     def _drop_vanished(self, on_disk: set[str], roots: list, prune: bool,
                        report: IndexReport) -> int:
-        """Drop stored photos under `roots` (and, with `prune`, anywhere) whose files are gone;
+        """Drop stored photos under `roots` (and, with `prune` or when they lack a vector space's
+        vectors, anywhere) whose files are gone;
         a gone photo with another path still on disk moves there instead, and other paths
         (aliases) that are gone are forgotten. Other gone photos are listed in
         report.missing. Returns how many photos were dropped."""
@@ -450,6 +539,8 @@ class Indexer:
                 alias = live_alias.pop(photo.id)
                 self.store.move_photo(photo.path, alias.path, alias.size, alias.mtime)
             elif prune or under_roots(photo.path):
+                # (one elsewhere is kept, also when it lacks a vector space: a drive that is not
+                # mounted is no reason to forget it; the match modes skip its faces meanwhile)
                 gone.append(photo.path)
             else:
                 report.missing.append(photo.path)
@@ -464,7 +555,9 @@ class Indexer:
         between the steps leaves vectors without rows, which `reconcile` drops. A space due
         for (re)training (Flat past the IVF threshold, IVF grown 4x) is rebuilt only at the
         `final` checkpoint of a run, so checkpoints never stall on training."""
-        pending = [item for item in pending if item.record]
+        updates = {face_id: attributes for item in pending if item.refresh
+                   for face_id, attributes in item.updates.items()}
+        pending = [item for item in pending if item.record and not item.refresh]
         ids: list[int] = []
         rows = []
         for item in pending:
@@ -497,6 +590,7 @@ class Indexer:
                 for space in self.spaces.values():
                     space.rebuild_if_due()
             self.spaces.save()
+            self.store.update_attributes(session, updates)  # faces filled in, in place
             for item, faces in rows:
                 width, height = item.size_px or (None, None)
                 self.store.add_photo(session, path=item.path, content_hash=item.digest,
@@ -504,6 +598,21 @@ class Indexer:
                                      error=item.error, width=width, height=height,
                                      model_version=self.model_version, partial=item.partial,
                                      faces=faces, media=item.media, duration=item.duration)
+
+
+#: A refreshed photo's stored face takes the attributes of the newly described face whose box
+#: overlaps it most, at this IoU or more (the same model finds the same boxes: IoU ~1).
+REFRESH_IOU = 0.5
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """(n,) intersection over union of one [x0, y0, x1, y1] box with each of boxes (n, 4)."""
+    width = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    height = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    inter = width * height
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-9)
 
 
 def _track_columns(face: Face) -> dict:

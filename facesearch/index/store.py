@@ -534,6 +534,41 @@ class Store:
         with self.session() as session:
             return set(session.scalars(query))
 
+    def photos_lacking_keys(self, keys: Iterable[str]) -> set[str]:
+        """Paths of the indexed photos with a face whose attributes lack one of `keys` (stored
+        per-face numbers, spec.STORED_KEYS: faces described before such a number existed; the
+        next index run describes them again to fill it in, index.indexer). The faces whose
+        face_classes column of a key is empty are read first (a column scan), then their
+        attributes; a face whose attributes hold the value but whose column is empty (an index
+        taken down and up through migration 0007) gets its columns written from them here."""
+        keys = [key for key in keys if key in CLASS_COLUMNS]
+        if not keys:
+            return set()
+        empty = sa.or_(*(FaceClasses.__table__.c[CLASS_COLUMNS[key]].is_(None) for key in keys))
+        query = (sa.select(FaceRow.id, FaceRow.attributes, PhotoRow.path).join(FaceRow.photo)
+                 .outerjoin(FaceClasses, FaceClasses.face_id == FaceRow.id)
+                 .where(PhotoRow.status == PhotoStatus.INDEXED, empty))
+        lacking: set[str] = set()
+        with self.session() as session:
+            refill: dict[int, dict] = {}
+            for face_id, attributes, path in session.execute(query):
+                if all(isinstance((attributes or {}).get(key), (int, float)) for key in keys):
+                    refill[face_id] = attributes
+                else:
+                    lacking.add(path)
+            self.update_attributes(session, refill)
+        return lacking
+
+    def update_attributes(self, session: Session, attributes: Mapping[int, Mapping[str, Any]]) -> None:
+        """Replace faces' attributes ({face id: attributes}) and their face_classes columns, in
+        `session`; nothing else of the faces changes (vectors, ids, persons)."""
+        for face_id, values in attributes.items():
+            session.execute(sa.update(FaceRow).where(FaceRow.id == face_id).values(attributes=dict(values)))
+            session.execute(sa.delete(FaceClasses).where(FaceClasses.face_id == face_id))
+            row = _class_row(values)
+            row.face_id = face_id
+            session.add(row)
+
     def failed_photos(self) -> list[PhotoRow]:
         """The photos whose indexing raised an error, by path."""
         query = sa.select(PhotoRow).where(PhotoRow.status == PhotoStatus.ERROR).order_by(PhotoRow.path)
@@ -734,14 +769,17 @@ class Store:
                          for i in session.scalars(query.where(FaceRow.vector_id.in_(chunk)))]
         return np.sort(np.fromiter(found, dtype=np.int64, count=len(found)))
 
-    def vector_ids_by(self, key: str, n: int, clause: sa.ColumnElement[bool] | None = None) -> np.ndarray:
+    def vector_ids_by(self, key: str, n: int, clause: sa.ColumnElement[bool] | None = None,
+                      descending: bool = True) -> np.ndarray:
         """Vector ids (int64) of the (at most) n faces with the highest stored value of `key` (a
-        spec.STORED_KEYS name: its face_classes column), best first; faces without a value are
-        left out; only faces meeting `clause` (as in vector_ids_where) if given."""
+        spec.STORED_KEYS name: its face_classes column), best first (the lowest first when not
+        `descending`; ties by vector id); faces without a value are left out; only faces
+        meeting `clause` (as in vector_ids_where) if given."""
         column = FaceClasses.__table__.c[CLASS_COLUMNS[key]]
         query = (sa.select(FaceRow.vector_id).join(FaceRow.photo)
                  .join(FaceClasses, FaceClasses.face_id == FaceRow.id)
-                 .where(column.is_not(None)).order_by(column.desc(), FaceRow.vector_id).limit(n))
+                 .where(column.is_not(None))
+                 .order_by(column.desc() if descending else column.asc(), FaceRow.vector_id).limit(n))
         if clause is not None:
             query = query.where(clause)
         with self.session() as session:

@@ -32,6 +32,11 @@ if TYPE_CHECKING:
 
 #: One photo's outcome: (original size (w, h), or None for an array; its faces, largest first).
 Described = tuple[tuple[int, int] | None, list[Face]]
+#: Stored numbers every face this describer gives carries in its attributes, photo or video:
+#: its quality record (pipeline/detect/quality.py). They came with the expressions and the pixel
+#: attributes (migration 0007), so a stored face without them was described before all three:
+#: `facesearch index` describes its photo again to fill them in (index.indexer refresh_keys).
+DESCRIBED_KEYS: tuple[str, ...] = ("quality",)
 
 
 def pipeline_version(model_version: str, settings: Settings) -> str:

@@ -278,6 +278,26 @@ class Filter:
         visit(self.tree, False)
         return found
 
+    def ordering(self) -> list[tuple[str, bool]]:
+        """The stored numbers the filter compares that name no class (`terms` leaves them
+        out: the quality record, spec.QUALITY_KEYS), as (key, descending), in the order
+        written, so that faces meeting a filter alone can be listed best fit first: `quality >
+        0.5` is the highest quality first, `blur < 100` the lowest blur first (reversed under
+        `not`). Equality and path, date or person comparisons give none."""
+        found: dict[str, bool] = {}
+
+        def visit(node: Node, negated: bool) -> None:
+            if isinstance(node, Logic):
+                for part in node.parts:
+                    visit(part, negated != (node.op == "not"))
+                return
+            field, op = node.field, node.op
+            if field.kind == "class" and field.name not in COLUMNS and op in ("<", "<=", ">", ">="):
+                found.setdefault(field.name, (op in (">", ">=")) != negated)
+
+        visit(self.tree, False)
+        return list(found.items())
+
     # --- SQL ------------------------------------------------------------------------------------
     def clause(self, dialect: str) -> sa.ColumnElement[bool]:
         """The condition on faces joined with photos, for a dialect ("sqlite", "postgresql")."""

@@ -17,7 +17,9 @@ class Hit:
     path: str
     face_id: int
     bbox: list[float]            # [x0, y0, x1, y1] in pixels of the original photo
-    regions: dict[str, float]    # region -> cosine similarity with the query's block
+    #: region -> cosine similarity with the query's block; empty when the query has no vector
+    #: to compare with (a text naming only pixel attributes, browsing by filter): `Hits.scored_by`
+    regions: dict[str, float]
     attributes: dict[str, float]  # class -> stored probability, and "age" in years
     missing: bool = False        # the photo's file is gone from disk (`index --prune` drops it)
     other_paths: list[str] = field(default_factory=list)  # the same photo's other paths (copies, links)
@@ -53,15 +55,21 @@ class Hit:
 
 
 class Hits(list):
-    """Search hits, best first, plus what a text query was understood as (`understood`)."""
+    """Search hits, best first, plus what a text query was understood as (`understood`) and,
+    when the score is not the usual one (a sum of region similarities for a photo, the fit of
+    the understood classes plus a region tie-break for a text), what it is (`scored_by`, one
+    line: e.g. "fit to hair_red (0-1) ...; no region compared" or "quality, highest first")."""
 
     understood: TextQuery | None = None
+    scored_by: str | None = None
 
     def to_dicts(self) -> list[dict]:
         """JSON-ready hits; for a text or mixed query each also says what the text was
-        understood as (`query`) and how well this face fits each understood class (`fits`)."""
+        understood as (`query`) and how well this face fits each understood class (`fits`);
+        each says what its score is (`score_is`) when `scored_by` does."""
+        extra = {} if self.scored_by is None else {"score_is": self.scored_by}
         if self.understood is None:
-            return [hit.to_dict() for hit in self]
+            return [hit.to_dict() | extra for hit in self]
         query = self.understood.as_dict()
-        return [hit.to_dict() | {"query": query, "fits": self.understood.explain(hit.attributes)}
+        return [hit.to_dict() | {"query": query, "fits": self.understood.explain(hit.attributes)} | extra
                 for hit in self]

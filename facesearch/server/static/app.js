@@ -148,7 +148,9 @@ function thumb(hit) {
 
 function hitCard(hit) {
   const bars = el("div", { class: "bars", title: "per-region cosine similarity with the query (−1 to 1)" });
-  for (const name of regions) {
+  // no query vector (pixel attributes alone, browsing): no region compared; score_is says what the score is
+  if (!Object.keys(hit.regions).length) bars.append(el("span", { style: "grid-column:1/-1" }, `score: ${hit.score_is || "no region compared"}`));
+  for (const name of Object.keys(hit.regions).length ? regions : []) {
     const value = hit.regions[name];
     const width = Math.max(0, Math.min(1, (value + 1) / 2)) * 100;
     bars.append(el("span", {}, name.replace("_", " ")),
@@ -162,7 +164,7 @@ function hitCard(hit) {
   }
   const card = el("article", { class: "hit", tabindex: "0", "data-face": hit.face_id, title: hit.path },
     thumb(hit),
-    el("div", { class: "head" }, el("span", {}, `#${hit.rank}`), el("span", {}, hit.score.toFixed(3))),
+    el("div", { class: "head", title: hit.score_is || "" }, el("span", {}, `#${hit.rank}`), el("span", {}, hit.score.toFixed(3))),
     el("div", { class: "path" }, shortPath(hit.path), hit.missing ? el("span", { class: "badge" }, " missing") : null),
     videoTimes(hit),
     personLine(hit),
@@ -358,7 +360,8 @@ async function start() {
   const info = await api("/api/info").catch((error) => { showError(error.message); return null; });
   if (!info) return;
   regions = info.regions; colors = info.region_colors;
-  $("info").textContent = `${info.faces} faces in ${info.photos} photos`;
+  const counted = (n, noun) => `${n} ${noun}${n === 1 ? "" : "s"}`;
+  $("info").textContent = `${counted(info.faces, "face")} in ${counted(info.photos, "photo")}`;
   $("k").value = info.k; $("k").max = info.max_k;
   buildSliders();
   $("query").addEventListener("submit", (event) => {

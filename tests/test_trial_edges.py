@@ -1,0 +1,216 @@
+"""Edges a new user's trial found (issues 15 and 17, session 7), on real photos: a truncated
+copy of an indexed photo, `remove` of a file not indexed, `info`'s failure reasons, counts in
+words ("1 face"), queries whose score is not a region similarity (pixel attributes, browsing by
+quality), and old indexes brought up to date by one `facesearch index` run.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from clitools import assert_one_line_error, run
+from conftest import BuiltIndex, copy_photos
+from test_identity import _by_identity, _copy_aligned
+from test_people import ALICE, BOB
+from facesearch import FaceSearch, FaceSearchError
+from facesearch.errors import counted
+from facesearch.render import hits_table, save_contact_sheet
+from facesearch.spec import EMOTIONS, IDENTITY, PIXEL_ATTRIBUTES, QUALITY_KEYS
+
+
+# --- the library --------------------------------------------------------------------------------
+def test_a_truncated_copy_of_an_indexed_photo_is_partial_not_a_copy(data_dir: Path, tmp_path: Path) -> None:
+    """The top three quarters of an indexed photo (its face whole, the rest grey when decoded):
+    its faces match the photo's and its header gives the same size, yet it is a cut file, so it
+    is indexed as partial, not filed as another path of the photo."""
+    lib = tmp_path / "lib"
+    copy_photos(data_dir, ["001004.jpg", "000461.jpg"], lib)
+    with FaceSearch(tmp_path / "index") as fs:
+        fs.index([lib], progress=False)
+        whole = (lib / "001004.jpg").read_bytes()
+        (lib / "cut.jpg").write_bytes(whole[: int(len(whole) * 0.75)])
+        report = fs.index([lib], progress=False)
+        assert report.duplicates == 0 and report.partial == [str(lib / "cut.jpg")], report
+        cut = fs.store.photo_by_path(str(lib / "cut.jpg"))
+        assert cut is not None and cut.partial and len(cut.faces) == 1
+        assert fs.store.aliases() == {}
+        # a whole copy is still another path of the photo
+        shutil.copy(lib / "001004.jpg", lib / "copy.jpg")
+        assert fs.index([lib], progress=False).duplicates == 1
+
+
+def test_counts_are_said_in_words() -> None:
+    assert [counted(n, "face") for n in (0, 1, 2)] == ["0 faces", "1 face", "2 faces"]
+    assert counted(1, "copy", "copies") == "1 copy" and counted(3, "copy", "copies") == "3 copies"
+
+
+def test_remove_of_a_file_not_indexed_fails_and_info_says_why_files_failed(
+        built_index: BuiltIndex, facesearch_command: list[str], tmp_path: Path) -> None:
+    """`remove` of a path the index does not hold: one line, exit 1, nothing removed (the
+    Python call still returns 0 unless missing_ok=False). `info` lists failed files with their
+    reasons in its text as in its JSON. Run on a copy of the shared index."""
+    index_dir = tmp_path / "index"
+    shutil.copytree(built_index.index_dir, index_dir)
+    stranger = tmp_path / "never-indexed.jpg"
+    shutil.copy(built_index.photos[0], stranger)
+    done = run(facesearch_command, "remove", stranger, "--index", index_dir, cwd=tmp_path)
+    assert done.stdout == ""
+    assert assert_one_line_error(done) == f"error: not in the index: {stranger}; nothing removed"
+    both = run(facesearch_command, "remove", built_index.photos[0], stranger, "--index", index_dir,
+               cwd=tmp_path)
+    assert both.returncode == 1 and "nothing removed" in both.stderr
+    with FaceSearch(index_dir) as fs:
+        assert fs.info()["photos"] == len(built_index.photos)  # nothing removed
+        assert fs.remove([stranger]) == 0
+        with pytest.raises(FaceSearchError, match="not in the index"):
+            fs.remove([stranger], missing_ok=False)
+        # a file that fails: its reason, in the text as in the JSON
+        (tmp_path / "bad").mkdir()
+        (tmp_path / "bad" / "broken.jpg").write_bytes(b"\xff\xd8 not really a JPEG")
+        fs.index([tmp_path / "bad"], progress=False)
+    as_json = json.loads(run(facesearch_command, "info", "--json", "--index", index_dir, cwd=tmp_path).stdout)
+    ((path, reason),) = as_json["failed"]
+    text = run(facesearch_command, "info", "--index", index_dir, cwd=tmp_path).stdout
+    assert "failed: 1" in text and reason in text and "broken.jpg" in reason
+    gone = run(facesearch_command, "remove", built_index.photos[0], "--index", index_dir, cwd=tmp_path)
+    assert gone.returncode == 0 and gone.stdout.strip() == "removed 1 photo"
+
+
+# --- scores that are not region similarities ------------------------------------------------------
+def test_a_text_of_pixel_attributes_alone_says_its_score_is_their_fit(built_index: BuiltIndex,
+                                                                      tmp_path: Path) -> None:
+    """"red hair" names no class with a centre: there is no query vector, so no region is
+    compared (not seven 0.00 similarities) and the hits say their score is the fit to
+    hair_red, which is what orders them."""
+    fs = built_index.fs
+    hits = fs.query(text="red hair", k=5)
+    assert hits.scored_by is not None and hits.scored_by.startswith("fit to hair_red (0-1")
+    assert all(hit.regions == {} for hit in hits)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    for hit in hits:  # the fit of one class is its probability (floored at 0.01)
+        assert hit.score == pytest.approx(max(hit.attributes["hair_red"], 0.01), abs=1e-3)
+    record = hits.to_dicts()[0]
+    assert record["score_is"] == hits.scored_by and record["regions"] == {}
+    table = hits_table(hits)
+    assert table.splitlines()[0] == f"score: {hits.scored_by}" and " 0.00, " not in table
+    for sheet in ("sheet.png", "sheet.html"):  # sheets say it too, and draw no bars
+        save_contact_sheet(tmp_path / sheet, hits, text="red hair")
+    assert "no region compared" in (tmp_path / "sheet.html").read_text()
+    # a class with a centre gives a query vector: region similarities as before, no note
+    mixed = fs.query(text="red hair, smiling", k=3)
+    assert mixed.scored_by is None and all(len(hit.regions) == 7 for hit in mixed)
+    assert "score_is" not in mixed.to_dicts()[0]
+
+
+@pytest.mark.parametrize("key", ["quality", "face_size", "border_cut", "blur"])
+def test_browsing_by_a_number_without_a_class_orders_by_it(built_index: BuiltIndex, key: str) -> None:
+    """`--where "quality > 0.5"` alone: the faces meeting it, highest quality first, each
+    scored by its quality (was: face-id order, score 1); `<` lists the lowest first, and so
+    does `not ... >`. The same for every number of the quality record."""
+    fs = built_index.fs
+    values = sorted(h.attributes[key] for h in fs.query(where=f"{key} >= 0", k=100))
+    middle = values[len(values) // 2]
+    above = fs.query(where=f"{key} >= {middle}", k=100)
+    assert [h.score for h in above] == [h.attributes[key] for h in above] == sorted(
+        (v for v in values if v >= middle), reverse=True)
+    assert above.scored_by == f"{key} (highest first); no region compared"
+    assert all(hit.regions == {} for hit in above)
+    for where in (f"{key} <= {middle}", f"not {key} > {middle}"):
+        below = fs.query(where=where, k=3)
+        assert [h.score for h in below] == [v for v in values if v <= middle][:3], where
+        assert below.scored_by == f"{key} (lowest first); no region compared"
+    assert hits_table(above).startswith(f"score: {key} (highest first)")
+    # a class named beside it orders by the class's fit, as before
+    assert fs.query(where=f"eyeglasses > 0.5 and {key} >= 0", k=3).scored_by is None
+
+
+# --- old indexes, brought up to date by one run ---------------------------------------------------
+def _strip(index_dir: Path, keys: tuple[str, ...]) -> None:
+    """Make an index's faces look described before these stored numbers existed: out of every
+    face's attributes, their face_classes columns emptied (as migration 0007 left them)."""
+    from facesearch.index.store import CLASS_COLUMNS
+
+    with sqlite3.connect(index_dir / "facesearch.sqlite") as db:
+        for face_id, attributes in db.execute("SELECT id, attributes FROM faces").fetchall():
+            kept = {k: v for k, v in json.loads(attributes).items() if k not in keys}
+            db.execute("UPDATE faces SET attributes = ? WHERE id = ?", (json.dumps(kept), face_id))
+        db.execute(f"UPDATE face_classes SET {', '.join(f'{CLASS_COLUMNS[k]} = NULL' for k in keys)}")
+        db.execute("DELETE FROM index_meta WHERE key = 'refreshed_keys'")  # as before the key existed
+
+
+def test_faces_indexed_before_expressions_and_quality_get_them_on_the_next_run(
+        data_dir: Path, tmp_path: Path, facesearch_command: list[str]) -> None:
+    """An index whose faces lack the expressions, pixel attributes and quality record: one
+    `facesearch index` run describes their photos again and fills them in, in place: the same
+    face ids, vectors, person and its name; a run on one of its folders does that folder's, the
+    next run on all of them the rest; then nothing is described again."""
+    folder = tmp_path / "photos"
+    for identity in (ALICE, BOB):
+        _copy_aligned(data_dir, _by_identity(data_dir)[identity][:4], folder / str(identity))
+    index_dir = tmp_path / "index"
+    with FaceSearch(index_dir) as fs:
+        fs.index([folder], progress=False)
+        person = fs.people()[0]
+        fs.name_person(person["id"], "Alice")
+        query = Path(person["faces"][0]["path"])
+        before = [(h.face_id, h.score, h.person) for h in fs.query(image=query, k=8)]
+        full = {h.face_id: h.attributes for h in fs.query(image=query, k=8)}
+    newer = (*EMOTIONS, *PIXEL_ATTRIBUTES, *QUALITY_KEYS)
+    _strip(index_dir, newer)
+    with FaceSearch(index_dir) as fs:
+        assert fs.query(where="quality >= 0", k=10) == []
+        assert all("quality" not in h.attributes for h in fs.query(image=query, k=8))
+    done = run(facesearch_command, "index", folder / str(BOB), "--index", index_dir, "-q", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "0 indexed (0 faces" in done.stdout and "4 photos described again to add expressions" in done.stdout
+    with FaceSearch(index_dir) as fs:
+        assert fs.index([folder], progress=False).refreshed == 4  # Alice's too
+        after = fs.query(image=query, k=8)
+        assert [(h.face_id, h.score, h.person) for h in after] == before
+        assert after[0].person["name"] == "Alice" and fs.people()[0]["id"] == person["id"]
+        for hit in after:  # every number back: the kept ones as they were, the others anew
+            first = full[hit.face_id]
+            assert set(hit.attributes) == set(first)
+            assert {k: v for k, v in hit.attributes.items() if k not in newer} == {
+                k: v for k, v in first.items() if k not in newer}
+            assert {k: hit.attributes[k] for k in QUALITY_KEYS} == pytest.approx(
+                {k: first[k] for k in QUALITY_KEYS}, rel=1e-3)
+            assert all(0 <= v <= 1 for k, v in hit.attributes.items() if k in EMOTIONS + PIXEL_ATTRIBUTES)
+        assert len(fs.query(where="quality >= 0", k=10)) == 8  # the columns too
+        report = fs.index([folder], progress=False)
+        assert (report.indexed, report.refreshed, report.unchanged) == (0, 0, 8)
+
+
+def test_an_old_index_whose_photos_moved_needs_one_run(data_dir: Path, tmp_path: Path) -> None:
+    """An index made before the identity space, its folder moved and one photo deleted: one
+    run on the new folder finds the moved photos and describes them again (identity vectors);
+    the deleted one, outside the folder indexed, is kept as missing (as an unmounted drive's
+    photos are) and person mode works without it; --prune forgets it. Before, person mode
+    needed two runs and --prune."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    copy_photos(data_dir, ["000461.jpg", "000711.jpg", "000987.jpg", "001004.jpg"], old)
+    index_dir = tmp_path / "index"
+    with FaceSearch(index_dir) as fs:
+        fs.index([old], progress=False)
+    with sqlite3.connect(index_dir / "facesearch.sqlite") as db:
+        db.execute("DELETE FROM face_vectors WHERE space = ?", (IDENTITY,))
+    (index_dir / f"{IDENTITY}.faiss").unlink()
+    (old / "001004.jpg").unlink()
+    old.rename(new)
+    with FaceSearch(index_dir) as fs:
+        report = fs.index([new], progress=False)
+        assert (report.moved, report.indexed, report.removed) == (3, 3, 0), report
+        assert report.missing == [str(old / "001004.jpg")]
+        assert len(fs.spaces[IDENTITY]) == 3 and len(fs.spaces.master) == fs.info()["faces"] == 4
+        for match in ("person", "default", "look-alike"):
+            hits = fs.query(image=new / "000461.jpg", k=4, match=match)
+            assert str(old / "001004.jpg") not in {h.path for h in hits} or match == "default"
+        hits = fs.query(image=new / "000461.jpg", k=3, match="person")
+        assert hits[0].path == str(new / "000461.jpg") and hits[0].same_person > 0.5
+        assert {h.path for h in hits} <= {str(p) for p in new.iterdir()}
+        report = fs.index([new], progress=False, prune=True)
+        assert report.removed == 1 and fs.info()["faces"] == 3
