@@ -30,7 +30,7 @@ from facesearch.pipeline.sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, cont
 from facesearch.search.compare import Comparison, compare_faces
 from facesearch.search.filters import Filter, parse_filter
 from facesearch.search.hits import Hit, Hits
-from facesearch.search.planner import Request, StoreCatalog, rank
+from facesearch.search.planner import LOOKALIKE_AGREEMENT_WEIGHT, Request, StoreCatalog, rank
 from facesearch.search.ranking import region_weights
 from facesearch.search.terms import probability_matrix
 from facesearch.search.text import asks_for_everyone, not_understood, parse
@@ -439,6 +439,8 @@ class FaceSearch:
         compared = bool(np.any(ranked.vector))  # else no region has a query block to compare with
         if not compared:
             hits.scored_by = _scored_by(ranked.strategy, request.terms, restriction)
+        elif ranked.strategy in MATCH_ORDER:  # an image query's match mode: the score is not the order
+            hits.scored_by = MATCH_ORDER[ranked.strategy]
         other_paths = self.store.aliases_of(catalog.rows[i][1].id for _, i in ranked.candidates)
         persons = people_store.persons_of_faces(self.store, [catalog.rows[i][0].id
                                                              for _, i in ranked.candidates])
@@ -689,6 +691,18 @@ def _track_fields(face: FaceRow, photo: PhotoRow) -> dict:
         return {"media": "photo"}
     return {"media": "video", "track_id": face.track_id, "start": face.track_start,
             "end": face.track_end, "time": face.frame_time}
+
+
+#: What ranks the hits of an image query in each match mode (search.planner.rank_match), said
+#: beside the score (the sum of the 7 region cosines), which is then not in order (Hits.scored_by).
+MATCH_ORDER: dict[str, str] = {
+    "person": "sum of the 7 region cosines (-7 to 7); hits ranked by same_person (identity), "
+              "not by this score",
+    "default": "sum of the 7 region cosines (-7 to 7); the query's person first (by same_person), "
+               "then the other faces by this score",
+    "look-alike": f"sum of the 7 region cosines (-7 to 7); hits ranked by it plus "
+                  f"{LOOKALIKE_AGREEMENT_WEIGHT:g} x 7 x the share of attributes expected to agree",
+}
 
 
 def _scored_by(strategy: str, terms: list, restriction: Filter | None) -> str:

@@ -291,6 +291,9 @@ def contact_sheet(hits: list[Hit], image: str | os.PathLike | None = None,
         x, y = (n % columns) * _TILE_W + 12, head_h + (n // columns) * tile_h
         sheet.paste(crop if crop is not None else _missing_tile(), (x, y))
         draw.text((x, y + THUMB + 3), f"#{hit.rank}", fill=_INK, font=bold)
+        if hit.same_person is not None:  # an image query's match modes rank by it
+            draw.text((x + bold.getlength(f"#{hit.rank}  "), y + THUMB + 4),
+                      f"same {hit.same_person:.2f}", fill=_GREY, font=font)
         score = f"{hit.score:.3f}"
         draw.text((x + inner - bold.getlength(score), y + THUMB + 3), score, fill=_INK, font=bold)
         missing = crop is None or _is_missing(hit)
@@ -333,7 +336,9 @@ def contact_sheet_html(hits: list[Hit], image: str | os.PathLike | None = None,
             fits = "<div class='fits'>fits: " + ", ".join(
                 f"{html.escape(k)} {v:.2f}" for k, v in understood.explain(hit.attributes).items()) + "</div>"
         cards.append(
-            f"<figure>{picture}<div class='head'><b>#{hit.rank}</b><b>{hit.score:.3f}</b></div>"
+            f"<figure>{picture}<div class='head'><b>#{hit.rank}</b>"
+            + (f"<span>same {hit.same_person:.2f}</span>" if hit.same_person is not None else "")
+            + f"<b>{hit.score:.3f}</b></div>"
             f"<div class='path{' gone' if missing else ''}' title='{html.escape(hit.path)}'>"
             f"{html.escape(short_path(hit.path, 30))}{' (missing)' if missing else ''}</div>"
             f"<div class='bars'>{bars}</div>{fits}"

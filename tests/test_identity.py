@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facesearch import FaceSearch, FaceSearchError
+from facesearch import FaceSearch, FaceSearchError, render
 from facesearch.index.spaces import SPACES
 from facesearch.models.arcface import calibration
 from facesearch.search.planner import LOOKALIKE_EXCLUDE_PROBABILITY, attribute_agreement
@@ -86,6 +86,10 @@ def test_person_mode_puts_the_same_person_first(people: dict) -> None:
     assert all(hit.same_person > 0.5 for hit in hits[:PER_PERSON - 1])
     assert all(hit.same_person < 0.5 for hit in hits[PER_PERSON - 1:])
     assert all(set(hit.regions) == set(REGIONS) for hit in hits)
+    # the score (region cosines) is not what orders them: the table and JSON say what does
+    assert hits.scored_by.endswith("hits ranked by same_person (identity), not by this score")
+    assert render.hits_table(hits).splitlines()[0] == f"score: {hits.scored_by}"
+    assert hits.to_dicts()[0]["score_is"] == hits.scored_by
 
 
 def test_look_alike_mode_never_returns_the_query_person(people: dict) -> None:

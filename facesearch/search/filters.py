@@ -208,8 +208,10 @@ class Filter:
         known = list(FILTER_KEYS) + list(_METADATA)
         close = difflib.get_close_matches(key, [name.lower() for name in known], n=1, cutoff=0.7)
         hint = f" (did you mean {next(n for n in known if n.lower() == close[0])}?)" if close else ""
-        self._fail(token, f"unknown name {token.text!r}{hint}; names are class names, age, path, "
-                          "date, indexed, person")
+        self._fail(token, f"unknown name {token.text!r}{hint}; names are class names (e.g. Smiling, "
+                          "male), expressions (happy, sad, ...), hair_long, hair_short, hair_red, "
+                          "eyes_blue, eyes_green, eyes_brown, quality, face_size, border_cut, blur, "
+                          "age, path, date, indexed, person")
 
     def _compare(self, field: Field, op: _Token, value: Field | _Token) -> Compare:
         if isinstance(value, Field):

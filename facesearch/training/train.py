@@ -142,7 +142,7 @@ def load_data(settings: TrainSettings, root: Path | None = None) -> tuple[Split,
     data = Split(**{name: np.concatenate([part[name] for part in parts]) for name in parts[0]})
     is_validation = validation_mask(data.identity, data.files, settings.validation_share)
     return (data.subset(np.flatnonzero(~is_validation)), data.subset(np.flatnonzero(is_validation)),
-            (mesh_sum / max(mesh_count, 1)).astype(np.float32))
+            np.asarray(mesh_sum / max(mesh_count, 1), np.float32))  # no mesh: scrfd caches
 
 
 def override(settings: TrainSettings, assignments: list[str]) -> TrainSettings:
