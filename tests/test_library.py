@@ -74,6 +74,7 @@ def test_every_format_is_found_by_content(data_dir: Path, tmp_path: Path) -> Non
     lib.mkdir()
     with Image.open(source / PHOTOS[0]) as image:
         image.save(lib / "IMG_0001.HEIC")
+    with Image.open(source / "001367.jpg") as image:  # another photo: one photo twice is a copy
         image.save(lib / "IMG_0002.avif")
     shutil.copy(source / PHOTOS[1], lib / "scan.jfif")
     shutil.copy(source / PHOTOS[2], lib / "exported.dat")  # a JPEG by content

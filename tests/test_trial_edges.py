@@ -43,6 +43,20 @@ def test_a_truncated_copy_of_an_indexed_photo_is_partial_not_a_copy(data_dir: Pa
         assert fs.index([lib], progress=False).duplicates == 1
 
 
+def test_a_re_encoded_pair_in_one_fresh_run_is_one_photo(data_dir: Path, tmp_path: Path) -> None:
+    """CelebA's 007413.jpg and 072016.jpg are one photo encoded twice (a new user's trial: one
+    fresh run indexed both, while an interrupted run merged them). Described in the same run,
+    before either is written, the second is still recorded as another path of the first."""
+    lib = tmp_path / "lib"
+    copy_photos(data_dir, ["007413.jpg", "072016.jpg", "000461.jpg"], lib)
+    with FaceSearch(tmp_path / "index") as fs:
+        report = fs.index([lib], progress=False)
+        assert (report.indexed, report.duplicates) == (2, 1), report
+        assert len(fs.store.photos()) == 2
+        assert fs.store.aliases().keys() == {str(lib / "072016.jpg")}
+        assert fs.index([lib], progress=False).indexed == 0  # settled: nothing to describe again
+
+
 def test_counts_are_said_in_words() -> None:
     assert [counted(n, "face") for n in (0, 1, 2)] == ["0 faces", "1 face", "2 faces"]
     assert counted(1, "copy", "copies") == "1 copy" and counted(3, "copy", "copies") == "3 copies"

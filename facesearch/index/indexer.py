@@ -144,6 +144,7 @@ class _Pending:
     record: bool = True  # False: reported only, no row can be stored (a link loop)
     partial: bool = False  # truncated: read as far as it goes
     twin_of: str | None = None  # a re-encoded copy of the photo stored at this path
+    twin_unwritten: bool = False  # ... described earlier in this run, not yet written
     media: str = "photo"  # or "video": its faces are tracks (Face.track)
     duration: float | None = None  # a video's length, seconds
     #: An indexed, unchanged photo described again only to fill in its faces' newer stored
@@ -259,6 +260,7 @@ class Indexer:
         self._aliases = self.store.aliases()
         self._new_hashes: dict[str, str] = {}   # content hash -> key, of photos described this run
         self._deferred_aliases: list[tuple[str, str, int, float]] = []
+        self._unwritten: list[_Pending] = []  # photos described since the last write (twins)
         work = [(path, key) for key, path in keyed.items()] + [(path, None) for path in loops]
         # files before links to them, so that of two paths to one content the file's is the
         # photo's path and the link's its other path
@@ -269,7 +271,10 @@ class Indexer:
         def settle(items: Iterable[_Pending]) -> None:
             for item in items:
                 if item.twin_of is not None:  # another file of an indexed photo
-                    self.store.add_alias(item.path, item.twin_of, item.size, item.mtime)
+                    if item.twin_unwritten:  # recorded once its photo is written, at the end
+                        self._deferred_aliases.append((str(item.path), item.twin_of, item.size, item.mtime))
+                    else:
+                        self.store.add_alias(item.path, item.twin_of, item.size, item.mtime)
                     report.duplicates += 1
                     continue
                 pending.append(item)
@@ -309,6 +314,7 @@ class Indexer:
                         and _clock() - last_checkpoint >= self.checkpoint_seconds):
                     batch, pending = pending, []
                     self._write(batch)
+                    self._unwritten = []  # every photo described so far is in the index now
                     report.committed += sum(item.record for item in batch)
                     last_checkpoint = _clock()
             settle(self._describe(to_describe))
@@ -485,6 +491,12 @@ class Indexer:
                 # faces there, the size in its header), the rest is missing
                 if item.faces and not item.replaces and item.media == "photo" and not item.partial:
                     item.twin_of = self._twin_of(item)
+                    if item.twin_of is None:
+                        twin = next((other for other in self._unwritten if _twins(item, other)), None)
+                        if twin is not None:
+                            item.twin_of, item.twin_unwritten = str(twin.path), True
+                        elif not item.refresh:
+                            self._unwritten.append(item)
                 if not item.faces and item.partial:
                     item.status = PhotoStatus.ERROR
                     item.error = (f"{printable(path)}: truncated file (the part that is there "
@@ -653,3 +665,24 @@ def reconcile(store: Store, spaces: Spaces) -> tuple[int, int]:
     if dropped_vectors or photos or restored:
         spaces.save()
     return dropped_vectors, len(photos)
+
+
+def _twins(item: _Pending, other: _Pending) -> bool:
+    """Whether two photos described in this run are re-encoded copies of one photo, by the rules
+    `Indexer._twin_of` applies to stored ones: as many faces, each at least TWIN_SCORE (the sum
+    of its 7 region cosines) with the face at its place (box within TWIN_BOX of the photo's
+    sides), and the same aspect ratio within TWIN_ASPECT."""
+    if (len(item.faces) != len(other.faces) or item.size_px is None or other.size_px is None
+            or other.media != "photo"):
+        return False
+    (width, height), (w, h) = item.size_px, other.size_px
+    if not (width and height and w and h) or abs(width / height - w / h) > TWIN_ASPECT * width / height:
+        return False
+    for mine, theirs in zip(item.faces, other.faces):  # both largest first
+        if float(np.dot(mine.vector, theirs.vector)) < TWIN_SCORE:
+            return False
+        a = np.asarray(mine.bbox, np.float64) / [width, height, width, height]
+        b = np.asarray(theirs.bbox, np.float64) / [w, h, w, h]
+        if np.abs(a - b).max() > TWIN_BOX:
+            return False
+    return True
