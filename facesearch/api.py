@@ -60,7 +60,8 @@ class FaceSearch:
     def __init__(self, index_dir: str | os.PathLike | None = None, db_url: str | None = None,
                  *, settings: Settings | None = None, on_notice=None):
         """`on_notice(line)` hears what the index repaired on its own (a vector file rebuilt
-        from the database, ...); default: printed to stderr as "note: ..."."""
+        from the database, ...) and why a query came back empty when it can say (nothing at
+        `min_same_person`: the likeliest probability); default: printed to stderr as "note: ..."."""
         settings = settings if settings is not None else Settings.from_env()
         self.on_notice = on_notice if on_notice is not None else _print_notice
         self.settings = settings.replace(index_dir=index_dir, db_url=db_url)
@@ -430,8 +431,12 @@ class FaceSearch:
             if ranked.same_person is None:
                 raise FaceSearchError("--min-same-person needs identity vectors, which this index lacks "
                                       "for some faces: run `facesearch index` on its folders again to add them")
+            best = max((ranked.same_person.get(c[1], 0.0) for c in ranked.candidates), default=None)
             ranked.candidates = [c for c in ranked.candidates
                                  if ranked.same_person.get(c[1], 0.0) >= min_same_person]
+            if not ranked.candidates and best is not None:  # say how far the best one was
+                self.on_notice(f"no face at same_person >= {min_same_person:g}; the likeliest "
+                               f"was at {best:.2f}")
         ids = [i for _, i in ranked.candidates]
         stored = self.vectors.reconstruct(ids) if ids else np.zeros((0, VECTOR_DIM), np.float32)
         hits = Hits()

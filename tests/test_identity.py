@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import DATA_DIR
 from facesearch import FaceSearch, FaceSearchError, render
 from facesearch.index.spaces import SPACES
 from facesearch.models.arcface import calibration
@@ -274,6 +275,11 @@ def test_min_same_person_keeps_only_likelier_hits(people: dict) -> None:
         default = fs.query(image=query, k=PER_PERSON + 4, min_same_person=0.5)
         assert len(default) < PER_PERSON + 4 and all(hit.same_person >= 0.5 for hit in default)
         assert len(fs.query(image=query, k=5, match="person", min_same_person=1.0)) <= 1
+    notes: list[str] = []  # a stranger at a strict cut: no hits, and how likely the best was
+    stranger = DATA_DIR / "video" / "lin-manuel-miranda.png"
+    with FaceSearch(people["index"], on_notice=notes.append) as fs:
+        assert fs.query(image=stranger, k=5, match="person", min_same_person=0.99) == []
+    assert len(notes) == 1 and notes[0].startswith("no face at same_person >= 0.99; the likeliest was at 0.")
 
 
 @pytest.mark.parametrize("value, kwargs, message", [
