@@ -448,20 +448,13 @@ class Indexer:
         if len(photos) != 1:
             return None
         photo = next(iter(photos.values()))
-        width, height = item.size_px
-        if not (photo.width and photo.height and width and height) or abs(
-                width / height - photo.width / photo.height) > TWIN_ASPECT * width / height:
-            return None
         stored = self.store.photo_by_path(photo.path)
         if stored is None or len(stored.faces) != len(item.faces):
             return None
-        for face, vector_id in zip(item.faces, ids[:, 0].tolist()):
-            row = found[vector_id][0]
-            mine = np.asarray(face.bbox, dtype=np.float64) / [width, height, width, height]
-            theirs = np.array([row.x0, row.y0, row.x1, row.y1]) / [photo.width, photo.height,
-                                                                   photo.width, photo.height]
-            if np.abs(mine - theirs).max() > TWIN_BOX:
-                return None
+        rows = [found[vector_id][0] for vector_id in ids[:, 0].tolist()]
+        if not _same_framing(item.size_px, [face.bbox for face in item.faces],
+                             (photo.width, photo.height), [(r.x0, r.y0, r.x1, r.y1) for r in rows]):
+            return None
         return photo.path
 
     def _describe(self, items: list[tuple[_Pending, Path]]) -> Iterator[_Pending]:
@@ -675,14 +668,20 @@ def _twins(item: _Pending, other: _Pending) -> bool:
     if (len(item.faces) != len(other.faces) or item.size_px is None or other.size_px is None
             or other.media != "photo"):
         return False
-    (width, height), (w, h) = item.size_px, other.size_px
+    if any(float(np.dot(mine.vector, theirs.vector)) < TWIN_SCORE  # both largest first
+           for mine, theirs in zip(item.faces, other.faces)):
+        return False
+    return _same_framing(item.size_px, [face.bbox for face in item.faces],
+                         other.size_px, [face.bbox for face in other.faces])
+
+
+def _same_framing(size: tuple, boxes: list, other_size: tuple, other_boxes: list) -> bool:
+    """Whether two photos (width, height) in pixels have the same aspect ratio within
+    TWIN_ASPECT and their faces' boxes (x0, y0, x1, y1, pair by pair) lie at the same places
+    within TWIN_BOX of the photo's sides: the framing part of the twin rules."""
+    (width, height), (w, h) = size, other_size
     if not (width and height and w and h) or abs(width / height - w / h) > TWIN_ASPECT * width / height:
         return False
-    for mine, theirs in zip(item.faces, other.faces):  # both largest first
-        if float(np.dot(mine.vector, theirs.vector)) < TWIN_SCORE:
-            return False
-        a = np.asarray(mine.bbox, np.float64) / [width, height, width, height]
-        b = np.asarray(theirs.bbox, np.float64) / [w, h, w, h]
-        if np.abs(a - b).max() > TWIN_BOX:
-            return False
-    return True
+    return all(np.abs(np.asarray(a, np.float64) / [width, height, width, height]
+                      - np.asarray(b, np.float64) / [w, h, w, h]).max() <= TWIN_BOX
+               for a, b in zip(boxes, other_boxes))
