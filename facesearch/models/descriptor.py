@@ -13,6 +13,7 @@ from facesearch.spec import AGE_KEY, CLASSES, EMOTIONS, MASTER, MIRROR_AVERAGING
 from facesearch.errors import FaceSearchError
 from facesearch.models.base import Embedder, Embeddings
 from facesearch.models.emotion import EmotionHead, shipped_emotions, with_emotion_centres
+from facesearch.models.threads import one_blas_thread
 from facesearch.models.descriptor_numpy import BATCH as NUMPY_BATCH
 from facesearch.models.descriptor_numpy import NumpyDescriptorNet
 from facesearch.models.descriptor_onnx import onnx_backbone
@@ -85,8 +86,9 @@ class DescriptorModel(Embedder):
         (N, 364) float32, class probabilities and ages. FaceSearchError without grid masks."""
         if grid_masks is None:
             raise FaceSearchError("the master descriptor needs the faces' region masks (grid_masks)")
-        return embed_faces(self.numpy_network, crops, grid_masks, batch_size=NUMPY_BATCH,
-                           emotions=self.emotions)
+        with one_blas_thread():  # BLAS's spinning threads would take the other stages' CPU
+            return embed_faces(self.numpy_network, crops, grid_masks, batch_size=NUMPY_BATCH,
+                               emotions=self.emotions)
 
     @cached_property
     def network(self) -> DescriptorNet:

@@ -40,6 +40,7 @@ import numpy as np
 
 from facesearch.errors import FaceSearchError
 from facesearch.models.shipped import WEIGHTS_DIR
+from facesearch.models.threads import one_blas_thread
 from facesearch.spec import REGIONS
 
 PARSER_FILE = WEIGHTS_DIR / "parser.safetensors"
@@ -144,7 +145,8 @@ class NumpyParserNet:
         if crops.ndim != 4 or crops.shape[1:] != (PARSER_SIDE, PARSER_SIDE, 3):
             raise FaceSearchError(f"the face parser takes (B, {PARSER_SIDE}, {PARSER_SIDE}, 3) "
                                   f"head crops, not {crops.shape}")
-        return np.concatenate([self.scores(crops[i:i + BATCH]) for i in range(0, len(crops), BATCH)])
+        with one_blas_thread():  # BLAS's spinning threads would take the other stages' CPU
+            return np.concatenate([self.scores(crops[i:i + BATCH]) for i in range(0, len(crops), BATCH)])
 
 
 def load_parser_file(path: Path) -> NumpyParserNet:
