@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from facesearch.spec import CLASSES, VECTOR_DIM
-from facesearch.training.data import UNKNOWN
+from facesearch.training.data import UNKNOWN, prepared_dir
 from facesearch.models.descriptor import DescriptorModel, embed_faces
 from facesearch.models.network import to_images
 from facesearch.errors import FaceSearchError
@@ -152,7 +152,8 @@ def test_fine_tuning_with_dlib_as_teacher(tmp_path: Path, cache: Path, data_dir:
                                                         "lr=5e-4"])
     weights = tmp_path / "kd.safetensors"
     metrics = train_and_export(tmp_path / "run", run_settings, data_dir, weights)
-    teacher_cache = cache / f"limit{PHOTOS_PER_SOURCE}" / "dlib_utkface.npz"
+    teacher_cache = (prepared_dir(cache, run_settings.detector, run_settings.parser)
+                     / f"limit{PHOTOS_PER_SOURCE}" / "dlib_utkface.npz")
     with np.load(teacher_cache) as cached:
         assert np.allclose(np.linalg.norm(cached["vectors"].astype(np.float32), axis=1), 1, atol=1e-2)
     state = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=False)

@@ -1,7 +1,10 @@
 """Labelled faces for training and evaluation: CelebA and UTKFace from the shared data folder.
 
-`build_cache` runs every photo through our own detector, aligner and region segmenter once and
-stores the network inputs (aligned crops, grid masks) with their labels in one .npz per source.
+`build_cache` runs every photo through our own detector, aligner and region parser once (the
+backends named, by default the index's: Settings.detector, Settings.parser) and stores the
+network inputs (aligned crops, grid masks) with their labels in one .npz per source, in a folder
+of its own for each detector and parser (`prepared_dir`: cache/scrfd-learned/celeba_wild.npz),
+since they decide the crops and masks the network learns from.
 """
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ import numpy as np
 from tqdm import tqdm
 
 from facesearch.spec import AGE_GROUPS, CELEBA_ATTRIBUTES, FEATURE_GRID, INPUT_SIZE, REGIONS
-from facesearch.settings import Settings
+from facesearch.errors import FaceSearchError
+from facesearch.settings import DEFAULTS, Settings
 
 #: Data sources: name -> (folder under the data dir, label file or None for UTKFace names).
 SOURCES: dict[str, tuple[str, str | None]] = {
@@ -80,14 +84,25 @@ def age_group(age: float) -> int:
     return len(AGE_GROUPS) - 1
 
 
+def prepared_dir(cache_dir: str | Path, detector: str, parser: str) -> Path:
+    """Where the caches of photos prepared with `detector` and `parser` live: a folder of
+    `cache_dir` named after them ("cache/scrfd-learned")."""
+    return Path(cache_dir) / f"{detector}-{parser}"
+
+
 _worker_preprocessor = None
 
 
-def _prepare(path: Path):
+def _start_worker(detector: str, parser: str) -> None:
+    """Each worker process prepares photos with the named backends (models load on first use)."""
     global _worker_preprocessor
+    from facesearch.pipeline.prepare import FacePreparer
+    _worker_preprocessor = FacePreparer(Settings(detector=detector, parser=parser))
+
+
+def _prepare(path: Path):
     if _worker_preprocessor is None:
-        from facesearch.pipeline.prepare import FacePreparer
-        _worker_preprocessor = FacePreparer()
+        _start_worker(DEFAULTS.detector, DEFAULTS.parser)
     from facesearch.pipeline.images import ImageError, load_image
     try:
         faces = _worker_preprocessor.prepare(load_image(path).pixels)
@@ -118,14 +133,23 @@ def decode_crops(encoded: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 
 def build_cache(source: str, cache_dir: Path, root: Path | None = None,
-                limit: int | None = None, workers: int = 2) -> Path:
-    """Preprocess one source into cache_dir/<source>.npz (skipped if it exists); returns its path."""
+                limit: int | None = None, workers: int = 2, detector: str = DEFAULTS.detector,
+                parser: str = DEFAULTS.parser) -> Path:
+    """Preprocess one source into cache_dir/<source>.npz with the `detector` and `parser`
+    backends (skipped if it exists); returns its path. FaceSearchError when the file there was
+    prepared with other backends (its `preparation`; a file without one is mediapipe+mesh's)."""
     out = cache_dir / f"{source}.npz"
+    preparation = f"{detector}+{parser}"
     if out.exists():
+        with np.load(out) as cached:
+            found = str(cached["preparation"]) if "preparation" in cached else "mediapipe+mesh"
+        if found != preparation:
+            raise FaceSearchError(f"{out} holds faces prepared with {found}, not {preparation}: "
+                                  f"use another cache folder")
         return out
     images = labelled_images(source, root)[:limit]
     crops, masks, meshes, kept = [], [], [], []
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+    with multiprocessing.get_context("spawn").Pool(workers, _start_worker, (detector, parser)) as pool:
         results = pool.imap(_prepare, [image.path for image in images], chunksize=16)
         for image, result in tqdm(zip(images, results), total=len(images), desc=source,
                                   unit="photo"):
@@ -155,6 +179,7 @@ def build_cache(source: str, cache_dir: Path, root: Path | None = None,
         age=np.array([image.age for image in kept], dtype=np.float32),
         ethnicity=np.array([image.ethnicity for image in kept], dtype=np.int8),
         n_photos=len(images),
+        preparation=np.array(preparation),
     )
     os.replace(temporary, out)
     return out

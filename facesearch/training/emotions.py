@@ -44,7 +44,8 @@ import numpy as np
 
 from facesearch.errors import FaceSearchError
 from facesearch.spec import CELEBA_ATTRIBUTES, EMOTIONS
-from facesearch.training.data import UNKNOWN, build_cache, decode_crops, labelled_images
+from facesearch.settings import DEFAULTS
+from facesearch.training.data import UNKNOWN, build_cache, decode_crops, labelled_images, prepared_dir
 
 if TYPE_CHECKING:
     from facesearch.models.descriptor_numpy import NumpyDescriptorNet
@@ -68,6 +69,13 @@ class EmotionSettings:
     #: training caches). Default: every photo (the descriptor's data and split).
     max_photos: tuple[str, ...] = ()
     cache_dir: str = "cache"
+    # The backends that prepared the faces (the descriptor's training caches: cache_dir/
+    # <detector>-<parser>, data.prepared_dir), by default the index's.
+    detector: str = DEFAULTS.detector
+    parser: str = DEFAULTS.parser
+    #: The master model whose features and vectors the head reads: a descriptor.safetensors
+    #: (a training run's, before it is exported), or None: the shipped one.
+    descriptor: str | None = None
     validation_share: float = 0.1
     framing: str = "face"          # emotion_teacher.TEACHER_FRAMINGS
     #: What the head reads (models/emotion.READS): "features+vector" (the backbone's 96x7x6
@@ -151,8 +159,17 @@ def source_cache(source: str, settings: EmotionSettings, root: Path | None) -> P
     limit = caps.get(source)
     if limit is not None and len(labelled_images(source, root)) <= limit:
         limit = None
-    cache_dir = Path(settings.cache_dir)
-    return build_cache(source, cache_dir / f"limit{limit}" if limit else cache_dir, root, limit)
+    cache_dir = prepared_dir(settings.cache_dir, settings.detector, settings.parser)
+    return build_cache(source, cache_dir / f"limit{limit}" if limit else cache_dir, root, limit,
+                       detector=settings.detector, parser=settings.parser)
+
+
+def master_model(settings: EmotionSettings):
+    """The descriptor the head is trained on (`settings.descriptor`, else the shipped one);
+    FaceSearchError when that file is missing."""
+    from facesearch.models.descriptor import DescriptorModel, shipped_model
+
+    return DescriptorModel(Path(settings.descriptor)) if settings.descriptor else shipped_model()
 
 
 def describe_source(source: str, settings: EmotionSettings, run_dir: Path,
@@ -161,10 +178,9 @@ def describe_source(source: str, settings: EmotionSettings, run_dir: Path,
     (cached in the run folder, keyed by the master version, the framing and the files). With
     a head reading features (`settings.reads`) also each face's and its mirror image's backbone features
     (float16, (N, 4032) each) and the teacher's probabilities of the mirror image."""
-    from facesearch.models.descriptor import shipped_model
     from facesearch.training.emotion_teacher import EmotionTeacher
 
-    model = shipped_model()
+    model = master_model(settings)
     out = run_dir / DESCRIBED.format(source=source)
     described: dict[str, np.ndarray] = {}
     with np.load(source_cache(source, settings, root)) as data:
@@ -439,7 +455,6 @@ def run(run_dir: Path, settings: EmotionSettings | None = None, root: Path | Non
         export: bool = False) -> dict:
     """The whole recipe (module docstring) in `run_dir`; returns the metrics (also written to
     metrics.json). With `export`, the head also replaces the shipped one."""
-    from facesearch.models.descriptor import shipped_model
     from facesearch.models.emotion import EMOTION_FILE, MASTER_VERSION_KEY
     from facesearch.training.emotion_teacher import teacher_file
 
@@ -457,7 +472,7 @@ def run(run_dir: Path, settings: EmotionSettings | None = None, root: Path | Non
         vector_settings = replace(settings, reads="vector", **VECTOR_HEAD)
         vector_head, vector_standardise = fit_head(train_faces, vector_settings)
     centres, centres_from = emotion_centres(train_faces.vectors, train_faces.teacher)
-    version = shipped_model().version
+    version = master_model(settings).version
     metadata = {MASTER_VERSION_KEY: version, "teacher": f"fer 25.10.3 mini-Xception ({teacher_file().name}), "
                 f"framing {settings.framing}", "settings": json.dumps(asdict(settings)),
                 "trained": time.strftime("%Y-%m-%d")}

@@ -52,15 +52,18 @@ def described(source: str, cache_dir: Path = Path("cache"), settings: Settings |
     stored in an index, validation (N,) bool, photos (photos described)} of the photos of
     `source` (under `root`, default the data folder) in which a face was found (the largest
     face), described end to end with the shipped models; cached in cache_dir (a cache made
-    before `probabilities` is made again). `validation_only`: the validation identities' photos
+    by another master model, detector or parser, or before `probabilities`, is made again). `validation_only`: the validation identities' photos
     alone (a tenth of the work; read from the full cache when there is one)."""
+    from facesearch.models.descriptor import shipped_model
     from facesearch.pipeline.describer import Describer
 
+    settings = settings or Settings.from_env()
+    pipeline = np.array(f"{shipped_model().version} {settings.detector}+{settings.parser}")
     for name in [f"identity_{source}.npz"] + ([f"identity_{source}_validation.npz"] if validation_only else []):
         cache = Path(cache_dir) / name
         if cache.exists():
             with np.load(cache) as data:
-                if "probabilities" in data.files:
+                if "probabilities" in data.files and "pipeline" in data.files and data["pipeline"] == pipeline:
                     found = {name: data[name] for name in data.files}
                     if validation_only and not found["validation"].all():
                         keep = found["validation"]
@@ -72,7 +75,7 @@ def described(source: str, cache_dir: Path = Path("cache"), settings: Settings |
         chosen = validation_mask(np.array([image.identity for image in images], np.int64),
                                  np.array([image.path.name for image in images]), VALIDATION_SHARE)
         images = [image for image, keep in zip(images, chosen) if keep]
-    describer = Describer(settings or Settings.from_env())
+    describer = Describer(settings)
     keep, master, identity, attributes = [], [], [], []
     for n, outcome in enumerate(describer.stream([image.path for image in images])):
         if isinstance(outcome, Exception) or not outcome[1]:
@@ -91,7 +94,7 @@ def described(source: str, cache_dir: Path = Path("cache"), settings: Settings |
             "identity_vectors": np.stack(identity).astype(np.float32),
             "probabilities": probability_matrix(attributes),
             "validation": validation_mask(labels, files, VALIDATION_SHARE),
-            "photos": np.array(len(images))}
+            "photos": np.array(len(images)), "pipeline": pipeline}
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **data)
     return data

@@ -87,8 +87,6 @@ def measure_sample(root: Path, per_class: int, extra: int = 0) -> list[Measured]
     `extra` faces of any kind, measured."""
     from PIL import Image
 
-    from facesearch.pipeline.detect.mediapipe import MediapipeDetector
-
     rows = labelled_rows(root)
     chosen: list[tuple[Path, int, str | None]] = []
     for name in HAIR_CLASSES:
@@ -99,18 +97,35 @@ def measure_sample(root: Path, per_class: int, extra: int = 0) -> list[Measured]
         step = max(len(rows) // extra, 1)
         taken = {p for p, _, _ in chosen}
         chosen += [(p, i, hair_label(labels)) for p, i, labels in rows[::step][:extra] if p not in taken]
-    detector, measurer = MediapipeDetector(), PixelMeasurer()
+    measurer = PixelMeasurer()
     measured = []
     for path, identity, label in chosen:
         with Image.open(path) as image:
             pixels = np.asarray(image.convert("RGB"))
-        faces = detector.detect(pixels)
-        if not faces:
+        face = main_face(pixels, measurer)
+        if face is None:
             continue
-        hair = measurer.measure_hair(pixels, faces[0])
+        hair = measurer.measure_hair(pixels, face)
         measured.append(Measured(path, identity, label, None if hair is None else hair.colour,
-                                 measurer.measure(pixels, faces[0])))
+                                 measurer.measure(pixels, face)))
     return measured
+
+
+def main_face(pixels: np.ndarray, measurer: PixelMeasurer):
+    """The largest face of an (H, W, 3) uint8 RGB photo as the index finds it (the default
+    detector, Settings.detector; a face mesh fitted where the detector gives none:
+    PixelMeasurer.with_mesh), or None when there is none."""
+    from facesearch.pipeline.detect import detector
+    from facesearch.settings import DEFAULTS
+
+    global _detector
+    if _detector is None:
+        _detector = detector(DEFAULTS.detector, DEFAULTS)
+    faces = _detector.detect(pixels)
+    return measurer.with_mesh(pixels, faces[0]) if faces else None
+
+
+_detector = None
 
 
 def hair_colour_report(measured: list[Measured]) -> dict:
@@ -154,16 +169,14 @@ def draw_sheet(measured: list[Measured], attribute: str, out: Path, top: int = 2
     import cv2
     from PIL import Image
 
-    from facesearch.pipeline.detect.mediapipe import MediapipeDetector
-
     ranked = sorted((m for m in measured if attribute in m.values),
                     key=lambda m: -m.values[attribute])[:top]
-    detector, measurer = MediapipeDetector(), PixelMeasurer()
+    measurer = PixelMeasurer()
     tiles = []
     for number, m in enumerate(ranked, start=1):
         with Image.open(m.path) as image:
             pixels = np.asarray(image.convert("RGB"))
-        face = detector.detect(pixels)[0]
+        face = main_face(pixels, measurer)
         if attribute.startswith("eyes_") and face.mesh is not None:  # both eyes, zoomed
             x0, y0 = face.landmarks[:2].min(0) - 0.45 * np.ptp(face.landmarks[:2, 0])
             x1, y1 = face.landmarks[:2].max(0) + 0.45 * np.ptp(face.landmarks[:2, 0])

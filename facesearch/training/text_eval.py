@@ -72,12 +72,17 @@ its vector space (exact inner products, as FAISS Flat) and its catalog (class pr
    aligned and wild caches, one run: mean P@10 0.846 both; the 1,400-face figure below needs
    the aligned_small and UTKFace caches, not rebuilt in that run).
 
-Figures (shipped model fs-mnv2-20261123-e30-s0-dlibkd-d3ca8b; 1,400 gallery faces, 270 captioned photos):
+Figures (shipped model fs-mnv2-20261130-e10-s0-dlibkd-748cb1 on faces prepared with scrfd and
+the learned parser; 1,403 gallery faces, 270 captioned photos):
     query set (46)           P@10   AP@100  prevalence | captions (270)  R@1    R@5    R@10
-    all                      0.972  0.852   0.163      | facesearch     0.226  0.526  0.700
-    literal (22)             0.973  0.845   0.188      | random         0.004  0.019  0.037
-    paraphrase (24)          0.971  0.858   0.141      |  (R@10 = 19x random)
-    previous models: fs-mnv2-20261123-e30-s0-dlibkd-944f0e (stage 1 without identity pairs):
+    all                      0.972  0.847   0.163      | facesearch     0.222  0.533  0.678
+    literal (22)             0.964  0.839   0.188      | random         0.004  0.019  0.037
+    paraphrase (24)          0.979  0.854   0.141      |  (R@10 = 18x random)
+    mixed: blond@10 0.968 at non-hair similarity 0.512; age phrases P@10 0.840, AP@100 0.634;
+    expressions P@10 0.720; pixel attributes (judged by eye) red 0.63, long 0.85, short 1.00,
+    blue 1.00, green 0.30, brown 0.90.
+    The rest below is fs-mnv2-20261123-e30-s0-dlibkd-d3ca8b on mediapipe-prepared faces (1,400
+    gallery faces): P@10 0.972, AP@100 0.852, caption R@1/5/10 0.226/0.526/0.700; previous models: fs-mnv2-20261123-e30-s0-dlibkd-944f0e (stage 1 without identity pairs):
     P@10 0.961, AP@100 0.840, caption R@1/5/10 0.237/0.552/0.685; fs-mnv2-20261123-e30-s0-dlibkd
     (region networks of stage 1): P@10 0.961, AP@100 0.839, R@10 0.674; fs-mnv2-20261122-e30-s0
     (classifier on the master vector): P@10 0.926, AP@100 0.766; before the re-ranking work
@@ -508,11 +513,17 @@ def pixel_gallery(cache_dir: Path = Path("cache"), root: Path | None = None) -> 
     from facesearch.search.terms import COLUMNS, probability_matrix
     from facesearch.training.data import data_dir, labelled_images
 
+    from facesearch.models.descriptor import shipped_model
+    from facesearch.settings import DEFAULTS
+
+    # made again by another master model, detector or parser
+    pipeline = f"{shipped_model().version} {DEFAULTS.detector}+{DEFAULTS.parser}"
     cache = Path(cache_dir) / "pixel_gallery.npz"
     if cache.exists():
         with np.load(cache) as data:
-            if data["probabilities"].shape[1] == len(COLUMNS):
-                return Gallery(**{name: data[name] for name in data.files})
+            if (data["probabilities"].shape[1] == len(COLUMNS) and "pipeline" in data.files
+                    and str(data["pipeline"]) == pipeline):
+                return Gallery(**{name: data[name] for name in data.files if name != "pipeline"})
     root = root or data_dir()
     images = labelled_images("celeba_wild", root) + labelled_images("celeba_aligned", root)[::PIXEL_ALIGNED_STEP]
     describer = Describer()
@@ -527,7 +538,7 @@ def pixel_gallery(cache_dir: Path = Path("cache"), root: Path | None = None) -> 
     gallery = Gallery(np.stack(vectors).astype(np.float32), probability_matrix(list(attributes)),
                       np.array(celeba, np.int8), np.array(files), np.array(identity))
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    np.savez(cache, **vars(gallery))
+    np.savez(cache, **vars(gallery), pipeline=np.array(pipeline))
     return gallery
 
 

@@ -23,10 +23,11 @@ from tqdm import tqdm
 
 from facesearch.spec import AGE_GROUPS, AGE_SCALE, CELEBA_ATTRIBUTES, CLASSES, GENDERS, VECTOR_DIM
 from facesearch.training import metrics
-from facesearch.training.data import SOURCES, UNKNOWN, age_group, build_cache, decode_crops
+from facesearch.training.data import (SOURCES, UNKNOWN, age_group, build_cache, decode_crops,
+                                      prepared_dir)
 from facesearch.training.dlib_anchor import DLIB_DIM as TEACHER_DIM
 from facesearch.errors import FaceSearchError
-from facesearch.settings import Settings
+from facesearch.settings import DEFAULTS, Settings
 from facesearch.models.descriptor import embed_faces, save_model
 from facesearch.models.network import (HEADS, DescriptorNet, RegionNetworks, to_images, vector_classifier)
 
@@ -82,6 +83,10 @@ class TrainSettings:
     region_identity_pairs: int = 16
     limit: int | None = None  # photos per source (tests use tiny subsets)
     cache_dir: str = "cache"
+    # The backends that prepare the training photos (detect, align, parse), as the index does
+    # by default; their caches live in cache_dir/<detector>-<parser> (data.prepared_dir).
+    detector: str = DEFAULTS.detector
+    parser: str = DEFAULTS.parser
     device: str = "cpu"  # "cuda" trains the same recipe faster where a GPU is
     threads: int = field(default_factory=lambda: torch.get_num_threads())
 
@@ -128,10 +133,11 @@ def load_data(settings: TrainSettings, root: Path | None = None) -> tuple[Split,
     """Preprocess (once, cached) and split the data; returns train, validation, mean mesh."""
     parts, mesh_sum, mesh_count = [], 0.0, 0
     for source in settings.sources:
-        cache_dir = Path(settings.cache_dir)
+        cache_dir = prepared_dir(settings.cache_dir, settings.detector, settings.parser)
         if settings.limit:
             cache_dir = cache_dir / f"limit{settings.limit}"
-        with np.load(build_cache(source, cache_dir, root, settings.limit)) as data:
+        with np.load(build_cache(source, cache_dir, root, settings.limit, detector=settings.detector,
+                                 parser=settings.parser)) as data:
             parts.append({name: data[name] for name in
                           ("masks", "identity", "celeba", "gender", "age", "ethnicity", "files")}
                          | {"crops": decode_crops(data["crops_webp"], data["crop_offsets"]),
@@ -141,8 +147,16 @@ def load_data(settings: TrainSettings, root: Path | None = None) -> tuple[Split,
                 mesh_sum, mesh_count = mesh_sum + data["mesh_sum"], mesh_count + int(data["mesh_count"])
     data = Split(**{name: np.concatenate([part[name] for part in parts]) for name in parts[0]})
     is_validation = validation_mask(data.identity, data.files, settings.validation_share)
+    if mesh_count:
+        average = np.asarray(mesh_sum / mesh_count, np.float32)
+    else:  # no face mesh in these caches (scrfd): the one shipped, from mediapipe's caches
+        from facesearch.models.descriptor import mean_mesh
+        average = mean_mesh()
+        if average is None:
+            raise FaceSearchError("these training photos have no face mesh and no shipped "
+                                  "descriptor has a mean mesh to keep")
     return (data.subset(np.flatnonzero(~is_validation)), data.subset(np.flatnonzero(is_validation)),
-            np.asarray(mesh_sum / max(mesh_count, 1), np.float32))  # no mesh: scrfd caches
+            average)
 
 
 def override(settings: TrainSettings, assignments: list[str]) -> TrainSettings:
