@@ -26,8 +26,9 @@ average.
 `--stages` gives the CPU milliseconds a face of each stage (process CPU, helper threads
 included, the stages run one at a time: decode and prepare photo by photo, then the networks
 over the faces of `describe_batch` photos at a time, as describe_many batches them): detection
-(both mediapipe detectors and the face mesh), person segmentation, pixel attributes, the rest
-of preparing (alignment, region masks, quality, crops), the descriptor network (with emotions)
+(scrfd; or both mediapipe detectors with the face mesh), the face mesh fitted for the pixel
+attributes (scrfd gives none), the learned face parser, person segmentation, pixel attributes,
+the rest of preparing (alignment, region masks, quality, crops), the descriptor network (with emotions)
 and ArcFace; with `--old-tree DIR`, the same for that tree, in a subprocess of the same run.
 """
 from __future__ import annotations
@@ -120,11 +121,16 @@ def stage_costs(photos: list[Path]) -> tuple[int, dict[str, float]]:
     from facesearch.pipeline.describer import Describer
     from facesearch.pipeline.detect.mediapipe import MediapipeDetector
     from facesearch.pipeline.pixel_attributes import PixelMeasurer
+    try:  # older trees (--old-tree) may lack these backends
+        from facesearch.pipeline.detect.scrfd import ScrfdDetector
+        from facesearch.pipeline.parse.learned import LearnedParser
+    except ImportError:
+        ScrfdDetector = LearnedParser = None
 
     spent: dict[str, float] = {}
 
     def timed(owner, name: str, label: str) -> None:
-        method = getattr(owner, name, None)
+        method = getattr(owner, name, None) if owner is not None else None
         if method is None:  # an older tree without this stage
             return
 
@@ -138,7 +144,9 @@ def stage_costs(photos: list[Path]) -> tuple[int, dict[str, float]]:
 
     describer = Describer()
     for owner, name, label in ((MediapipeDetector, "detect", "detection (2 detectors + mesh)"),
-                               (MediapipeDetector, "_refine", "  of which face mesh"),
+                               (ScrfdDetector, "detect", "detection (scrfd)"),
+                               (MediapipeDetector, "face_mesh", "face mesh (in detection for mediapipe)"),
+                               (LearnedParser, "head_parse", "face parser (learned)"),
                                (PixelMeasurer, "head", "person segmentation"),
                                (PixelMeasurer, "measure", "pixel attributes"),
                                (type(describer.model), "embed", "descriptor network + emotions"),
@@ -157,8 +165,12 @@ def stage_costs(photos: list[Path]) -> tuple[int, dict[str, float]]:
     networks = time.process_time() - start
     faces = max(1, sum(map(len, prepared)))
     costs = {label: 1000 * seconds / faces for label, seconds in spent.items()}
-    inside = sum(costs.get(label, 0.0) for label in ("detection (2 detectors + mesh)",
-                                                     "person segmentation", "pixel attributes"))
+    # the stages inside preparing (the face mesh inside mediapipe's detection is in its row)
+    inside = sum(costs.get(label, 0.0) for label in (
+        "detection (2 detectors + mesh)", "detection (scrfd)", "face parser (learned)",
+        "person segmentation", "pixel attributes"))
+    if "detection (scrfd)" in costs:
+        inside += costs.get("face mesh (in detection for mediapipe)", 0.0)
     costs["decode + rest of preparing"] = 1000 * preparing / faces - inside
     costs["total"] = 1000 * (preparing + networks) / faces
     return faces, costs

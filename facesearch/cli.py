@@ -195,7 +195,7 @@ def compare(first: Path = typer.Argument(..., help="A photo."),
 def describe(image: Path = typer.Argument(..., help="A photo, or a video (its faces are tracks, with their times)."),
              out: Optional[Path] = typer.Option(None, "--out", "-o", help="Save an overlay picture: boxes, landmarks, region masks."),
              as_json: bool = typer.Option(False, "--json", help="Print JSON (with the 364-dim master and 512-dim identity vectors)."),
-             parser: Optional[str] = typer.Option(None, "--parser", help="Region parser that cuts the masks: mesh or learned (our face parser) [default: FACESEARCH_PARSER, else mesh].")) -> None:
+             parser: Optional[str] = typer.Option(None, "--parser", help="Region parser that cuts the masks: learned (our face parser) or mesh (face-mesh polygons) [default: FACESEARCH_PARSER, else learned].")) -> None:
     """Find the faces in a photo and show their attributes (and, with --out, their regions)."""
     from facesearch.api import FaceSearch
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from facesearch.spec import CLASSES, EMOTIONS, REGIONS
+from facesearch.spec import CLASSES, EMOTIONS, PIXEL_ATTRIBUTES, REGIONS
 from facesearch.errors import FaceSearchError
 from facesearch.pipeline.images import load_image
 from facesearch.pipeline.sources import load_still
@@ -63,6 +63,26 @@ def expression_note(attributes: dict[str, float]) -> str:
     return f"expression {best} {attributes[best]:.2f}"
 
 
+def pixel_note(attributes: dict[str, float]) -> str:
+    """What the pixels say of a face's hair and eyes (spec.PIXEL_ATTRIBUTES), the likelier of
+    each pair or set, as 'hair short 0.94, red 0.00  eyes brown 0.65'; a part the pixels could
+    not read is left out ('' when neither was)."""
+    parts = []
+    if "hair_long" in attributes or "hair_red" in attributes:
+        hair = []
+        if "hair_long" in attributes and "hair_short" in attributes:
+            length = max(("long", "short"), key=lambda name: attributes[f"hair_{name}"])
+            hair.append(f"{length} {attributes[f'hair_{length}']:.2f}")
+        if "hair_red" in attributes:
+            hair.append(f"red {attributes['hair_red']:.2f}")
+        parts.append("hair " + ", ".join(hair))
+    eyes = [name for name in PIXEL_ATTRIBUTES if name.startswith("eyes_") and name in attributes]
+    if eyes:
+        best = max(eyes, key=lambda name: attributes[name])
+        parts.append(f"eyes {best.removeprefix('eyes_')} {attributes[best]:.2f}")
+    return "  ".join(parts)
+
+
 #: What a face half outside its photo says instead of trusting its attributes.
 UNRELIABLE_NOTE = f"UNRELIABLE: half outside the photo (border cut > {UNRELIABLE_BORDER_CUT})"
 
@@ -110,7 +130,8 @@ def faces_table(faces: list[Face]) -> str:
         if face.track is not None:  # a video's face: a track
             lines.append(f"{'':>8}{video_times(face.track.track_id, face.track.start, face.track.end, face.track.time)}"
                          f", seen in {face.track.frames} sampled frame(s)")
-        notes = [note for note in (expression_note(face.attributes), quality_note(face.attributes)) if note]
+        notes = [note for note in (expression_note(face.attributes), pixel_note(face.attributes),
+                                   quality_note(face.attributes)) if note]
         if notes:
             lines.append(f"{'':>8}{'  '.join(notes)}")
     return "\n".join(lines)

@@ -66,8 +66,8 @@ class Settings:
     data_dir: Path = _env("data", "path", "labelled training data (CelebA, UTKFace)",
                           Path("..") / "shared" / "data")
     k: int = _env("k", "int", "hits a query returns", 10)
-    detector: str = _env("detector", "str", "face detector backend (pipeline/detect)", "mediapipe")
-    parser: str = _env("parser", "str", "region parser backend (pipeline/parse)", "mesh")
+    detector: str = _env("detector", "str", "face detector backend (pipeline/detect)", "scrfd")
+    parser: str = _env("parser", "str", "region parser backend (pipeline/parse)", "learned")
     min_detection_score: float = _env("min_detection_score", "float",
                                       "detector confidence below which a detection is dropped", 0.5)
     detection_size: int = _env("detection_size", "int",

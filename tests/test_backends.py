@@ -115,8 +115,11 @@ def test_a_custom_detector_and_parser_are_used(aligned_photo: Path) -> None:
     seen = recording.seen[0]
     for points in (seen.landmarks, seen.points["probe"], face.points["probe"]):
         assert np.linalg.norm(points - np.asarray(ALIGN_TEMPLATE), axis=1).max() < 6
-    # No mesh from this detector: the mesh parser falls back on the mean mesh.
-    assert not face.mesh_found and face.mesh is None
+    # No mesh from this detector: one is fitted at its landmarks for the pixel attributes (the
+    # eyes are wide enough to read), on the face; the alignment stays the detector's (above).
+    from facesearch.pipeline.detect.mediapipe import landmarks_from_mesh
+    assert face.mesh_found and face.mesh.shape == (468, 2)
+    assert np.linalg.norm(landmarks_from_mesh(face.mesh)[:2] - np.asarray(ALIGN_TEMPLATE)[:2], axis=1).max() < 6
     meshed = FacePreparer(DEFAULTS, detector=fixed).prepare(pixels)[0]
     assert meshed.masks.shape == (len(REGIONS), *INPUT_SIZE)
     np.testing.assert_array_equal(meshed.masks.sum(0), 1.0)
@@ -130,7 +133,7 @@ def test_scrfd_is_a_registered_detector_configured_by_settings() -> None:
     assert chosen.name == "scrfd" and isinstance(chosen, DETECTORS.backend_class("scrfd"))
     assert (chosen.min_score, chosen.size, chosen.min_face, chosen.rotations, chosen.threads) == (
         0.6, 320, 32, False, 2)
-    assert DEFAULTS.detector == "mediapipe"  # scrfd is chosen, not the default (yet)
+    assert (DEFAULTS.detector, DEFAULTS.parser) == ("scrfd", "learned")  # the defaults
     with pytest.raises(FaceSearchError, match="detection_size must be at least 64"):
         Settings(detection_size=16)
 

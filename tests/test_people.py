@@ -142,9 +142,11 @@ def test_hits_carry_their_person_and_where_person_filters(library: dict) -> None
     query = next(path for path, who in library["owner"].items() if who == ALICE)
     with FaceSearch(library["index"]) as fs:
         alice = next(p for p in fs.people() if library["owner"][p["faces"][0]["path"]] == ALICE)
-        hits = fs.query(image=query, k=11)
+        # the 11 photos' people (scrfd also finds a 14 px face in the background of 019967.jpg,
+        # in no person: left out by its size)
+        hits = fs.query(image=query, k=11, where="face_size > 30")
         only = fs.query(image=query, k=11, where=f"person = {alice['id']}")
-        others = fs.query(image=query, k=11, where=f"person != {alice['id']}")
+        others = fs.query(image=query, k=11, where=f"person != {alice['id']} and face_size > 30")
         with pytest.raises(FaceSearchError, match="no person is called 'Nobody'"):
             fs.query(image=query, person="Nobody")
         with pytest.raises(FaceSearchError, match="person takes = or !="):
@@ -197,7 +199,7 @@ def test_names_merges_and_removals_persist_across_index_runs(data_dir: Path, tmp
         query = folder / _by_identity(data_dir)[ALICE][4]
         named = fs.query(image=query, k=20, person="Alice")
         where = fs.query(image=query, k=20, where="person = 'Alice' and male > -1")
-        not_alice = fs.query(image=query, k=20, where="person != 'Alice'")
+        not_alice = fs.query(image=query, k=20, where="person != 'Alice' and face_size > 30")
         browsed = fs.query(person="Alice", k=20)
     assert [hit.person["name"] for hit in named] == ["Alice"] * 5
     assert {hit.face_id for hit in where} == {hit.face_id for hit in named}

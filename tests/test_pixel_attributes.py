@@ -16,6 +16,7 @@ from facesearch.pipeline.parse.mesh import MeshParser
 from facesearch.pipeline.pixel_attributes import (EYE_PROTOTYPES, PixelMeasurer, eye_probabilities, eye_reliability,
                                                   length_probabilities, red_probability, with_classes)
 from facesearch.pipeline.prepare import FacePreparer
+from facesearch.settings import Settings
 from facesearch.search.text import parse
 from facesearch.spec import PIXEL_ATTRIBUTES, REGIONS
 from tests.conftest import rgb
@@ -106,7 +107,7 @@ def test_one_person_segmentation_a_face(data_dir, monkeypatch):
         return segment(self, crop, zoom)
 
     monkeypatch.setattr(MeshParser, "person_probability", counted)
-    preparer = FacePreparer()
+    preparer = FacePreparer(Settings(parser="mesh"))  # the learned parser needs no person mask
     for name in ("wild/002184.jpg", "wild/000987.jpg", "aligned/152772.jpg"):
         pixels = rgb(data_dir / "celeba" / name)
         calls.clear()
@@ -123,7 +124,7 @@ def test_one_person_segmentation_a_face(data_dir, monkeypatch):
                 iou = (mask_a & mask_b).sum() / max((mask_a | mask_b).sum(), 1)
                 assert iou > 0.8, (name, region, iou)
             assert a.pixel_attributes == b.pixel_attributes
-        face = preparer.detector.detect(pixels)[0]
+        face = preparer.measurer.with_mesh(pixels, preparer.detector.detect(pixels)[0])
         assert preparer.measurer.measure(pixels, face) == shared[0].pixel_attributes
 
 
@@ -153,3 +154,15 @@ def test_with_classes_rules():
     assert with_classes(pixels, woman)["hair_red"] == 0.9
     for other in ("Black_Hair", "Gray_Hair", "Blond_Hair", "Wearing_Hat", "Bald"):
         assert with_classes(pixels, woman | {other: 0.9})["hair_red"] < 0.1, other
+
+
+def test_describe_text_says_what_the_pixels_read() -> None:
+    """`facesearch describe` prints the hair and eye readings (render.pixel_note), leaving out
+    what the pixels could not read."""
+    from facesearch.render import pixel_note
+
+    read = {"hair_long": 0.9, "hair_short": 0.1, "hair_red": 0.02, "eyes_blue": 0.7,
+            "eyes_green": 0.2, "eyes_brown": 0.3, "Smiling": 0.9}
+    assert pixel_note(read) == "hair long 0.90, red 0.02  eyes blue 0.70"
+    assert pixel_note({"hair_red": 0.8}) == "hair red 0.80"
+    assert pixel_note({"Smiling": 0.9}) == ""

@@ -158,10 +158,11 @@ def test_no_face_in_a_picture_without_one(scrfd, data_dir: Path) -> None:
 
 def test_an_index_made_with_another_detector_is_not_mixed_in(built_index) -> None:
     """A detector aligns faces its own way, so its vectors do not compare with another's: a
-    query with scrfd on a mediapipe index says to index again instead of mixing them."""
+    query with mediapipe on an index of the default detector (scrfd) says to index again
+    instead of mixing them."""
     from facesearch import FaceSearch, FaceSearchError, Settings
 
-    with FaceSearch(built_index.index_dir, settings=Settings(detector="scrfd")) as fs:
-        with pytest.raises(FaceSearchError, match=r"\+detector=scrfd: run `facesearch index`"):
+    with FaceSearch(built_index.index_dir, settings=Settings(detector="mediapipe")) as fs:
+        with pytest.raises(FaceSearchError, match=r"\+detector=mediapipe: run `facesearch index`"):
             fs.query(text="a smiling person")
     assert built_index.fs.query(text="a smiling person", k=1)  # the index itself is untouched

@@ -51,7 +51,9 @@ from facesearch.spec import IDENTITY, IDENTITY_DIM, unit_mean
 #: (cosine 0.191), one face of each of 263 other CelebA identities added to the validation
 #: identities' 432 faces as singletons fell into look-alike clusters (BCubed P 0.920 indexed at
 #: once, 0.788 in two runs); at 0.95 (cosine 0.310) P is 0.989 both ways, and on the validation
-#: faces alone F is 0.976 / 0.971 (was 0.978 / 0.962). training/people_eval.py measures both.
+#: faces alone F is 0.976 / 0.971 (was 0.978 / 0.962). (Those cosines are of the calibration
+#: fitted on mediapipe's alignment; refitted for scrfd's, 0.5 is 0.186 and 0.95 is 0.303, and
+#: the validation faces' F is again 0.976 / 0.971.) training/people_eval.py measures both.
 GROUPING_PROBABILITY = 0.95
 #: Meta key set once `update_people` has grouped the index (an index made before people lacks it).
 GROUPED = "people_grouped"
@@ -157,7 +159,7 @@ def group(vectors: np.ndarray, centroids: np.ndarray, threshold: float, min_face
 
 
 def grouping_threshold() -> float:
-    """The identity cosine at GROUPING_PROBABILITY under the shipped calibration (0.310): the
+    """The identity cosine at GROUPING_PROBABILITY under the shipped calibration (0.303): the
     `threshold` of `update_people` and `group`."""
     return calibration().cosine(GROUPING_PROBABILITY)
 

@@ -94,6 +94,7 @@ class FacePreparer:
         left out."""
         faces = []
         for face in self.detector.detect(pixels):
+            face = self.measurer.with_mesh(pixels, face)  # eye colour needs one (scrfd gives none)
             matrix = alignment.template_transform(face.landmarks)
             crop = alignment.warp(pixels, matrix)
             in_crop = face.transformed(matrix)

@@ -44,16 +44,19 @@ BEST_FRAMES = 3
 #: Seconds a track may go unseen before it ends (norfair's hit counter, in sampled frames).
 MAX_GAP = 1.0
 #: Identity cosine from which a detection may join a track without box overlap, within MAX_JUMP
-#: face sides (well above the same-person operating point of 0.191, models/arcface.py's
+#: face sides (well above the same-person operating point of 0.186, models/arcface.py's
 #: calibration).
 STRONG_COSINE = 0.35
 #: Identity cosine below which box overlap must carry a match against a penalty of
 #: WEAK_PENALTY per unit of shortfall: a profile face can score low against a frontal one of the
 #: same person (but its box overlaps a lot), a different person in the same place (a shot cut)
 #: too (on short_hamilton_clip.mp4 a cut to the audience put a face at IoU 0.34, cosine 0.12).
-#: WEAK_COSINE is about the same-person operating point (0.191).
+#: WEAK_COSINE is about the same-person operating point (0.186). The penalty was 2 until scrfd
+#: found the blurred audience in the shot before the speaker's: its face 0.5 s before the cut,
+#: in his place (IoU 0.5, cosine 0.085), joined his track; at 4 no face under cosine 0.2 joins
+#: one whose box it overlaps less than 0.75 (0.25 + 4 x 0.115 > MAX_DISTANCE).
 WEAK_COSINE = 0.2
-WEAK_PENALTY = 2.0
+WEAK_PENALTY = 4.0
 #: A match on STRONG_COSINE without box overlap is allowed only within this many face sides
 #: (centre to centre) of the track's predicted box: ArcFace vectors of small, blurred faces of
 #: different people can score that high (crowd_walking.mp4: 0.72 at 8.6 face sides).

@@ -87,7 +87,7 @@ class MediapipeDetector(Detector):
             if min(box[2] - box[0], box[3] - box[1]) < MIN_FACE_SIDE:
                 continue
             rough = _landmarks_from_keypoints(np.asarray(keypoints[i]))
-            mesh = self._refine(image, rough)
+            mesh = self.face_mesh(image, rough)
             landmarks = landmarks_from_mesh(mesh) if mesh is not None else rough
             faces.append(Detection(bbox=box, score=float(scores[i]), landmarks=landmarks,
                                    points={} if mesh is None else {"mesh": mesh}))
@@ -97,8 +97,10 @@ class MediapipeDetector(Detector):
         faces.sort(key=lambda face: face.area, reverse=True)
         return faces
 
-    def _refine(self, image: np.ndarray, rough: np.ndarray) -> np.ndarray | None:
-        """Face-mesh points of the face at `rough` landmarks, in image pixels; None if not found."""
+    def face_mesh(self, image: np.ndarray, rough: np.ndarray) -> np.ndarray | None:
+        """The (468, 2) face-mesh points, in image pixels, of the face of an (H, W, 3) uint8 RGB
+        image at (5, 2) `rough` landmarks (this detector's, or another's: the pixel attributes
+        fit a mesh to scrfd's faces); None if not found."""
         matrix = alignment.template_transform(rough, zoom=MESH_ZOOM)
         crop = alignment.warp(image, matrix, zoom=MESH_ZOOM)
         result = mediapipe_models.run(self._mesh, crop)
