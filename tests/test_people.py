@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import copy_photos, upgrade_to
-from PIL import Image
+from PIL import Image, ImageFilter
 from test_identity import _by_identity, _copy_aligned
 
 from facesearch import FaceSearch, FaceSearchError
@@ -290,3 +290,31 @@ def test_in_the_wild_photos_of_one_identity_become_one_person(data_dir: Path, tm
         assert len(person) == 1, (identity, found)
         assert {owner[f["path"]] for f in person[0]["faces"]} == {identity}
         assert len({f["path"] for f in person[0]["faces"]}) == len(names)
+
+
+def test_faces_below_the_quality_floor_join_no_person(data_dir: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Faces below people.MIN_QUALITY are found and searchable but join no person and make none:
+    a photo of Alice shrunk and blurred into the corner of a larger picture (a background face,
+    quality about 0.09) stays out while her clear photos make a person; with the floor raised
+    above every face's quality, no person is made at all (the floor is what keeps them out)."""
+    from facesearch.index import people
+
+    folder = tmp_path / "photos"
+    owner = _library(data_dir, folder, {ALICE: slice(0, 4), BOB: slice(0, 3)})
+    with Image.open(data_dir / "celeba/aligned" / _by_identity(data_dir)[ALICE][4]) as photo:
+        small = photo.convert("RGB").resize((48, 59)).filter(ImageFilter.GaussianBlur(0.8))
+    scene = Image.new("RGB", (400, 300), (90, 110, 95))
+    scene.paste(small, (20, 231))
+    scene.save(folder / "background.jpg", quality=90)
+    alice = Path(next(path for path, who in owner.items() if who == ALICE))
+    with FaceSearch(tmp_path / "index") as fs:
+        fs.index([folder])
+        persons = fs.people()
+        background = [hit for hit in fs.query(image=alice, k=10) if Path(hit.path).name == "background.jpg"]
+    assert sorted(len(person["faces"]) for person in persons) == [3, 4]
+    assert background and background[0].quality < people.MIN_QUALITY and background[0].person is None
+    monkeypatch.setattr(people, "MIN_QUALITY", 0.99)
+    with FaceSearch(tmp_path / "index-strict") as fs:
+        fs.index([folder])
+        assert fs.people() == []

@@ -13,6 +13,7 @@ a cookie), an `X-Facesearch-Token` header or the cookie.
 from __future__ import annotations
 
 import ipaddress
+import re
 import secrets
 import socket
 import tempfile
@@ -49,6 +50,19 @@ _MATCH_HELP = (f"an image query's match mode, one of {', '.join(MATCHES)} (perso
 _PERSON_HELP = "only the faces of the person with this name or id (GET /api/people)"
 _MIN_SAME_HELP = ("image queries in person or default mode: drop hits whose same_person "
                   "probability is below this (0-1)")
+
+
+#: The command line's flags as this API's parameters, for error messages the search path shares
+#: with the CLI ("--min-same-person must be ..." reads "min_same_person must be ..." here).
+_FLAG_WORDS = {"--min-same-person": "min_same_person", "--image": "image", "--face": "face",
+               "--weights": "weights", "--where": "where", "--text": "text", "--region": "region",
+               "--match": "match", "--person": "person", "--exclude-self": "exclude"}
+
+
+def api_words(message: str) -> str:
+    """An error message with the CLI's flag names (`--min-same-person`) given as this API's
+    parameter names (`min_same_person`)."""
+    return re.sub(r"--[a-z][a-z-]*", lambda flag: _FLAG_WORDS.get(flag.group(0), flag.group(0)), message)
 
 
 def is_loopback(host: str) -> bool:
@@ -118,7 +132,7 @@ def create_app(settings: Settings | None = None, token: str | None = None,
 
     @app.exception_handler(FaceSearchError)
     async def one_line_error(request: Request, error: FaceSearchError):
-        return JSONResponse({"detail": str(error)}, status_code=400)
+        return JSONResponse({"detail": api_words(str(error))}, status_code=400)
 
     # The OpenAPI page's script and styles from the swagger-ui-bundle package, not from a CDN:
     # the docs work offline like the rest of the page (mounted before /static, which would
