@@ -228,3 +228,21 @@ def test_an_old_index_whose_photos_moved_needs_one_run(data_dir: Path, tmp_path:
         assert {h.path for h in hits} <= {str(p) for p in new.iterdir()}
         report = fs.index([new], progress=False, prune=True)
         assert report.removed == 1 and fs.info()["faces"] == 3
+
+
+def test_the_progress_bar_counts_described_photos_and_ends_on_the_summary_faces(
+        data_dir: Path, tmp_path: Path, facesearch_command: list[str]) -> None:
+    """The bar moves as photos are described (not as they are looked at, which reached 100%
+    before any was described) and its last faces= count is the summary's."""
+    import re
+
+    folder = tmp_path / "photos"
+    _copy_aligned(data_dir, _by_identity(data_dir)[ALICE][:3] + _by_identity(data_dir)[BOB][:3], folder)
+    done = run(facesearch_command, "index", folder, "--index", tmp_path / "index", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    states = [(int(step), int(total), int(faces or -1)) for step, total, faces in re.findall(
+        r"(\d+)/(\d+) \[[^\]]*?(?:faces=(\d+))?\]", done.stderr.replace("\r", "\n"))]
+    summary_faces = int(re.search(r"\((\d+) faces", done.stdout).group(1))
+    assert states and states[-1][:2] == (6, 6) and states[-1][2] == summary_faces == 6
+    # every state at 100% already knows the faces of all six photos
+    assert all(faces == summary_faces for step, total, faces in states if step == total)

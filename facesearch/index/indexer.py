@@ -297,19 +297,29 @@ class Indexer:
                 report.indexed += item.status is not PhotoStatus.ERROR
                 report.video_seconds += item.duration or 0.0
 
-        bar = tqdm(work, desc="indexing", unit="photo", disable=not progress)
+        # The bar moves as each photo is done: examined and left as it is, or described (a
+        # photo to describe waits for its batch, so examining alone would reach 100% first).
+        bar = tqdm(total=len(work), desc="indexing", unit="photo", disable=not progress)
+
+        def described(items: Iterable[_Pending]) -> Iterator[_Pending]:
+            for item in items:
+                bar.set_postfix(faces=report.faces, refresh=False)
+                bar.update(1)
+                yield item
+
         last_checkpoint = _clock()
         try:
-            for path, key in bar:
+            for path, key in work:
                 item = self._examine(path, key, known, report)
                 if item is not None and item.status is PhotoStatus.INDEXED:
                     to_describe.append((item, path))
-                elif item is not None:
-                    settle([item])
+                else:
+                    bar.update(1)
+                    if item is not None:
+                        settle([item])
                 if len(to_describe) >= self.commit_every:
-                    settle(self._describe(to_describe))
+                    settle(described(self._describe(to_describe)))
                     to_describe = []
-                    bar.set_postfix(faces=report.faces)
                 if (len(pending) >= self.commit_every
                         and _clock() - last_checkpoint >= self.checkpoint_seconds):
                     batch, pending = pending, []
@@ -317,7 +327,9 @@ class Indexer:
                     self._unwritten = []  # every photo described so far is in the index now
                     report.committed += sum(item.record for item in batch)
                     last_checkpoint = _clock()
-            settle(self._describe(to_describe))
+            settle(described(self._describe(to_describe)))
+            bar.set_postfix(faces=report.faces)
+            bar.close()
         except KeyboardInterrupt:
             self._write(pending)  # keep what was described; the rest is done by the next run
             report.committed += sum(item.record for item in pending)
