@@ -531,8 +531,7 @@ class Indexer:
 
     def _drop_vanished(self, on_disk: set[str], roots: list, prune: bool,
                        report: IndexReport) -> int:
-        """Drop stored photos under `roots` (and, with `prune` or when they lack a vector space's
-        vectors, anywhere) whose files are gone;
+        """Drop stored photos under `roots` (and, with `prune`, anywhere) whose files are gone;
         a gone photo with another path still on disk moves there instead, and other paths
         (aliases) that are gone are forgotten. Other gone photos are listed in
         report.missing. Returns how many photos were dropped."""

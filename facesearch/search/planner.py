@@ -253,9 +253,8 @@ def rank_match(request: Request, space: Space, identity: Space, catalog: Catalog
         rest_ids = [i for _, i in rest]
         same = judged | dict(zip(rest_ids, _identity_scores(identity, query_identity, rest_ids)))
         strategy = request.match
-    probabilities = calibration().probability(np.array([same[i] for _, i in candidates]))
-    return Ranked(vector, candidates, strategy,
-                  {i: round(float(p), 4) for (_, i), p in zip(candidates, probabilities) if not np.isnan(p)})
+    ids = [i for _, i in candidates]
+    return Ranked(vector, candidates, strategy, _probabilities(ids, [same[i] for i in ids]))
 
 
 def _look_alikes(request: Request, vector: np.ndarray, searched: np.ndarray, space: Space,
@@ -298,9 +297,16 @@ def _look_alikes(request: Request, vector: np.ndarray, searched: np.ndarray, spa
         found = [found[n] for n in np.argsort(-np.asarray(value), kind="stable")]
     candidates = found[:request.k]
     ids = [i for _, i in candidates]
-    probabilities = shipped.probability(np.array(_identity_scores(identity, query_identity, ids)))
     return Ranked(vector, candidates, request.match,
-                  {i: round(float(p), 4) for i, p in zip(ids, probabilities) if not np.isnan(p)})
+                  _probabilities(ids, _identity_scores(identity, query_identity, ids)))
+
+
+def _probabilities(ids: list[int], cosines: list[float]) -> dict[int, float]:
+    """{vector id: calibrated same-person probability (4 places)} of stored faces from their
+    identity cosines with the query; a face without an identity vector (a NaN cosine,
+    `_identity_scores`) gets none."""
+    probabilities = calibration().probability(np.array(cosines, np.float64))
+    return {i: round(float(p), 4) for i, p in zip(ids, probabilities) if not np.isnan(p)}
 
 
 def attribute_agreement(query: np.ndarray, probabilities: np.ndarray) -> np.ndarray:

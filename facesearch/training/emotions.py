@@ -502,29 +502,6 @@ def run(run_dir: Path, settings: EmotionSettings | None = None, root: Path | Non
     return metrics
 
 
-def override(settings: EmotionSettings, assignments: Sequence[str]) -> EmotionSettings:
-    """Settings with NAME=VALUE assignments applied (each parsed as its field's type);
-    FaceSearchError for an unknown name or a bad value."""
-    from dataclasses import fields, replace
-
-    kinds = {f.name: str(f.type) for f in fields(settings)}
-    changes: dict[str, object] = {}
-    for assignment in assignments:
-        name, _, value = assignment.partition("=")
-        name = name.strip().replace("-", "_")
-        if name not in kinds or not value:
-            raise FaceSearchError(f"--set {assignment!r}: expected NAME=VALUE with NAME one of {', '.join(kinds)}")
-        kind = kinds[name]
-        try:
-            changes[name] = (None if value.lower() == "none" else
-                             tuple(v.strip() for v in value.split(",")) if "tuple" in kind else
-                             value.lower() in ("1", "true", "yes") if kind == "bool" else
-                             int(value) if "int" in kind else float(value) if "float" in kind else value)
-        except ValueError:
-            raise FaceSearchError(f"--set {assignment!r}: {value!r} is not a {kind}") from None
-    return replace(settings, **changes)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train the emotion head from fer's labels.")
     parser.add_argument("--run-dir", type=Path, default=Path("runs/emotion"))
@@ -534,6 +511,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--set", dest="assignments", action="append", default=[],
                         help="any setting, NAME=VALUE (see settings.json of a run)")
     args = parser.parse_args(argv)
+    from facesearch.training.train import override
+
     try:
         metrics = run(args.run_dir, override(EmotionSettings(), args.assignments), args.data, args.export)
     except FaceSearchError as error:

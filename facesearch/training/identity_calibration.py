@@ -55,10 +55,10 @@ def described(source: str, cache_dir: Path = Path("cache"), settings: Settings |
     by another master model, detector or parser, or before `probabilities`, is made again). `validation_only`: the validation identities' photos
     alone (a tenth of the work; read from the full cache when there is one)."""
     from facesearch.models.descriptor import shipped_model
-    from facesearch.pipeline.describer import Describer
+    from facesearch.pipeline.describer import Describer, pipeline_version
 
     settings = settings or Settings.from_env()
-    pipeline = np.array(f"{shipped_model().version} {settings.detector}+{settings.parser}")
+    pipeline = np.array(pipeline_version(shipped_model().version, settings))
     for name in [f"identity_{source}.npz"] + ([f"identity_{source}_validation.npz"] if validation_only else []):
         cache = Path(cache_dir) / name
         if cache.exists():

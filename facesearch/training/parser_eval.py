@@ -60,7 +60,6 @@ def compare(labels_dir: Path, run: Path | None = None, limit: int | None = None)
         matrix = alignment.template_transform(face.landmarks)
         crop = alignment.warp(pixels, matrix)
         start = time.perf_counter()
-        learned._last = None
         maps["learned"].append(learned.masks_in_photo(pixels, face, matrix, crop).argmax(0))
         seconds["learned"] += time.perf_counter() - start
         start = time.perf_counter()

@@ -300,10 +300,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.export is not None:
         print(f"exported {export(args.export)}")
         return
-    settings = ParserTrainSettings()
-    for assignment in args.assignments:
-        name, _, value = assignment.partition("=")
-        setattr(settings, name, type(getattr(settings, name))(value))
+    from facesearch.errors import FaceSearchError
+    from facesearch.training.train import override
+
+    try:
+        settings = override(ParserTrainSettings(), args.assignments)
+    except FaceSearchError as error:
+        raise SystemExit(f"error: {error}") from None
     if args.minutes is not None:
         settings.minutes = args.minutes
     train(args.run_dir, settings)

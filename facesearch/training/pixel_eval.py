@@ -40,6 +40,7 @@ import argparse
 import csv
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -115,17 +116,17 @@ def main_face(pixels: np.ndarray, measurer: PixelMeasurer):
     """The largest face of an (H, W, 3) uint8 RGB photo as the index finds it (the default
     detector, Settings.detector; a face mesh fitted where the detector gives none:
     PixelMeasurer.with_mesh), or None when there is none."""
-    from facesearch.pipeline.detect import detector
-    from facesearch.settings import DEFAULTS
-
-    global _detector
-    if _detector is None:
-        _detector = detector(DEFAULTS.detector, DEFAULTS)
-    faces = _detector.detect(pixels)
+    faces = _index_detector().detect(pixels)
     return measurer.with_mesh(pixels, faces[0]) if faces else None
 
 
-_detector = None
+@lru_cache(maxsize=1)
+def _index_detector():
+    """The default detector (Settings.detector), made once."""
+    from facesearch.pipeline.detect import detector
+    from facesearch.settings import DEFAULTS
+
+    return detector(DEFAULTS.detector, DEFAULTS)
 
 
 def hair_colour_report(measured: list[Measured]) -> dict:

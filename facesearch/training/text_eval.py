@@ -509,15 +509,14 @@ def pixel_gallery(cache_dir: Path = Path("cache"), root: Path | None = None) -> 
     """The pixel gallery (PIXEL_ALIGNED_STEP), each photo's largest face described end to end
     (pipeline.describer.Describer: detection, pixel attributes, the shipped networks), cached in
     cache_dir/pixel_gallery.npz. `files` holds "folder/file" (celeba/wild/000461.jpg)."""
-    from facesearch.pipeline.describer import Describer
+    from facesearch.models.descriptor import shipped_model
+    from facesearch.pipeline.describer import Describer, pipeline_version
     from facesearch.search.terms import COLUMNS, probability_matrix
+    from facesearch.settings import DEFAULTS
     from facesearch.training.data import data_dir, labelled_images
 
-    from facesearch.models.descriptor import shipped_model
-    from facesearch.settings import DEFAULTS
-
     # made again by another master model, detector or parser
-    pipeline = f"{shipped_model().version} {DEFAULTS.detector}+{DEFAULTS.parser}"
+    pipeline = pipeline_version(shipped_model().version, DEFAULTS)
     cache = Path(cache_dir) / "pixel_gallery.npz"
     if cache.exists():
         with np.load(cache) as data:

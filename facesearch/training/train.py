@@ -13,8 +13,10 @@ import math
 import os
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -33,6 +35,10 @@ from facesearch.models.network import (HEADS, DescriptorNet, RegionNetworks, to_
 
 CHECKPOINT = "checkpoint.pt"
 SETTINGS = "settings.json"
+
+
+#: Any run settings dataclass (`override`).
+SettingsT = TypeVar("SettingsT")
 
 
 @dataclass
@@ -159,8 +165,11 @@ def load_data(settings: TrainSettings, root: Path | None = None) -> tuple[Split,
             average)
 
 
-def override(settings: TrainSettings, assignments: list[str]) -> TrainSettings:
-    """Settings with `name=value` assignments applied, each value parsed as its field's type."""
+def override(settings: SettingsT, assignments: Sequence[str]) -> SettingsT:
+    """A run's settings (any settings dataclass: TrainSettings, emotions.EmotionSettings,
+    parser_train.ParserTrainSettings) with `name=value` assignments (`--set`) applied, each
+    value parsed as its field's type ("none" for None); FaceSearchError for an unknown name or a
+    bad value."""
     from dataclasses import fields, replace
     parsers = {"tuple": lambda v: tuple(part.strip() for part in v.split(",")),
                "bool": lambda v: v.lower() in ("1", "true", "yes"), "int": int, "float": float,

@@ -11,7 +11,6 @@ matrix, size)`: the hair of any crop of the photo, at that crop's resolution).
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -107,9 +106,6 @@ class LearnedParser(Parser):
 
     name = "learned"
 
-    def __init__(self):
-        self._last: tuple[bytes, HeadParse] | None = None
-
     @cached_property
     def network(self):
         """The shipped parser network (numpy)."""
@@ -119,18 +115,10 @@ class LearnedParser(Parser):
 
     def head_parse(self, pixels: np.ndarray, landmarks5: np.ndarray) -> HeadParse:
         """The parse of the head crop of a face of an (H, W, 3) uint8 RGB photo, given its (5, 2)
-        landmarks in the photo's pixels. The last face's parse is kept, so the pixel attributes
-        asking for the same face again cost nothing."""
-        # the face (landmarks) in the photo (its size and a strided sample of its pixels)
-        key = (np.ascontiguousarray(landmarks5, np.float64).tobytes() + str(pixels.shape).encode()
-               + hashlib.sha1(np.ascontiguousarray(pixels[::7, ::7]).tobytes()).digest())
-        if self._last is not None and self._last[0] == key:
-            return self._last[1]
+        landmarks in the photo's pixels."""
         crop = head_crop(pixels, landmarks5, PARSER_SIDE)
-        parse = HeadParse(scores=self.network(crop[None])[0],
-                          matrix=head_transform(landmarks5, PARSER_SIDE))
-        self._last = (key, parse)
-        return parse
+        return HeadParse(scores=self.network(crop[None])[0],
+                         matrix=head_transform(landmarks5, PARSER_SIDE))
 
     def region_masks(self, parse: HeadParse, matrix: np.ndarray) -> np.ndarray:
         """One-hot float32 (7, H, W) region masks (spec.REGIONS order, H, W = spec.INPUT_SIZE) of
