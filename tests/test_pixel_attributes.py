@@ -5,7 +5,8 @@ The photos named here were checked by eye: wild/187412 and aligned/152772 red ha
 celeba/wild 002184 long brown hair, 002767 long blond hair, 000987 and 000461 short dark hair
 (men); 058481 a red knitted hat on a grey-haired man (a new user's trial: it ranked #2 for "a
 redhead with long hair"), aligned/082846 a pink headscarf over blond hair, wild/030355 hair tied
-back above a black scarf and leather jacket, wild/107384 a woman's hair tied back in a bun."""
+back above a black scarf and leather jacket, wild/107384 a woman's hair tied back in a bun,
+wild/004807 and wild/191040 auburn hair (the first beside brown skin of about its colour)."""
 from __future__ import annotations
 
 import numpy as np
@@ -43,6 +44,30 @@ def test_hair_length_and_red_hair_on_checked_photos(measured):
     for values in measured.values():
         assert set(values) <= set(PIXEL_ATTRIBUTES)
         assert all(0.0 <= v <= 1.0 for v in values.values())
+
+
+def test_hair_colour_is_read_under_the_learned_parsers_hair_class(data_dir, monkeypatch):
+    """Auburn hair beside brown skin: the mesh parser's hair region less skin-coloured pixels
+    leaves its shadows (L* 9, chroma 14: not red); the learned parser's hair class reads the
+    hair itself (L* ~19, chroma ~25, red hue). FacePreparer parses each face's head once and
+    shares that parse with the pixel attributes."""
+    from facesearch.pipeline.parse.learned import LearnedParser
+    from facesearch.pipeline.pixel_attributes import hue_chroma
+
+    pixels = rgb(data_dir / "celeba" / "wild" / "004807.jpg")
+    preparer = FacePreparer(Settings(parser="learned"))
+    face = preparer.measurer.with_mesh(pixels, preparer.detector.detect(pixels)[0])
+    by_mesh = PixelMeasurer().measure_hair(pixels, face).colour
+    by_parser = PixelMeasurer(hair_parser=LearnedParser()).measure_hair(pixels, face).colour
+    assert by_mesh[0] < 12 and hue_chroma(by_mesh)[1] < 18
+    hue, chroma = hue_chroma(by_parser)
+    assert by_parser[0] > 15 and chroma > 22 and 30 < hue < 50
+    parses = []
+    original = LearnedParser.head_parse
+    monkeypatch.setattr(LearnedParser, "head_parse", lambda self, *a: parses.append(1) or original(self, *a))
+    faces = preparer.prepare(pixels)
+    assert faces and len(parses) == len(faces)
+    assert faces[0].pixel_attributes["hair_red"] > 0.4
 
 
 def test_eye_colour_only_where_the_eyes_are_large_enough(data_dir):
@@ -132,7 +157,9 @@ def test_network_classes_temper_what_the_pixels_say(describer, data_dir):
     """Checked photos, described end to end (the network's classes applied, `with_classes`):
     a red hat on grey hair and a pink scarf over blond hair are not red hair (before: 0.46 and
     0.90); hair tied back over a black scarf is not called long (before: 1.0); a woman's bun is
-    not clearly short (before: 1.0); the redheads and the short-haired men still are."""
+    not clearly short (before: 1.0); the redheads and the short-haired men still are, and auburn
+    hair beside skin of its colour is read under the learned parser's hair class (the mesh
+    region less skin-coloured pixels left its shadows: 0.03)."""
     def attributes(name):
         return describer.describe(data_dir / "celeba" / name)[0].attributes
 
@@ -140,8 +167,9 @@ def test_network_classes_temper_what_the_pixels_say(describer, data_dir):
     assert attributes("aligned/082846.jpg")["hair_red"] < 0.3
     assert (attributes("wild/030355.jpg").get("hair_long") or 0.0) < 0.5
     assert attributes("wild/107384.jpg")["hair_short"] < 0.5
-    for name in ("wild/187412.jpg", "aligned/152772.jpg"):
+    for name in ("wild/187412.jpg", "wild/191040.jpg"):
         assert attributes(name)["hair_red"] > 0.5, name
+    assert attributes("wild/004807.jpg")["hair_red"] > 0.4
     for name in ("wild/000987.jpg", "wild/000461.jpg"):
         assert attributes(name)["hair_short"] > 0.9, name
 

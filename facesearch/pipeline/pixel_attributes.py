@@ -14,18 +14,23 @@ wider than the 112x96 crop, which ends at the chin), segmented once (mediapipe's
 segmentation: the one person segmentation a face, which FacePreparer also warps into the aligned
 crop for the "mesh" parser's hair and background regions) and cut into regions by the "mesh"
 parser (pipeline/parse/mesh.py: face-mesh polygons and the person mask). The skin's colour is read on
-the cheeks (face skin between the eyes' and the mouth's rows), the hair's on the head: the
-parser's hair region (from the eyes down not further out than HAIR_FALL_SHARE face widths: not
-the shoulders), less skin-coloured pixels (Mahalanobis distance in CIELAB).
+the cheeks (face skin between the eyes' and the mouth's rows), the hair's on the head (from the
+eyes down not further out than HAIR_FALL_SHARE face widths: not the shoulders): under the
+learned face parser's hair class when the index parses with it (the default; HeadView.hair,
+warped from the face's one head parse: hats are a class of their own), else the mesh parser's
+hair region less skin-coloured pixels (Mahalanobis distance in CIELAB; auburn hair beside skin
+of its colour was lost that way, leaving the shadows). Hair-colour accuracy against CelebA's
+labels (training/pixel_eval.py): 0.702 with the mesh region, 0.763 with the parser's hair class.
 
 Red/auburn/ginger hair is the hue/chroma corner of CIELAB that brown, blond, black and grey hair
 do not reach (`red_probability`, placed with CelebA's hair-colour labels: see the constants); it
 must hold on the top of the head and beside the face alike (HAIR_PARTS; a part not seen halves
 it, UNSEEN_PART: a red hat is one part only), the hair must differ from the background around
-the head (MIN_CONTRAST: a red wall seen through the person mask's edge), and once the network's
-classes are known, `with_classes` scales it by the chance that hair shows at all (no hat, not
-bald) and that it is not what the network calls black, grey or blond (a red hat over grey hair,
-a pink scarf over blond hair, blond hair under warm light).
+the head (MIN_CONTRAST: a red wall seen through the person mask's edge), the skin must not be
+saturated by warm or coloured light (SKIN_CHROMA_MAX: brown hair under it reads red), and once
+the network's classes are known, `with_classes` scales it by the chance that hair shows at all
+(no hat, not bald) and that it is not what the network calls black, grey or blond (a red hat
+over grey hair, a pink scarf over blond hair, blond hair under warm light).
 
 Length: the hair grows down through the person mask by colour (pixels nearer the hair's colour
 than the skin's, connected to the hair above the chin; from the eyes down only beside the face
@@ -67,6 +72,7 @@ from facesearch.pipeline.detect.mediapipe import MESH_LEFT_EYE, MESH_RIGHT_EYE, 
 from facesearch.spec import INPUT_SIZE, REGIONS
 
 if TYPE_CHECKING:
+    from facesearch.pipeline.parse.learned import HeadParse, LearnedParser
     from facesearch.pipeline.parse.mesh import MeshParser
 
 # --- the head crop -------------------------------------------------------------------------
@@ -101,6 +107,13 @@ RED_HUE_MAX = 50.0
 RED_HUE_SPREAD = 3.0
 RED_CHROMA = 20.0
 RED_CHROMA_SPREAD = 3.0
+#: The light's colour: under warm or coloured light (stage light, sunset, a red backdrop's glow)
+#: skin turns as saturated as nothing else does and brown hair reads as auburn, so hair_red is
+#: scaled by sigmoid((SKIN_CHROMA_MAX - C*) / SKIN_CHROMA_SPREAD) of the skin's chroma on the
+#: cheeks. Skin chroma of 300 pixel-gallery faces: median 26, 95th percentile 40, over 45 in 2.7%;
+#: the judged red-hair hits had 16-36, the warm-light brown hair among the top 25 42-72.
+SKIN_CHROMA_MAX = 42.0
+SKIN_CHROMA_SPREAD = 3.0
 #: The parts of the hair whose colours red hair must agree in (HairMeasure.parts).
 HAIR_PARTS = ("top", "sides")
 #: hair_red is multiplied by this for each of HAIR_PARTS not seen (too few pixels): unknown, so
@@ -278,6 +291,10 @@ class HeadView:
     valid: np.ndarray           # (h, w) bool: inside the photo
     mesh: np.ndarray | None     # (468, 2) face mesh in crop pixels (the mean mesh without one); None: no mesh
     person: np.ndarray          # (h, w) float32 person probability 0..1 (one selfie segmentation)
+    #: (h, w) bool: the learned face parser's hair class (hats are their own class), warped
+    #: from its head parse; None without one (the hair is then the mesh parser's hair region
+    #: less skin-coloured pixels).
+    hair: np.ndarray | None = None
 
     def aligned_person(self, threshold: float = 0.5) -> np.ndarray:
         """The person mask of the face's aligned crop (spec.INPUT_SIZE, 112 x 96) bool, warped
@@ -323,10 +340,14 @@ class PixelMeasurer:
     """Measures spec.PIXEL_ATTRIBUTES of faces in a photo. Models load on first use; one instance
     per thread (mediapipe graphs are not shared)."""
 
-    def __init__(self, parser: MeshParser | None = None):
+    def __init__(self, parser: MeshParser | None = None, hair_parser: LearnedParser | None = None):
         """`parser`: a "mesh" parser of this thread to share (its person segmenter loads once);
-        default: one of its own, made on first use."""
+        default: one of its own, made on first use. `hair_parser`: the learned face parser whose
+        hair class gives the pixels the hair's colour is read from (HeadView.hair); None: the
+        mesh parser's hair region less skin-coloured pixels (auburn hair beside skin of its
+        colour is then lost, leaving the shadows)."""
         self._given_parser = parser
+        self.hair_parser = hair_parser
 
     @cached_property
     def _parser(self) -> MeshParser:
@@ -360,11 +381,13 @@ class PixelMeasurer:
         return {name: round(float(value), 4) for name, value in values.items()}
 
     # --- hair ------------------------------------------------------------------------------
-    def head(self, image: np.ndarray, face: Detection) -> HeadView:
+    def head(self, image: np.ndarray, face: Detection, parse: HeadParse | None = None) -> HeadView:
         """The face's head view: its head crop, which of it is inside the photo, its mesh in
-        crop pixels (the mean mesh when the detector gave none; None without either) and its
+        crop pixels (the mean mesh when the detector gave none; None without either), its
         person segmentation (the one selfie segmentation a face: FacePreparer warps it into
-        the aligned crop for the "mesh" parser, `HeadView.aligned_person`)."""
+        the aligned crop for the "mesh" parser, `HeadView.aligned_person`) and, with a learned
+        parser, its hair mask (from `parse` when the face's head parse was made already, else
+        from `hair_parser`'s own)."""
         matrix, size = head_transform(face.landmarks)
         crop = cv2.warpAffine(image, matrix, size, flags=cv2.INTER_AREA, borderMode=cv2.BORDER_CONSTANT)
         valid = _in_photo(matrix, size, image.shape)
@@ -376,7 +399,10 @@ class PixelMeasurer:
         # zoomed 2x as before (mesh.SEGMENTER_ZOOM: 0.8 ms more a face): unzoomed, the mask's
         # edge moved and hair-colour accuracy fell from 70.2% to 69.5% (training/pixel_eval.py)
         person = self._parser.person_probability(crop)
-        return HeadView(crop, valid, mesh, np.where(valid, person, 0.0).astype(np.float32))
+        if parse is None and self.hair_parser is not None:
+            parse = self.hair_parser.head_parse(image, face.landmarks)
+        hair = None if parse is None else parse.photo_mask(("hair",), matrix, size) & valid
+        return HeadView(crop, valid, mesh, np.where(valid, person, 0.0).astype(np.float32), hair)
 
     def hair(self, image: np.ndarray, face: Detection, view: HeadView | None = None) -> dict[str, float]:
         """hair_long, hair_short, hair_red of a face (empty when no mesh can place its regions;
@@ -391,6 +417,8 @@ class PixelMeasurer:
         red = min([red_probability(measured.parts[p]) for p in HAIR_PARTS if p in measured.parts]
                   + [red_probability(measured.colour)])
         red *= UNSEEN_PART ** sum(p not in measured.parts for p in HAIR_PARTS)
+        if measured.skin is not None:  # warm or coloured light (SKIN_CHROMA_MAX)
+            red *= _sigmoid((SKIN_CHROMA_MAX - hue_chroma(measured.skin)[1]) / SKIN_CHROMA_SPREAD)
         values = {"hair_red": red * min(measured.contrast / MIN_CONTRAST, 1.0)}
         if measured.reach is not None:
             values |= length_probabilities(measured.reach)
@@ -424,14 +452,16 @@ class PixelMeasurer:
         # The hair's colour: the hair region on the head, not beside the shoulders (from the
         # eyes down, at most HAIR_FALL_SHARE face widths out, in template units: 64 wide).
         on_head = (rows < TEMPLATE_EYES_Y) | (np.abs(columns - TEMPLATE_CENTRE_X) < HAIR_FALL_SHARE * TEMPLATE_FACE_WIDTH)
-        on_head = cv2.erode((hair_top & on_head).view(np.uint8), np.ones((5, 5), np.uint8)).view(bool)
+        # With the learned parser, its hair class (hats apart) without the skin-colour cut.
+        coloured = hair_top if view.hair is None else cv2.erode(view.hair.view(np.uint8), small).view(bool)
+        on_head = cv2.erode((coloured & on_head).view(np.uint8), np.ones((5, 5), np.uint8)).view(bool)
         chin_y = float(mesh[:, 1].max())
         brow_y = float(np.percentile(mesh[:, 1], 5))
         face_height = max(chin_y - brow_y, 1.0)
         skin_colour = np.median(colours[skin], axis=0)
-        if np.count_nonzero(hair_top) < MIN_HAIR_PIXELS:
+        if np.count_nonzero(coloured) < MIN_HAIR_PIXELS:
             return HairMeasure(None, None, skin=skin_colour)
-        colour = np.median(colours[on_head if np.count_nonzero(on_head) >= MIN_HAIR_PIXELS // 2 else hair_top], axis=0)
+        colour = np.median(colours[on_head if np.count_nonzero(on_head) >= MIN_HAIR_PIXELS // 2 else coloured], axis=0)
         beside = np.abs(columns - TEMPLATE_CENTRE_X) > TEMPLATE_FACE_WIDTH / 2
         regions = {"top": on_head & (rows < TEMPLATE_BROWS_Y),  # HAIR_PARTS
                    "sides": on_head & (rows >= TEMPLATE_BROWS_Y) & (rows < TEMPLATE_MOUTH_Y) & beside}
@@ -440,6 +470,8 @@ class PixelMeasurer:
         around = ~person & valid & (rows < TEMPLATE_MOUTH_Y)
         contrast = (float(np.linalg.norm(colour - np.median(colours[around], axis=0)))
                     if np.count_nonzero(around) >= MIN_HAIR_PIXELS else 100.0)
+        if np.count_nonzero(hair_top) < MIN_HAIR_PIXELS:  # hair of the skin's colour: not followed
+            return HairMeasure(colour, None, parts, contrast, skin_colour)
         # The hair goes on through the person mask: pixels nearer the hair's colour than the
         # skin's, connected to the hair above the chin.
         hair_mean, hair_inverse = _gaussian(colours[hair_top])

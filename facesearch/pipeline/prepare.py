@@ -21,6 +21,7 @@ from facesearch.pipeline.detect import detector as make_detector
 from facesearch.pipeline.detect.quality import FaceQuality, face_quality
 from facesearch.pipeline.parse import Parser, coarse_masks
 from facesearch.pipeline.parse import parser as make_parser
+from facesearch.pipeline.parse.learned import LearnedParser
 from facesearch.pipeline.parse.mesh import MeshParser
 from facesearch.pipeline.pixel_attributes import PixelMeasurer
 from facesearch.settings import DEFAULTS, Settings
@@ -85,8 +86,10 @@ class FacePreparer:
                  parser: Parser | None = None):
         self.detector = detector or make_detector(settings.detector, settings)
         self.parser = parser or make_parser(settings.parser, settings)
-        # the pixel attributes cut the head with the "mesh" parser: this one when it is that
-        self.measurer = PixelMeasurer(self.parser if isinstance(self.parser, MeshParser) else None)
+        # the pixel attributes cut the head with the "mesh" parser (this one when it is that)
+        # and read the hair's colour under the learned parser's hair class (when it is that)
+        self.measurer = PixelMeasurer(self.parser if isinstance(self.parser, MeshParser) else None,
+                                      self.parser if isinstance(self.parser, LearnedParser) else None)
 
     def prepare(self, pixels: np.ndarray, scale: float = 1.0) -> list[PreparedFace]:
         """Every face of an (H, W, 3) uint8 RGB image, largest first; `scale` maps its pixels to
@@ -100,9 +103,13 @@ class FacePreparer:
             in_crop = face.transformed(matrix)
             # One person segmentation a face, on the head crop the pixel attributes read; the
             # "mesh" parser's person mask of the aligned crop is warped from it (it is inside).
-            head = self.measurer.head(pixels, face)
+            parse = (self.parser.head_parse(pixels, face.landmarks)
+                     if isinstance(self.parser, LearnedParser) else None)  # one parse a face
+            head = self.measurer.head(pixels, face, parse)
             if isinstance(self.parser, MeshParser) and self.share_person_mask:
                 masks = self.parser.masks(crop, in_crop, person=head.aligned_person())
+            elif parse is not None:
+                masks = self.parser.region_masks(parse, matrix)
             else:
                 masks = self.parser.masks_in_photo(pixels, face, matrix, crop)
             if masks is None:

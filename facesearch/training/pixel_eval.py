@@ -16,19 +16,18 @@
    ranked by one attribute (most likely first), each with its values, to be checked by eye; the
    counts judged right are recorded in the docstring below with how they were judged.
 
-Figures (`--per-class 120`: 463 faces found of 480 picked, aligned + wild; 2 CPU cores at load
-~10, 3 min; session 8, one person segmentation a face, the head crop's):
-    hair colour, nearest centroid in CIELAB, 2-fold by identity: accuracy 0.702 (chance 0.259;
-    the previous commit's code gave 0.702 in the same session, the same colours on every face
-    compared; session 7 recorded 0.715)
+Figures (`--per-class 120`: 464 faces found of 480 picked, aligned + wild; scrfd faces, the hair
+read under the learned parser's hair class; 2 CPU cores beside a training job, 3 min; session 10):
+    hair colour, nearest centroid in CIELAB, 2-fold by identity: accuracy 0.763 (chance 0.259;
+    the mesh parser's hair region less skin-coloured pixels, session 8: 0.702)
     label / measured   Black  Blond  Brown  Gray
-    Black_Hair (116)     108      2      3     3
-    Blond_Hair (120)       2     73     17    28
-    Brown_Hair (119)      28     13     74     4
-    Gray_Hair  (108)      11     20      7    70
-    median hue / chroma / L*: black 24 / 2.0 / 7, brown 50 / 11.4 / 16, grey 61 / 8.0 / 58,
-    blond 70 / 19.6 / 45; hair_red > 0.5 (before the factors of with_classes): black 0.9%,
-    blond 2.5%, brown 4.2%, grey 2.8%. (The head crop segmented without the 2x zoom: 0.695.)
+    Black_Hair (120)     115      0      5     0
+    Blond_Hair (120)       0     91      9    20
+    Brown_Hair (120)      24     11     82     3
+    Gray_Hair  (104)      12     20      6    66
+    median hue / chroma / L*: black 39 / 2.4 / 7, brown 53 / 15.1 / 19, grey 65 / 8.1 / 54,
+    blond 71 / 23.8 / 55; hair_red > 0.5 (before the light's and the network's factors): black 0%,
+    blond 0.8%, brown 7.5% (auburn is labelled Brown_Hair), grey 1.0%.
     Dark brown reads as black and pale blond as grey most often: the label itself is a judgement
     of lightness, and lighting moves L*.
 Checked by eye (the `--sheet` pictures, head crops for hair, both eyes zoomed for eyes): the
@@ -98,7 +97,7 @@ def measure_sample(root: Path, per_class: int, extra: int = 0) -> list[Measured]
         step = max(len(rows) // extra, 1)
         taken = {p for p, _, _ in chosen}
         chosen += [(p, i, hair_label(labels)) for p, i, labels in rows[::step][:extra] if p not in taken]
-    measurer = PixelMeasurer()
+    measurer = index_measurer()
     measured = []
     for path, identity, label in chosen:
         with Image.open(path) as image:
@@ -118,6 +117,17 @@ def main_face(pixels: np.ndarray, measurer: PixelMeasurer):
     PixelMeasurer.with_mesh), or None when there is none."""
     faces = _index_detector().detect(pixels)
     return measurer.with_mesh(pixels, faces[0]) if faces else None
+
+
+def index_measurer() -> PixelMeasurer:
+    """A PixelMeasurer as the index makes one with the default parser (Settings.parser: the
+    learned parser's hair class gives the hair's pixels)."""
+    from facesearch.pipeline.parse import parser
+    from facesearch.pipeline.parse.learned import LearnedParser
+    from facesearch.settings import DEFAULTS
+
+    made = parser(DEFAULTS.parser, DEFAULTS)
+    return PixelMeasurer(hair_parser=made if isinstance(made, LearnedParser) else None)
 
 
 @lru_cache(maxsize=1)
@@ -172,7 +182,7 @@ def draw_sheet(measured: list[Measured], attribute: str, out: Path, top: int = 2
 
     ranked = sorted((m for m in measured if attribute in m.values),
                     key=lambda m: -m.values[attribute])[:top]
-    measurer = PixelMeasurer()
+    measurer = index_measurer()
     tiles = []
     for number, m in enumerate(ranked, start=1):
         with Image.open(m.path) as image:
