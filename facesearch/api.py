@@ -459,7 +459,7 @@ class FaceSearch:
                             attributes=row.attributes, missing=not os.path.exists(photo.path),
                             other_paths=other_paths.get(photo.id, []),
                             same_person=(ranked.same_person or {}).get(vector_id),
-                            person=persons.get(row.id), **_track_fields(row, photo)))
+                            person=persons.get(row.id), **row.media_fields(photo)))
         return hits
 
     def _with_person(self, restriction: Filter | None, person: str) -> Filter:
@@ -477,8 +477,8 @@ class FaceSearch:
     # --- people ---------------------------------------------------------------------------------
     def people(self) -> list[dict]:
         """The persons of the index (index.people), most faces first: each {"id", "name" (None
-        until named), "faces": [{"face_id", "path", "bbox", "det_score"}, best detection
-        first]}. Persons are found by `index`."""
+        until named), "faces": [{"face_id", "path", "bbox", "det_score", "media" and a video
+        face's track_id, start, end, time}, best detection first]}. Persons are found by `index`."""
         self._open_existing()
         return people_store.people(self.store)
 
@@ -686,16 +686,7 @@ def _face_dict(face: FaceRow, photo: PhotoRow) -> dict:
     return {"face_id": face.id, "photo_id": photo.id, "face_index": face.face_index,
             "path": photo.path, "bbox": [round(v, 1) for v in (face.x0, face.y0, face.x1, face.y1)],
             "attributes": face.attributes, "missing": not Path(photo.path).is_file(),
-            **_track_fields(face, photo)}
-
-
-def _track_fields(face: FaceRow, photo: PhotoRow) -> dict:
-    """A stored face's media and, for a video's face (a track), track_id, start, end and time
-    (seconds; store.FaceRow's track columns): Hit's and _face_dict's video fields."""
-    if photo.media != "video":
-        return {"media": "photo"}
-    return {"media": "video", "track_id": face.track_id, "start": face.track_start,
-            "end": face.track_end, "time": face.frame_time}
+            **face.media_fields(photo)}
 
 
 #: What ranks the hits of an image query in each match mode (search.planner.rank_match), said

@@ -7,15 +7,16 @@ shows one person throughout. The index is built once, at 2 frames a second (the 
 """
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+from clitools import run
 from PIL import Image
 
-from clitools import run
 from facesearch import FaceSearch
 from facesearch.pipeline.tracking import frontality
 from facesearch.pipeline.video import frame_at, probe
@@ -81,6 +82,31 @@ def test_a_photo_of_the_speaker_finds_his_track_at_the_right_time(indexed, video
     other = fs.query(image=video_dir / "alex-lacamoire.png", k=10, match="person")
     assert all(hit.same_person < 0.5 for hit in other if hit.track_id == top.track_id
                and hit.path == top.path)
+
+
+def test_a_person_seen_in_a_photo_and_a_video_lists_the_track_with_its_times(
+        video_dir: Path, tmp_path: Path, facesearch_command) -> None:
+    """People group a video's tracks with a photo of the same man (HDBSCAN alone found no
+    person: one group among strangers is its tree's root, which it never selects);
+    `people --json` gives the tracks' times (they were missing)."""
+    folder = tmp_path / "media"
+    folder.mkdir()
+    shutil.copy(video_dir / "short_hamilton_clip.mp4", folder)
+    shutil.copy(video_dir / "lin-manuel-miranda.png", folder)
+    index = tmp_path / "index"
+    with FaceSearch(index, settings=Settings(video_fps=2.0)) as fs:  # a person: 3 faces or more
+        fs.index([folder])  # the speaker: the photo and two tracks, among 5 other faces
+    done = run(facesearch_command, "people", "--index", index, "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    listed = json.loads(done.stdout)
+    persons = listed if isinstance(listed, list) else listed["people"]
+    speaker = [p for p in persons if any(Path(f["path"]).suffix == ".png" for f in p["faces"])]
+    assert len(speaker) == 1, persons
+    photos = [f for f in speaker[0]["faces"] if f["media"] == "photo"]
+    tracks = [f for f in speaker[0]["faces"] if f["media"] == "video"]
+    assert len(photos) == 1 and "track_id" not in photos[0] and len(tracks) >= 1
+    assert all(t["start"] <= t["time"] <= t["end"] for t in tracks)
+    assert any(SPEAKER[0] - 0.5 <= t["start"] and t["end"] <= SPEAKER[1] + 0.5 for t in tracks)
 
 
 def test_a_face_cropped_from_a_frame_finds_its_track(indexed) -> None:

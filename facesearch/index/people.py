@@ -48,6 +48,7 @@ from facesearch.index.store import (
     Store,
     decode_vectors,
     encode_vector,
+    media_fields,
 )
 from facesearch.models.arcface import calibration
 from facesearch.spec import IDENTITY, IDENTITY_DIM, unit_mean
@@ -87,15 +88,24 @@ class PeopleUpdate:
 def cluster(vectors: np.ndarray, min_faces: int, min_samples: int) -> np.ndarray:
     """HDBSCAN clusters of unit identity vectors (n, 512) float32, Euclidean distance (on unit
     vectors a monotone function of the cosine), excess-of-mass selection: labels (n,) int64,
-    0.. a cluster, -1 in none. Fewer than `min_faces` vectors: all -1."""
+    0.. a cluster, -1 in none. Fewer than `min_faces` vectors: all -1. HDBSCAN never selects
+    the root of its cluster tree, so vectors holding ONE group (a person's three photos among
+    strangers' faces, or new photos of one person in an incremental run's pool) came out with no
+    cluster at all (a video's speaker, two tracks and a photo, among 5 audience faces: none);
+    when the first pass finds none, a second allows a single cluster (allow_single_cluster),
+    which `consistent` checks like any other."""
     vectors = np.asarray(vectors, dtype=np.float64)
     if len(vectors) < max(min_faces, 2):
         return np.full(len(vectors), -1, np.int64)
     # scikit-learn takes a second to import: only when needed
     from sklearn.cluster import HDBSCAN
 
-    found = HDBSCAN(min_cluster_size=min_faces, min_samples=min_samples, metric="euclidean",
-                    cluster_selection_method="eom", copy=True).fit_predict(vectors)
+    for single in (False, True):
+        found = HDBSCAN(min_cluster_size=min_faces, min_samples=min_samples, metric="euclidean",
+                        cluster_selection_method="eom", allow_single_cluster=single,
+                        copy=True).fit_predict(vectors)
+        if (found >= 0).any():
+            break
     return found.astype(np.int64)
 
 
@@ -287,19 +297,21 @@ def _person(session: Session, person_id: int) -> PersonRow:
 
 def people(store: Store) -> list[dict]:
     """Every person, most faces first: {"id", "name" (None until named), "faces": [{"face_id",
-    "path", "bbox" [x0, y0, x1, y1] pixels, "det_score"}, best detection first]}. An unnamed
+    "path", "bbox" [x0, y0, x1, y1] pixels, "det_score", "media" and a video face's track_id,
+    start, end, time (FaceRow.media_fields)}, best detection first]}. An unnamed
     person whose photos were all removed since the last index run is left out."""
     with store.session() as session:
         persons = list(session.scalars(sa.select(PersonRow).order_by(PersonRow.id)))
         faces: dict[int, list[dict]] = {person.id: [] for person in persons}
         query = (sa.select(FaceRow.person_id, FaceRow.id, PhotoRow.path, FaceRow.x0, FaceRow.y0,
-                           FaceRow.x1, FaceRow.y1, FaceRow.det_score).join(FaceRow.photo)
-                 .where(FaceRow.person_id.is_not(None))
+                           FaceRow.x1, FaceRow.y1, FaceRow.det_score, PhotoRow.media, FaceRow.track_id,
+                           FaceRow.track_start, FaceRow.track_end, FaceRow.frame_time)
+                 .join(FaceRow.photo).where(FaceRow.person_id.is_not(None))
                  .order_by(FaceRow.det_score.desc(), FaceRow.id))
-        for person_id, face_id, path, x0, y0, x1, y1, score in session.execute(query):
+        for person_id, face_id, path, x0, y0, x1, y1, score, *media in session.execute(query):
             faces[person_id].append({"face_id": face_id, "path": path,
                                      "bbox": [round(v, 1) for v in (x0, y0, x1, y1)],
-                                     "det_score": round(float(score), 4)})
+                                     "det_score": round(float(score), 4), **media_fields(*media)})
         found = [{"id": person.id, "name": person.name, "faces": faces[person.id]}
                  for person in persons if faces[person.id] or person.name is not None]
     return sorted(found, key=lambda person: (-len(person["faces"]), person["id"]))

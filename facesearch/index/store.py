@@ -151,6 +151,13 @@ class FaceRow(Base):
     track_frames: Mapped[int | None] = mapped_column(sa.Integer)
 
     photo: Mapped[PhotoRow] = relationship(back_populates="faces")
+
+    def media_fields(self, photo: PhotoRow) -> dict:
+        """The face's media ("photo" or "video") and, for a video's face (a track), track_id,
+        start, end and time (seconds): the video fields of hits, of `describe`d stored faces
+        and of people's faces. `photo` is this face's photo row (passed, not loaded)."""
+        return media_fields(photo.media, self.track_id, self.track_start, self.track_end, self.frame_time)
+
     classes: Mapped[FaceClasses | None] = relationship(
         cascade="all, delete-orphan", passive_deletes=True, uselist=False)
     #: The face's vector id in each space (the master one equals `vector_id`).
@@ -190,6 +197,15 @@ class FaceVector(Base):
 #: How vectors are kept in SQL: little-endian float16 (half the bytes of float32; the
 #: round trip changes a unit-norm block's cosines by under 1e-3).
 VECTOR_DTYPE = np.dtype("<f2")
+
+
+def media_fields(media: str | None, track_id: int | None, start: float | None, end: float | None,
+                 time: float | None) -> dict:
+    """{"media": "photo"}, or a video face's {"media": "video", "track_id", "start", "end",
+    "time"} (seconds) from its photo's media and its track columns (FaceRow.media_fields)."""
+    if media != "video":
+        return {"media": "photo"}
+    return {"media": "video", "track_id": track_id, "start": start, "end": end, "time": time}
 
 
 def encode_vector(vector: np.ndarray) -> bytes:
