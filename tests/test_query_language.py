@@ -106,6 +106,25 @@ def test_nothing_understood_names_the_words_and_suggests_known_ones() -> None:
     assert "'eyeglasses' (Eyeglasses)" in spelled  # a close spelling comes first
 
 
+def test_colours_no_class_has_are_not_understood() -> None:
+    """A new user's trial: "purple hair" and "blue hair" became Blond_Hair, "green hair" and
+    "hazel eyes" Brown_Hair, "pink hair" Rosy_Cheeks, "grey eyes" eyes_brown (the encoder's
+    nearest descriptions). A colour said of hair or eyes names a class only if that class has
+    the colour; the known colours are listed; gibberish gets no suggestions by meaning."""
+    for phrase in ("purple hair", "blue hair", "green hair", "pink hair", "grey eyes", "hazel eyes",
+                   "a woman with purple hair"):
+        assert not {t.name for t in text.parse(phrase).terms} - {"female"}, phrase
+    assert "colours known: hair black, blond, brown, grey, red" in text.not_understood("purple hair")
+    assert [t.name for t in text.parse("a woman with purple hair, smiling").terms] == ["female", "Smiling"]
+    for phrase, name in (("red hair", "hair_red"), ("a red-haired man", "hair_red"), ("white hair", "Gray_Hair"),
+                         ("dark hair", "Black_Hair"), ("light brown hair", "Brown_Hair"),
+                         ("light blue eyes", "eyes_blue"), ("dark brown eyes", "eyes_brown"),
+                         ("green eyes", "eyes_green"), ("blue-eyed", "eyes_blue"), ("long red hair", "hair_red")):
+        assert name in {t.name for t in text.parse(phrase).terms}, phrase
+    assert "Wearing_Lipstick" in {t.name for t in text.parse("red lips").terms}  # not a hair or eye colour
+    assert "nearest known" not in text.not_understood("zzzz qqq")
+
+
 def test_emotion_words_are_understood_as_emotion_classes() -> None:
     """The emotion classes (models/emotion.py) answer emotion words; none is unknown now."""
     assert [t.name for t in text.parse("sad").terms] == ["sad"]

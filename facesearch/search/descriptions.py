@@ -41,7 +41,6 @@ DESCRIPTIONS: dict[str, tuple[str, ...]] = {
     ),
     "Brown_Hair": (
         "brown hair", "brunette", "brown-haired", "chestnut hair", "light brown hair",
-        "hazel hair",
     ),
     "Bushy_Eyebrows": (
         "bushy eyebrows", "thick eyebrows", "heavy brows", "bushy brows", "dense eyebrows",
@@ -266,3 +265,29 @@ AGE_PHRASES: tuple[str, ...] = (
     "50 or older", "at most 30", "a 45-year-old", "in her thirties", "in his 30s", "teenager",
     "elderly",
 )
+
+
+#: The colour words that may say the colour of hair or eyes, with the classes each may name there
+#: (search/text.py `_colour_allows`): a span naming a colour of hair ("purple hair") or of eyes
+#: ("grey eyes") becomes a class only when this table lets that colour name it; else the words are
+#: not understood (the encoder's nearest description was Blond_Hair for "purple hair" and
+#: "blue hair", Brown_Hair for "green hair" and "hazel eyes", Rosy_Cheeks for "pink hair").
+HAIR_COLOURS: dict[str, tuple[str, ...]] = {
+    "Black_Hair": ("black", "dark", "jet", "raven", "ebony"),
+    "Blond_Hair": ("blond", "blonde", "fair", "golden", "platinum", "yellow", "light"),
+    "Brown_Hair": ("brown", "brunette", "chestnut", "dark", "light"),
+    "Gray_Hair": ("grey", "gray", "white", "silver", "silvery", "greying", "graying", "salt"),
+    "hair_red": ("red", "auburn", "ginger", "copper", "strawberry", "fiery", "reddish"),
+}
+EYE_COLOURS: dict[str, tuple[str, ...]] = {
+    "eyes_blue": ("blue", "light", "pale", "bright"),
+    "eyes_green": ("green", "emerald", "bright"),
+    "eyes_brown": ("brown", "dark", "chocolate"),
+}
+#: Colour words beyond those (which name no class of hair or eyes here).
+OTHER_COLOURS: tuple[str, ...] = (
+    "purple", "violet", "pink", "lilac", "lavender", "turquoise", "teal", "magenta", "cyan",
+    "orange", "hazel", "amber", "grey", "gray", "green", "blue", "rainbow", "neon", "colored",
+    "coloured", "dyed", "multicolored", "multicoloured",
+)
+

@@ -27,7 +27,10 @@ from facesearch.search.descriptions import (
     DESCRIPTIONS,
     EMOTION_WORDS,
     EXCLUSIVE_GROUPS,
+    EYE_COLOURS,
+    HAIR_COLOURS,
     OPPOSITES,
+    OTHER_COLOURS,
 )
 from facesearch.search.encoder import encoder, encoder_version
 from facesearch.search.terms import MAX_AGE, ClassTerm, TextQuery
@@ -359,6 +362,7 @@ class _Clause:
     negated: bool
     ages: list[tuple[str, str, tuple[float, float] | None]]
     spans: list[_Span]
+    words: list[str]
 
 
 def _prepare_clause(clause: str, negated: bool) -> _Clause:
@@ -367,7 +371,39 @@ def _prepare_clause(clause: str, negated: bool) -> _Clause:
     clause, ages = _explicit_ages(clause)
     words = _WORD.findall(clause)
     spans = _spans(words)
-    return _Clause(negated, ages, _exact_cover(words, spans) or spans)
+    return _Clause(negated, ages, _exact_cover(words, spans) or spans, words)
+
+
+#: What a colour word can be the colour of (descriptions.HAIR_COLOURS, EYE_COLOURS).
+_COLOUR_OF: dict[str, dict[str, frozenset[str]]] = {
+    "hair": {w: frozenset(c for c, ws in HAIR_COLOURS.items() if w in ws)
+             for w in {w for ws in (*HAIR_COLOURS.values(), *EYE_COLOURS.values(), OTHER_COLOURS) for w in ws}},
+    "eyes": {w: frozenset(c for c, ws in EYE_COLOURS.items() if w in ws)
+             for w in {w for ws in (*HAIR_COLOURS.values(), *EYE_COLOURS.values(), OTHER_COLOURS) for w in ws}},
+}
+_HAIR_WORDS = frozenset(["hair", "haired", "hairs", "locks", "hairdo", "head", "headed"])
+_EYE_WORDS = frozenset(["eyes", "eye", "eyed", "iris", "irises"])
+#: Words a colour may stand before its noun ("red curly hair", "blue sparkling eyes").
+_COLOUR_REACH = 2
+
+
+def _colour_allows(words: list[str], span: _Span, name: str) -> bool:
+    """Whether the colour words of `span` (a clause's `words`) may name class `name`: a colour
+    said of hair (the hair noun within _COLOUR_REACH words after it, or "red-haired") must be one
+    of HAIR_COLOURS' words for that class, one said of eyes one of EYE_COLOURS' (so "purple hair",
+    "pink hair", "grey eyes", "hazel eyes" name no class); a colour said of nothing else
+    ("blonde", "a redhead", "red lips") is not checked."""
+    for position in range(span.start, span.stop):
+        parts = words[position].split("-")
+        for k, part in enumerate(parts):
+            if part not in _COLOUR_OF["hair"]:
+                continue
+            after = parts[k + 1:] + words[position + 1:position + 1 + _COLOUR_REACH]
+            noun = next((w for w in after if w in _HAIR_WORDS or w in _EYE_WORDS), None)
+            if noun is not None:
+                if name not in _COLOUR_OF["hair" if noun in _HAIR_WORDS else "eyes"][part]:
+                    return False
+    return True
 
 
 def _match_clause(clause: _Clause, similarity: np.ndarray, threshold: float) -> list[ClassTerm]:
@@ -380,6 +416,8 @@ def _match_clause(clause: _Clause, similarity: np.ndarray, threshold: float) -> 
         _, names, absent = _description_bank()
         best = similarity.argmax(axis=1)
         scores = similarity[np.arange(len(clause.spans)), best]
+        scores = np.where([_colour_allows(clause.words, span, names[row])
+                           for span, row in zip(clause.spans, best)], scores, 0.0)
         for i in _best_cover(clause.spans, scores, threshold):
             span, row = clause.spans[i], best[i]
             takes_negation = negated and span.text not in _PRONOUNS
@@ -479,6 +517,10 @@ def vocabulary() -> dict[str, dict]:
 
 #: Nearest known descriptions suggested for a word that was not understood.
 SUGGESTIONS = 3
+#: Least cosine similarity of a suggestion by meaning: below it the nearest descriptions of
+#: gibberish ("zzzz": 'dude' at 0.38) are noise; "freckls" -> 'pink cheeks' (0.50), "tattoo" ->
+#: 'necklace' (0.49) stay.
+SUGGESTION_MIN_SIMILARITY = 0.45
 
 
 def unknown_emotions(text: str) -> list[str]:
@@ -504,13 +546,17 @@ def not_understood(text: str) -> str:
         suggestions = _nearest_descriptions(unknown)
         if suggestions:
             parts.append("nearest known: " + ", ".join(f"{p!r} ({n})" for p, n in suggestions))
+        if any(part in _COLOUR_OF["hair"] for w in unknown for part in w.split("-")):
+            parts.append("colours known: hair " + ", ".join(HAIR_COLOURS[c][0] for c in HAIR_COLOURS)
+                         + " (auburn, ginger); eyes " + ", ".join(EYE_COLOURS[c][0] for c in EYE_COLOURS))
     parts.append("`facesearch vocabulary` lists what can be asked")
     return "; ".join(parts)
 
 
 def _nearest_descriptions(words: list[str]) -> list[tuple[str, str]]:
     """Up to SUGGESTIONS (description, class) pairs nearest to the words: close spellings first
-    (difflib), then the closest meanings (cosine similarity to the description bank)."""
+    (difflib), then the closest meanings (cosine similarity to the description bank, at least
+    SUGGESTION_MIN_SIMILARITY)."""
     rows = _bank_rows()
     phrases = [phrase for _, phrase, _ in rows]
     chosen: dict[str, str] = {}
@@ -520,7 +566,7 @@ def _nearest_descriptions(words: list[str]) -> list[tuple[str, str]]:
     bank, names, absent = _description_bank()
     similarity = (_embed_cached(words) @ bank.T).max(axis=0)
     for i in np.argsort(-similarity):
-        if len(chosen) >= SUGGESTIONS:
+        if len(chosen) >= SUGGESTIONS or similarity[i] < SUGGESTION_MIN_SIMILARITY:
             break
         label = f"NOT {names[i]}" if absent[i] else names[i]
         if label not in chosen.values():
