@@ -188,7 +188,8 @@ class FaceSearch:
 
     def compare(self, first: str | os.PathLike | np.ndarray,
                 second: str | os.PathLike | np.ndarray) -> list[Comparison]:
-        """Same person or not, for every pair of faces of two photos (paths or RGB arrays):
+        """Same person or not, for every pair of faces of two photos (paths or RGB arrays) or
+        videos (paths; a video's faces are its tracks, each Comparison carrying its TrackSpan):
         search.compare.Comparison with the identity similarity and the calibrated probability,
         face i of `first` (largest first) against face j of `second`. Needs no index.
         FaceSearchError (one line) when a photo cannot be read or shows no face."""
@@ -353,7 +354,8 @@ class FaceSearch:
               region: str | None = None, where: str | Filter | None = None,
               exclude: str | os.PathLike | Iterable[str | os.PathLike] | None = None,
               match: str = "default", person: str | None = None,
-              min_same_person: float | None = None) -> Hits:
+              min_same_person: float | None = None,
+              exclude_faces: Iterable[int] | None = None) -> Hits:
         """The k stored faces (default Settings.k) most like a photo's face (`face`-th largest),
         a description, or a photo's face changed as the description says; best first. With
         `where` alone (or a text such as "a person" that names no class) it browses: the faces
@@ -363,7 +365,9 @@ class FaceSearch:
         pixel attributes) no region is compared: hits' `regions` are empty and the Hits'
         `scored_by` says what the score is.
 
-        `exclude` leaves out the faces of these photos (e.g. the query photo itself). A query
+        `exclude` leaves out the faces of these photos (e.g. the query photo itself), and
+        `exclude_faces` these stored faces (face ids; more_like_face's own face), not the other
+        faces of their photo or video. A query
         photo that is indexed and unchanged since (size and modification time) is not described
         again: its stored vectors are used.
 
@@ -420,7 +424,8 @@ class FaceSearch:
             if not 0 <= face < len(faces):
                 raise FaceSearchError(f"--face {face} is out of range: the image has {len(faces)} face(s)")
             query_face, query_identity, query_attributes = faces[face]
-        left_out = self._vector_ids_of(exclude)
+        left_out = self._vector_ids_of(exclude) | {
+            found[0].vector_id for found in map(self._face_rows, exclude_faces or ()) if found is not None}
         catalog = StoreCatalog(self.store)
         request = Request(k=k + len(left_out), face=query_face, terms=terms,
                           block_weights=block_weights, where=restriction, identity=query_identity,
@@ -648,7 +653,9 @@ class FaceSearch:
     def more_like_face(self, face_id: int, k: int | None = None, **options) -> Hits:
         """query() by a stored face ("more like this face"): its photo is described again and
         that face (by its place, largest first) is the query; `options` are query()'s weights,
-        region and where. Raises FaceSearchError if the face is unknown or its photo is gone."""
+        region, where, match... (`exclude_faces=[face_id]` leaves the face itself out of its
+        hits, as the web API's /similar does). Raises FaceSearchError if the face is unknown or
+        its photo is gone."""
         found = self._face_rows(face_id)
         if found is None:
             raise FaceSearchError(f"no face {face_id} in the index")

@@ -133,7 +133,7 @@ def query(image: Optional[Path] = typer.Option(None, "--image", "-i", help="Find
           exclude_self: bool = typer.Option(False, "--exclude-self", help="Leave the faces of --image itself out of the hits."),
           match: str = typer.Option("default", "--match", help="With --image: person (the same person, by identity), look-alike (people who look alike, not the same person), default (the same person first, then look-alikes)."),
           person: Optional[str] = typer.Option(None, "--person", help="Only faces of this person (a name from `facesearch people`, or an id); like --where \"person = 'NAME'\"."),
-          min_same_person: Optional[float] = typer.Option(None, "--min-same-person", help="With --image (person or default mode): drop hits whose same-person probability is below this (0-1; 0.95: 0.01% false accepts, 10% false rejects on validation identities)."),
+          min_same_person: Optional[float] = typer.Option(None, "--min-same-person", help="With --image (person or default mode): drop hits whose same-person probability is below this (0-1; 0.95: 0.017% false accepts, 9.5% false rejects on validation identities, README \"Same person or not\")."),
           index: Optional[Path] = IndexOption, db_url: Optional[str] = DbOption) -> None:
     """Print the faces most like --image, fitting --text, or --image changed as --text says;
     with --where alone, the faces meeting the filter. `facesearch vocabulary` lists the words
@@ -176,19 +176,20 @@ def query(image: Optional[Path] = typer.Option(None, "--image", "-i", help="Find
 
 
 @app.command()
-def compare(first: Path = typer.Argument(..., help="A photo."),
-            second: Path = typer.Argument(..., help="Another photo."),
+def compare(first: Path = typer.Argument(..., help="A photo or a video (its faces are tracks, with their times)."),
+            second: Path = typer.Argument(..., help="Another photo or video."),
             as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Say, for each pair of faces of the two photos, whether they are the same person, with the
-    calibrated probability."""
+    """Say, for each pair of faces of the two photos or videos, whether they are the same person,
+    with the calibrated probability."""
     from facesearch.api import FaceSearch
 
     pairs = FaceSearch().compare(first, second)
     if as_json:
         typer.echo(json.dumps([pair.to_dict() for pair in pairs], indent=2))
         return
-    for pair in pairs:
-        typer.echo(pair.summary())
+    from facesearch.render import comparisons_table
+
+    typer.echo(comparisons_table(pairs))
 
 
 @app.command()

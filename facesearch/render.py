@@ -10,13 +10,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from facesearch.spec import CLASSES, EMOTIONS, PIXEL_ATTRIBUTES, REGIONS
 from facesearch.errors import FaceSearchError
+from facesearch.models.arcface import SAME_PERSON_PROBABILITY
+from facesearch.pipeline.detect.quality import UNRELIABLE_BORDER_CUT, is_unreliable
+from facesearch.pipeline.faces import Face, TrackSpan
 from facesearch.pipeline.images import load_image
 from facesearch.pipeline.sources import load_still
-from facesearch.pipeline.detect.quality import UNRELIABLE_BORDER_CUT, is_unreliable
-from facesearch.pipeline.faces import Face
+from facesearch.search.compare import Comparison
 from facesearch.search.hits import Hit, Hits
+from facesearch.spec import CLASSES, EMOTIONS, PIXEL_ATTRIBUTES, REGIONS
 
 #: Attributes shown per row of a table: the most confident ones.
 SHOWN_ATTRIBUTES = 4
@@ -90,12 +92,52 @@ UNRELIABLE_NOTE = f"UNRELIABLE: half outside the photo (border cut > {UNRELIABLE
 def video_times(track_id: int | None, start: float | None, end: float | None,
                 time: float | None) -> str:
     """A video face's times, e.g. 'video track 3: 3.0-7.0 s, shown at 3.5 s'."""
-    return f"video track {track_id}: {start:.1f}-{end:.1f} s, shown at {time:.1f} s"
+    return f"video track {track_id}: {_span(start, end)}, shown at {time:.1f} s"
+
+
+def _span(start: float | None, end: float | None) -> str:
+    """When a track is seen, seconds from the video's start: '3.0-7.0 s'."""
+    return f"{start:.1f}-{end:.1f} s"
+
+
+def face_label(index: int, track: TrackSpan | None) -> str:
+    """Which face of a photo or video: 'face 0' (0 = largest) for a photo's, 'track 3
+    (3.0-7.0 s)' for a video's (a track, pipeline.tracking; its times in seconds)."""
+    return f"face {index}" if track is None else f"track {track.track_id} ({_span(track.start, track.end)})"
+
+
+def comparisons_table(pairs: list[Comparison]) -> str:
+    """One line per compared pair (search.compare): 'face 0 - track 3 (3.0-7.0 s): same person
+    (probability 0.98, identity similarity 0.61)'; a video's face named by its track."""
+    lines = []
+    for pair in pairs:
+        verdict = "same person" if pair.same_person else "not the same person"
+        lines.append(f"{face_label(pair.first, pair.first_track)} - {face_label(pair.second, pair.second_track)}: "
+                     f"{verdict} (probability {pair.probability:.2f}, identity similarity {pair.similarity:.3f})")
+    return "\n".join(lines)
+
+
+#: The line hits_table prints where the hits fall below the same-person operating point
+#: (models.arcface.SAME_PERSON_PROBABILITY).
+SAME_PERSON_DIVIDER = f"-- below: not the same person (same_person < {SAME_PERSON_PROBABILITY}) --"
+
+
+def same_person_boundary(hits: list[Hit]) -> int | None:
+    """Where image-query hits (person and default modes: the query's person first) cross the
+    same-person operating point: the position of the first hit below the operating point that
+    follows one at or above it (SAME_PERSON_PROBABILITY); None when they never cross (all one side, or no same_person:
+    a text query)."""
+    for n in range(1, len(hits)):
+        before, after = hits[n - 1].same_person, hits[n].same_person
+        if before is not None and after is not None and before >= SAME_PERSON_PROBABILITY > after:
+            return n
+    return None
 
 
 def hits_table(hits: list[Hit] | Hits) -> str:
     """A readable table of hits: rank, score, best regions, file, box, same-person probability
-    (image queries), person (name, else id), attributes; for a text query (`hits.understood`,
+    (image queries; a SAME_PERSON_DIVIDER line where they fall below the operating point),
+    person (name, else id), attributes; for a text query (`hits.understood`,
     search.hits.Hits) first how well the face fits each understood class, then the rest."""
     if not hits:
         return "no hits"
@@ -103,7 +145,10 @@ def hits_table(hits: list[Hit] | Hits) -> str:
     scored_by = getattr(hits, "scored_by", None)  # the score is not a region similarity: what it is
     lines = [f"score: {scored_by}"] if scored_by else []
     lines.append(f"{'#':>3} {'score':>7}  {'best regions':<32} {'face':>6}  path / box / attributes")
-    for hit in hits:
+    boundary = same_person_boundary(hits)
+    for n, hit in enumerate(hits):
+        if n == boundary:
+            lines.append(SAME_PERSON_DIVIDER)
         regions = sorted(hit.regions.items(), key=lambda item: -item[1])[:2]
         best = ", ".join(f"{name} {value:.2f}" for name, value in regions) or "-"
         box = ",".join(f"{v:.0f}" for v in hit.bbox)

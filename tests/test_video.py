@@ -2,8 +2,10 @@
 
 short_hamilton_clip.mp4 (640x360, 9.2 s): a wide shot (0-1 s), a profile of another man, the
 audience, then one man speaking into a microphone (about 3.0-7.0 s), then the audience again;
-lin-manuel-miranda.png is the speaker, alex-lacamoire.png someone else. talking_d0.mp4 (3.1 s)
-shows one person throughout. The index is built once, at 2 frames a second (the default).
+lin-manuel-miranda.png is the speaker. alex-lacamoire.png is in the clip too, but not the
+speaker: he is the pianist of the first 1.5 s (at 2 frames a second, two short tracks, same_person
+1.00 and 0.79 with his photo; the speaker's track 0.00). talking_d0.mp4 (3.1 s) shows one person
+throughout. The index is built once, at 2 frames a second (the default).
 """
 from __future__ import annotations
 
@@ -298,3 +300,76 @@ def test_tracker_rules_on_made_up_frames() -> None:
                    pixels, 1.0)
     found = [(t.track_id, t.start, t.end, t.frames) for t in tracks.finish()]
     assert found == [(1, 0.0, 1.0, 3), (2, 2.0, 2.0, 1), (3, 2.5, 3.5, 2)], found
+
+
+# --- trial edges (session 8): compare with a video, the same-person divider, /similar ---------
+#: The pianist's tracks (alex-lacamoire.png) lie in the first 1.5 s of short_hamilton_clip.mp4
+#: (its last sampled frame at 2 frames a second: 1.5 s, give or take a frame's timestamp).
+PIANIST_END = 1.75
+
+
+def test_compare_with_a_video_names_its_faces_by_track_and_time(indexed, video_dir: Path,
+                                                                 tmp_path: Path, facesearch_command) -> None:
+    """A video's faces are tracks: compare says which track and when, in text and JSON (it said
+    "face 8"); the pianist (alex-lacamoire.png) is found in the first 1.5 s, not in the speaker's shot."""
+    from facesearch.render import comparisons_table
+
+    fs, _, _ = indexed
+    pairs = fs.compare(video_dir / "alex-lacamoire.png", video_dir / "short_hamilton_clip.mp4")
+    assert len(pairs) >= 3 and all(p.first_track is None and p.second_track is not None for p in pairs)
+    rows = [p.to_dict() for p in pairs]
+    assert all("first_track" not in r and {"track_id", "start", "end", "time"} <= set(r["second_track"])
+               for r in rows)
+    same = [r["second_track"] for r in rows if r["same_person"]]
+    assert same and all(t["end"] <= PIANIST_END for t in same), same
+    speaker = [r for r in rows if r["second_track"]["start"] < SPEAKER[1] - 0.5
+               and r["second_track"]["end"] > SPEAKER[0] + 0.5]
+    assert speaker and not any(r["same_person"] for r in speaker)
+    first = pairs[0].second_track
+    assert comparisons_table(pairs).splitlines()[0].startswith(
+        f"face 0 - track {first.track_id} ({first.start:.1f}-{first.end:.1f} s): ")
+    done = run(facesearch_command, "compare", video_dir / "alex-lacamoire.png",
+               video_dir / "talking_d0.mp4", cwd=tmp_path, env={"FACESEARCH_VIDEO_FPS": "1"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("face 0 - track 1 (0.0-3.0 s): not the same person"), done.stdout
+    helped = run(facesearch_command, "compare", "--help", cwd=tmp_path, env={"COLUMNS": "200"})
+    assert "A photo or a video" in helped.stdout and "A photo." not in helped.stdout
+
+
+def test_image_query_text_marks_where_hits_stop_being_the_same_person(indexed, video_dir: Path) -> None:
+    """person and default modes: one divider line between the last hit at same_person >= 0.5 and
+    the first below; none in look-alike mode (no hit is the person) nor in the JSON."""
+    from facesearch.render import SAME_PERSON_DIVIDER, hits_table
+
+    fs, _, _ = indexed
+    for match in ("person", "default"):
+        hits = fs.query(image=video_dir / "alex-lacamoire.png", k=8, match=match)
+        judged = [hit.same_person >= 0.5 for hit in hits]
+        assert judged[:2] == [True, True] and not any(judged[2:]), [h.same_person for h in hits]
+        lines = hits_table(hits).splitlines()
+        assert lines.count(SAME_PERSON_DIVIDER) == 1
+        after = lines[lines.index(SAME_PERSON_DIVIDER) + 1]
+        assert after.split()[0] == "3", lines  # the divider comes right before hit #3
+        assert SAME_PERSON_DIVIDER not in json.dumps(hits.to_dicts())
+    alike = fs.query(image=video_dir / "alex-lacamoire.png", k=8, match="look-alike")
+    assert alike and SAME_PERSON_DIVIDER not in hits_table(alike)
+
+
+def test_the_web_api_leaves_a_face_out_of_its_own_similar_faces(indexed, video_dir: Path) -> None:
+    """/api/faces/<id>/similar?match=person listed the face itself first (same_person 1.00):
+    now its hits are the same query's without it; the other tracks of its video stay."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from facesearch.server import create_app
+
+    fs, _, _ = indexed
+    pianist = [hit.face_id for hit in fs.query(image=video_dir / "alex-lacamoire.png", k=2, match="person")]
+    with TestClient(create_app(search=fs)) as client:
+        for face_id in pianist:
+            with_itself = fs.more_like_face(face_id, k=6, match="person")
+            assert with_itself[0].face_id == face_id and with_itself[0].same_person > 0.99
+            hits = client.get(f"/api/faces/{face_id}/similar", params={"match": "person", "k": 5}).json()["hits"]
+            assert [hit["face_id"] for hit in hits] == [hit.face_id for hit in with_itself[1:]]
+            assert [hit["rank"] for hit in hits] == [1, 2, 3, 4, 5]
+            assert all(hit["path"] == with_itself[0].path for hit in hits[:1])  # same video, other track

@@ -50,7 +50,7 @@ from facesearch.index.store import (
     encode_vector,
     media_fields,
 )
-from facesearch.models.arcface import calibration
+from facesearch.models.arcface import SAME_PERSON_PROBABILITY, calibration
 from facesearch.spec import IDENTITY, IDENTITY_DIM, unit_mean
 
 #: Same-person probability (models.arcface calibration) with which a face joins a person's
@@ -134,7 +134,7 @@ def consistent(vectors: np.ndarray, labels: np.ndarray, threshold: float, min_fa
     pairwise cosine, 0.35, passed; 3 of 8 persons of 100 wild CelebA photos mixed two people.)
     Returns new labels (n,) int64 (cluster numbers kept)."""
     if pair_threshold is None:
-        pair_threshold = calibration().cosine(0.5)
+        pair_threshold = calibration().cosine(SAME_PERSON_PROBABILITY)
     labels = np.asarray(labels, np.int64).copy()
     vectors = np.asarray(vectors, np.float32)
     for label in np.unique(labels[labels >= 0]):

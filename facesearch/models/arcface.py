@@ -41,6 +41,10 @@ MEAN, STD = 127.5, 127.5
 BATCH = 4
 #: The calibration constants and how they were fitted (JSON).
 CALIBRATION_FILE = WEIGHTS_DIR / "identity_calibration.json"
+#: The operating point: two faces are called the same person at this calibrated probability or
+#: more (Calibration.threshold is its cosine); the false-accept and false-reject rates measured
+#: there are in the calibration record.
+SAME_PERSON_PROBABILITY = 0.5
 
 
 def split_prelu(serialised: bytes) -> bytes:

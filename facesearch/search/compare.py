@@ -1,20 +1,22 @@
-"""Same person or not: the faces of two photos compared pair by pair in the identity space, with
-the calibrated probability of models.arcface (`FaceSearch.compare`, `facesearch compare A B`)."""
+"""Same person or not: the faces of two photos (or videos, whose faces are tracks) compared pair
+by pair in the identity space, with the calibrated probability of models.arcface
+(`FaceSearch.compare`, `facesearch compare A B`; render.comparisons_table prints them)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from facesearch.models.arcface import calibration
-from facesearch.pipeline.faces import Face
+from facesearch.models.arcface import SAME_PERSON_PROBABILITY, calibration
+from facesearch.pipeline.faces import Face, TrackSpan
 
 
 @dataclass
 class Comparison:
     """One pair of faces: face `first` (0 = largest) of the first photo, face `second` of the
     second; their identity cosine (-1..1), the calibrated probability that they are one person
-    (0-1), and the decision at the operating point (probability >= 0.5)."""
+    (0-1), and the decision at the operating point (SAME_PERSON_PROBABILITY). A video's face is a
+    track: `first_track` / `second_track` say which and when (seconds), None for a photo's face."""
 
     first: int
     second: int
@@ -23,16 +25,17 @@ class Comparison:
     similarity: float
     probability: float
     same_person: bool
+    first_track: TrackSpan | None = None
+    second_track: TrackSpan | None = None
 
     def to_dict(self) -> dict:
-        """JSON-ready fields."""
-        return dict(vars(self))
-
-    def summary(self) -> str:
-        """One line: "face 0 - face 1: same person (probability 0.98, identity similarity 0.61)"."""
-        verdict = "same person" if self.same_person else "not the same person"
-        return (f"face {self.first} - face {self.second}: {verdict} (probability "
-                f"{self.probability:.2f}, identity similarity {self.similarity:.3f})")
+        """JSON-ready fields; a video face's track as `first_track` / `second_track` (track_id,
+        start, end, time in seconds, frames), left out for a photo's face."""
+        fields = {key: value for key, value in vars(self).items() if not key.endswith("_track")}
+        for key in ("first_track", "second_track"):
+            if getattr(self, key) is not None:
+                fields[key] = getattr(self, key).to_dict()
+        return fields
 
 
 def compare_faces(first: list[Face], second: list[Face]) -> list[Comparison]:
@@ -45,5 +48,6 @@ def compare_faces(first: list[Face], second: list[Face]) -> list[Comparison]:
     cosines = np.stack([f.identity for f in first]) @ np.stack([f.identity for f in second]).T
     probabilities = calibration().probability(cosines)
     return [Comparison(i, j, a.bbox, b.bbox, round(float(cosines[i, j]), 4),
-                       round(float(probabilities[i, j]), 4), bool(probabilities[i, j] >= 0.5))
+                       round(float(probabilities[i, j]), 4), bool(probabilities[i, j] >= SAME_PERSON_PROBABILITY),
+                       a.track, b.track)
             for i, a in enumerate(first) for j, b in enumerate(second)]

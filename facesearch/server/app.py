@@ -225,11 +225,13 @@ def create_app(settings: Settings | None = None, token: str | None = None,
                 match: str | None = Query(None, description=_MATCH_HELP),
                 person: str | None = Query(None, description=_PERSON_HELP),
                 min_same_person: float | None = Query(None, description=_MIN_SAME_HELP)) -> dict:
-        """As POST /api/search with this indexed face as the photo."""
+        """As POST /api/search with this indexed face as the photo, the face itself left out
+        of its hits (the other faces of its photo or video stay)."""
         started = time.perf_counter()
         _found(fs.face(face_id), f"no face {face_id}")
         options = _options(weights, region, where, match, person, min_same_person)
-        return _answer(lambda: fs.more_like_face(face_id, k=k, **options), started)
+        return _answer(lambda: fs.more_like_face(face_id, k=k, exclude_faces=[face_id], **options),
+                       started)
 
     @app.get("/api/faces/{face_id}/thumbnail", summary="A square JPEG crop of a face",
              response_class=Response)
