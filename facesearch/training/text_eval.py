@@ -93,7 +93,9 @@ with scrfd and the learned parser; 1,403 gallery faces, 270 captioned photos; se
     mixed: blond@10 0.947 at non-hair similarity 0.518; age phrases P@10 0.850, AP@100 0.657;
     expressions P@10 0.690; pixel attributes (judged by eye) red 0.80, long 0.90, short 0.95,
     blue 1.00, green 0.30, brown 0.90. Below 1.0: "an elderly gentleman with white hair" 0.6,
-    "mustache" 0.7, "wearing necktie" and "a dude in a suit and tie" 0.8, eight more 0.9.
+    "mustache" 0.7, "wearing necktie" and "a dude in a suit and tie" 0.8, eight more 0.9 (by eye:
+    2 of the 4 elderly misses are grey/white-haired men without CelebA's Gray_Hair label, one an
+    elderly woman, one a man in a hat; the 3 mustache misses have a mustache or stubble unlabelled).
     The fine-tuned network shipped before it (fs-mnv2-20261130-e10-s0-dlibkd-748cb1, same faces):
     P@10 0.972, AP@100 0.847, captions R@1/5/10 0.222/0.533/0.678, blond@10 0.968 at 0.512, age
     phrases 0.840, expressions 0.720; the text set is 6 hits of 460 worse, the captions better.
