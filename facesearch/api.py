@@ -450,7 +450,7 @@ class FaceSearch:
         if not compared:
             hits.scored_by = _scored_by(ranked.strategy, request.terms, restriction)
         elif ranked.strategy in MATCH_ORDER:  # an image query's match mode: the score is not the order
-            hits.scored_by = MATCH_ORDER[ranked.strategy]
+            hits.scored_by = f"{region_score(block_weights)}; {MATCH_ORDER[ranked.strategy]}"
         other_paths = self.store.aliases_of(catalog.rows[i][1].id for _, i in ranked.candidates)
         persons = people_store.persons_of_faces(self.store, [catalog.rows[i][0].id
                                                              for _, i in ranked.candidates])
@@ -697,15 +697,23 @@ def _face_dict(face: FaceRow, photo: PhotoRow) -> dict:
 
 
 #: What ranks the hits of an image query in each match mode (search.planner.rank_match), said
-#: beside the score (the sum of the 7 region cosines), which is then not in order (Hits.scored_by).
+#: beside the score (`region_score`), which is then not in order (Hits.scored_by).
 MATCH_ORDER: dict[str, str] = {
-    "person": "sum of the 7 region cosines (-7 to 7); hits ranked by same_person (identity), "
-              "not by this score",
-    "default": "sum of the 7 region cosines (-7 to 7); the query's person first (by same_person), "
-               "then the other faces by this score",
-    "look-alike": f"sum of the 7 region cosines (-7 to 7); hits ranked by it plus "
-                  f"{LOOKALIKE_AGREEMENT_WEIGHT:g} x 7 x the share of attributes expected to agree",
+    "person": "hits ranked by same_person (identity), not by this score",
+    "default": "the query's person first (by same_person), then the other faces by this score",
+    "look-alike": f"hits ranked by it plus {LOOKALIKE_AGREEMENT_WEIGHT:g} x 7 x the share of "
+                  f"attributes expected to agree",
 }
+
+
+def region_score(block_weights: np.ndarray | None) -> str:
+    """What an image query's score is: the sum of the 7 region cosines (-7 to 7), or with region
+    weights (`--region`, `--weights`: (7,) per block) their weighted sum, whose range is minus
+    to plus the sum of the weights' absolute values."""
+    if block_weights is None:
+        return f"sum of the {len(REGIONS)} region cosines (-{len(REGIONS)} to {len(REGIONS)})"
+    reach = float(np.abs(np.asarray(block_weights, np.float64)).sum())
+    return f"weighted sum of the {len(REGIONS)} region cosines ({-reach:g} to {reach:g})"
 
 
 def _scored_by(strategy: str, terms: list, restriction: Filter | None) -> str:

@@ -91,6 +91,12 @@ def test_person_mode_puts_the_same_person_first(people: dict) -> None:
     assert hits.scored_by.endswith("hits ranked by same_person (identity), not by this score")
     assert render.hits_table(hits).splitlines()[0] == f"score: {hits.scored_by}"
     assert hits.to_dicts()[0]["score_is"] == hits.scored_by
+    assert hits.scored_by.startswith("sum of the 7 region cosines (-7 to 7); ")
+    # with region weights the score is their weighted sum, its range said (a trial read -7 to 7
+    # beside a hair=-1 query)
+    with FaceSearch(people["index"]) as fs:
+        weighted = fs.query(image=query, k=3, match="person", weights={"hair": -1, "background": 0})
+    assert weighted.scored_by.startswith("weighted sum of the 7 region cosines (-6 to 6); ")
 
 
 def test_look_alike_mode_never_returns_the_query_person(people: dict) -> None:
