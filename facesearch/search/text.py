@@ -374,13 +374,12 @@ def _prepare_clause(clause: str, negated: bool) -> _Clause:
     return _Clause(negated, ages, _exact_cover(words, spans) or spans, words)
 
 
-#: What a colour word can be the colour of (descriptions.HAIR_COLOURS, EYE_COLOURS).
+#: Every colour word (descriptions.HAIR_COLOURS, EYE_COLOURS, OTHER_COLOURS), and for hair and
+#: for eyes the classes each may name.
+_COLOUR_WORDS = frozenset(w for ws in (*HAIR_COLOURS.values(), *EYE_COLOURS.values(), OTHER_COLOURS) for w in ws)
 _COLOUR_OF: dict[str, dict[str, frozenset[str]]] = {
-    "hair": {w: frozenset(c for c, ws in HAIR_COLOURS.items() if w in ws)
-             for w in {w for ws in (*HAIR_COLOURS.values(), *EYE_COLOURS.values(), OTHER_COLOURS) for w in ws}},
-    "eyes": {w: frozenset(c for c, ws in EYE_COLOURS.items() if w in ws)
-             for w in {w for ws in (*HAIR_COLOURS.values(), *EYE_COLOURS.values(), OTHER_COLOURS) for w in ws}},
-}
+    noun: {w: frozenset(c for c, ws in table.items() if w in ws) for w in _COLOUR_WORDS}
+    for noun, table in (("hair", HAIR_COLOURS), ("eyes", EYE_COLOURS))}
 _HAIR_WORDS = frozenset(["hair", "haired", "hairs", "locks", "hairdo", "head", "headed"])
 _EYE_WORDS = frozenset(["eyes", "eye", "eyed", "iris", "irises"])
 #: Words a colour may stand before its noun ("red curly hair", "blue sparkling eyes").
@@ -396,7 +395,7 @@ def _colour_allows(words: list[str], span: _Span, name: str) -> bool:
     for position in range(span.start, span.stop):
         parts = words[position].split("-")
         for k, part in enumerate(parts):
-            if part not in _COLOUR_OF["hair"]:
+            if part not in _COLOUR_WORDS:
                 continue
             after = parts[k + 1:] + words[position + 1:position + 1 + _COLOUR_REACH]
             noun = next((w for w in after if w in _HAIR_WORDS or w in _EYE_WORDS), None)
@@ -546,7 +545,7 @@ def not_understood(text: str) -> str:
         suggestions = _nearest_descriptions(unknown)
         if suggestions:
             parts.append("nearest known: " + ", ".join(f"{p!r} ({n})" for p, n in suggestions))
-        if any(part in _COLOUR_OF["hair"] for w in unknown for part in w.split("-")):
+        if any(part in _COLOUR_WORDS for w in unknown for part in w.split("-")):
             parts.append("colours known: hair " + ", ".join(HAIR_COLOURS[c][0] for c in HAIR_COLOURS)
                          + " (auburn, ginger); eyes " + ", ".join(EYE_COLOURS[c][0] for c in EYE_COLOURS))
     parts.append("`facesearch vocabulary` lists what can be asked")

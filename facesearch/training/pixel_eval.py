@@ -115,28 +115,22 @@ def main_face(pixels: np.ndarray, measurer: PixelMeasurer):
     """The largest face of an (H, W, 3) uint8 RGB photo as the index finds it (the default
     detector, Settings.detector; a face mesh fitted where the detector gives none:
     PixelMeasurer.with_mesh), or None when there is none."""
-    faces = _index_detector().detect(pixels)
+    faces = _index_preparer().detector.detect(pixels)
     return measurer.with_mesh(pixels, faces[0]) if faces else None
 
 
 def index_measurer() -> PixelMeasurer:
-    """A PixelMeasurer as the index makes one with the default parser (Settings.parser: the
-    learned parser's hair class gives the hair's pixels)."""
-    from facesearch.pipeline.parse import parser
-    from facesearch.pipeline.parse.learned import LearnedParser
-    from facesearch.settings import DEFAULTS
-
-    made = parser(DEFAULTS.parser, DEFAULTS)
-    return PixelMeasurer(hair_parser=made if isinstance(made, LearnedParser) else None)
+    """The PixelMeasurer of the index's own FacePreparer (the default parser: with the learned
+    parser, its hair class gives the hair's pixels)."""
+    return _index_preparer().measurer
 
 
 @lru_cache(maxsize=1)
-def _index_detector():
-    """The default detector (Settings.detector), made once."""
-    from facesearch.pipeline.detect import detector
-    from facesearch.settings import DEFAULTS
+def _index_preparer():
+    """A FacePreparer with the default detector and parser (Settings), made once."""
+    from facesearch.pipeline.prepare import FacePreparer
 
-    return detector(DEFAULTS.detector, DEFAULTS)
+    return FacePreparer()
 
 
 def hair_colour_report(measured: list[Measured]) -> dict:
