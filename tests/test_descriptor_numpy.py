@@ -68,3 +68,26 @@ def test_describing_a_photo_imports_no_torch(data_dir):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_age_is_the_expectation_over_age_groups(prepared):
+    """The shipped weights carry each age group's mean training age, and a face's age is the
+    expected age over its age-group probabilities (network_layout.AGE_GROUP_MEANS); weights
+    saved before them (no such tensor) read the age head, as they did."""
+    from facesearch.models.network_layout import HEADS, class_probabilities
+    from facesearch.spec import AGE_GROUPS
+
+    crops, masks = prepared
+    network = shipped_model().numpy_network
+    means = network.age_group_means
+    assert means is not None and means.shape == (len(AGE_GROUPS),)
+    for (_, low, high), mean in zip(AGE_GROUPS, means):  # each inside its group's range
+        assert low <= mean <= high
+    embedded = embed_faces(network, crops, masks)
+    groups = embedded.probabilities[:, HEADS["age_group"]]
+    assert np.allclose(embedded.ages, groups @ means, atol=0.01)
+    assert np.all((embedded.ages > 10) & (embedded.ages < 80))  # CelebA's adults
+    logits = np.zeros((1, HEADS["age"].stop), np.float32)
+    logits[0, HEADS["age"]] = 0.4
+    assert class_probabilities(logits)[1][0] == pytest.approx(40.0)  # no means: the age head
+    assert class_probabilities(logits, means)[1][0] == pytest.approx(means.mean(), abs=0.01)

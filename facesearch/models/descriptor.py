@@ -133,10 +133,13 @@ def embed_faces(network: DescriptorNet | NumpyDescriptorNet, crops: np.ndarray, 
     each face and its mirror image, averaged (spec.MIRROR_AVERAGING): the logits, and each
     region block then re-normalised. With an emotion head (models/emotion.py), also the 7
     emotions' probabilities, from the backbone features of the same pass beside the master
-    vectors (the face's and its mirror image's logits averaged), or from what else it reads."""
+    vectors (the face's and its mirror image's logits averaged), or from what else it reads.
+    Ages as network_layout.class_probabilities reads them with the network's age-group means."""
     reads_features = emotions is not None and emotions.reads != "vector"
-    forward = (network.outputs if isinstance(network, NumpyDescriptorNet)
-               else _torch_forward(network, reads_features))
+    if isinstance(network, NumpyDescriptorNet):
+        forward, means = network.outputs, network.age_group_means
+    else:
+        forward, means = _torch_forward(network, reads_features), network.age_group_means.cpu().numpy()
     vectors, probabilities, ages, expressions = [], [], [], []
     for start in range(0, len(crops), batch_size):
         images = np.ascontiguousarray(crops[start:start + batch_size]).transpose(0, 3, 1, 2)
@@ -149,7 +152,7 @@ def embed_faces(network: DescriptorNet | NumpyDescriptorNet, crops: np.ndarray, 
                 np.ascontiguousarray(images[..., ::-1]), np.ascontiguousarray(masks[..., ::-1]))
             v = unit_blocks(v + v_mirrored)
             logits = (logits + logits_mirrored) / 2
-        p, a = class_probabilities(logits)
+        p, a = class_probabilities(logits, means)
         vectors.append(v.astype(np.float32))
         probabilities.append(p)
         ages.append(a)

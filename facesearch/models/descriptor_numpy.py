@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facesearch.models.network_layout import HEADS, IMAGENET_MEAN, IMAGENET_STD, MOBILENET_STAGES
+from facesearch.models.network_layout import AGE_GROUP_MEANS, HEADS, IMAGENET_MEAN, IMAGENET_STD, MOBILENET_STAGES
 from facesearch.spec import REGION_DIM, REGIONS, unit_blocks
 
 #: Faces per forward pass. With the backbone on onnxruntime (`NumpyDescriptorNet.backbone`), CPU
@@ -119,6 +119,8 @@ class NumpyDescriptorNet:
         self.w2, self.b2 = t["regions.w2"], t["regions.b2"]
         self.vector_classifier = self._linear_stack(t, "vector_classifier", (0, 1), 3)
         self.classifier = self._linear_stack(t, "classifier", (2, 3), 6)
+        #: Each age group's mean training age (network_layout.AGE_GROUP_MEANS), None before it.
+        self.age_group_means: np.ndarray | None = t.get(AGE_GROUP_MEANS)
 
     @staticmethod
     def _linear_stack(t: dict[str, np.ndarray], prefix: str, first: tuple[int, int], last: int):

@@ -4,7 +4,8 @@ image 112x96 -> CNN feature maps (78 x 7 x 6) -> masked by each of the 7 region 
 networks F_k -> 7 vectors of 52 dims -> each L2-normalised -> concatenated master vector (364).
 The localizer-and-classifier module gives one probability per soft-biometric class plus an age
 estimate: the 40 CelebA attributes from the CNN's features (96 x 7 x 6) the maps are made from,
-where they are on the face included; gender, age and ethnicity from the master vector.
+where they are on the face included; gender, age and ethnicity from the master vector (the age
+as the expected age over the age groups, network_layout.AGE_GROUP_MEANS).
 """
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ from torch import nn
 
 # The layout shared with the numpy forward pass (models/descriptor_numpy.py) lives in
 # models/network_layout.py: stages, input normalisation, the logits' heads and their reading.
-from facesearch.models.network_layout import (BACKBONE_CHANNELS, HEADS, IMAGENET_MEAN,  # noqa: F401
-                                              IMAGENET_STD, MOBILENET_STAGES, N_LOGITS,
+from facesearch.models.network_layout import (AGE_GROUP_MEANS, BACKBONE_CHANNELS, HEADS,  # noqa: F401
+                                              IMAGENET_MEAN, IMAGENET_STD, MOBILENET_STAGES, N_LOGITS,
                                               class_probabilities)
-from facesearch.spec import CELEBA_ATTRIBUTES, FEATURE_GRID, FEATURE_MAPS, REGION_DIM, REGIONS
+from facesearch.spec import AGE_GROUPS, CELEBA_ATTRIBUTES, FEATURE_GRID, FEATURE_MAPS, REGION_DIM, REGIONS
 
 #: Hidden width of each region network F_k.
 REGION_HIDDEN = 128
@@ -125,6 +126,15 @@ class DescriptorNet(nn.Module):
         self.classifier = attribute_classifier()
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+        # each age group's mean training age (network_layout.AGE_GROUP_MEANS; set by training)
+        self.register_buffer(AGE_GROUP_MEANS, torch.zeros(len(AGE_GROUPS)))
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """nn.Module's, where weights saved before AGE_GROUP_MEANS get zeros for it (their age
+        is read from the age head)."""
+        state = dict(state_dict)
+        state.setdefault(AGE_GROUP_MEANS, torch.zeros(len(AGE_GROUPS)))
+        return super().load_state_dict(state, strict, assign)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 3, 112, 96) in [0, 1] -> the backbone's features (B, 96, 7, 6)."""

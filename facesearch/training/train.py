@@ -366,6 +366,16 @@ def imagenet_backbone() -> dict[str, torch.Tensor]:
             if key.startswith("features.") and int(key.split(".")[1]) < n_layers}
 
 
+def age_group_means(ages: np.ndarray) -> np.ndarray:
+    """(len(AGE_GROUPS),) float32: the mean age (years) of each age group's faces among `ages`
+    (UNKNOWN skipped), what the network reads its age from (network_layout.AGE_GROUP_MEANS); a
+    group without faces (tiny subsets) gets the middle of its range's first ten years."""
+    known = ages[ages != UNKNOWN].astype(np.float64)
+    groups = np.array([age_group(a) for a in known], dtype=np.int64)
+    return np.array([known[groups == g].mean() if np.any(groups == g) else (low + min(high, low + 10)) / 2
+                     for g, (_, low, high) in enumerate(AGE_GROUPS)], np.float32)
+
+
 def parameter_groups(model: DescriptorNet, objective: Objective, weight_decay: float) -> list[dict]:
     """Weight decay on the feature layers only: the heads (class logits, identity) need large
     weights to give confident logits, and biases and batch-norm scales are not decayed."""
@@ -417,6 +427,7 @@ def train(run_dir: Path, settings: TrainSettings | None = None, root: Path | Non
         schedule.load_state_dict(state["schedule"])
         start_epoch, history = state["epoch"], state["history"]
         torch.set_rng_state(state["torch_rng"])
+    model.age_group_means.copy_(torch.from_numpy(age_group_means(train_split.age)))
 
     def save_checkpoint(epoch: int, classifier_fitted: bool = False, regions_fitted: bool = False) -> None:
         _save_atomic({"settings": asdict(settings), "model": model.state_dict(),
