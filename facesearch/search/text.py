@@ -547,7 +547,7 @@ def not_understood(text: str) -> str:
             parts.append("nearest known: " + ", ".join(f"{p!r} ({n})" for p, n in suggestions))
         if any(part in _COLOUR_WORDS for w in unknown for part in w.split("-")):
             parts.append("colours known: hair " + ", ".join(HAIR_COLOURS[c][0] for c in HAIR_COLOURS)
-                         + " (auburn, ginger); eyes " + ", ".join(EYE_COLOURS[c][0] for c in EYE_COLOURS))
+                         + "; eyes " + ", ".join(EYE_COLOURS[c][0] for c in EYE_COLOURS))
     parts.append("`facesearch vocabulary` lists what can be asked")
     return "; ".join(parts)
 
