@@ -31,8 +31,8 @@ from facesearch.search.compare import Comparison, compare_faces
 from facesearch.search.filters import Filter, parse_filter
 from facesearch.search.hits import Hit, Hits
 from facesearch.search.planner import LOOKALIKE_AGREEMENT_WEIGHT, Request, StoreCatalog, rank
-from facesearch.search.ranking import region_weights
-from facesearch.search.terms import probability_matrix
+from facesearch.search.ranking import RERANK_VECTOR_WEIGHT, region_weights
+from facesearch.search.terms import class_fit, needed_columns, probability_matrix
 from facesearch.search.text import asks_for_everyone, not_understood, parse
 from facesearch.settings import Settings
 from facesearch.spec import IDENTITY, REGIONS, VECTOR_DIM, region_similarities
@@ -413,7 +413,8 @@ class FaceSearch:
             if not terms and not asks_for_everyone(text):
                 raise FaceSearchError(f"nothing face-related was understood in {text!r}: "
                                       f"{not_understood(text)}")
-        if image is None and not terms and restriction is not None:
+        browsing = image is None and not terms and restriction is not None
+        if browsing:
             terms = restriction.terms()  # browsing: best fit to what the filter asks first
         self._open_existing()
         query_face = query_identity = query_attributes = None
@@ -449,6 +450,10 @@ class FaceSearch:
         compared = bool(np.any(ranked.vector))  # else no region has a query block to compare with
         if not compared:
             hits.scored_by = _scored_by(ranked.strategy, request.terms, restriction)
+        elif browsing:  # ranked as the text of what the filter asks: say so, not region cosines
+            hits.scored_by = (f"fit to {', '.join(term.label for term in request.terms)} (0-1) + "
+                              f"{RERANK_VECTOR_WEIGHT:g} x the class-centre score: the faces meeting "
+                              "the filter, best fit first")
         elif ranked.strategy in MATCH_ORDER:  # an image query's match mode: the score is not the order
             hits.scored_by = f"{region_score(block_weights)}; {MATCH_ORDER[ranked.strategy]}"
         other_paths = self.store.aliases_of(catalog.rows[i][1].id for _, i in ranked.candidates)
@@ -465,7 +470,19 @@ class FaceSearch:
                             other_paths=other_paths.get(photo.id, []),
                             same_person=(ranked.same_person or {}).get(vector_id),
                             person=persons.get(row.id), **row.media_fields(photo)))
+        if request.terms and image is None and hits:
+            self._note_weak_fit(request.terms, hits)
         return hits
+
+    def _note_weak_fit(self, terms: list, hits: Hits) -> None:
+        """A notice when even the best hit of a text (or a filter browsed) fits what was asked
+        poorly (class fit below WEAK_FIT, search.terms.class_fit): hits are still listed, best
+        first, but none clearly shows it ("red hair" where nobody has red hair)."""
+        best = float(max(class_fit(terms, probability_matrix([hit.attributes], needed_columns(terms)))[0]
+                         for hit in hits))
+        if best < WEAK_FIT:
+            self.on_notice(f"no face here clearly fits {', '.join(term.label for term in terms)}: "
+                           f"the best fit is {best:.2f} (0-1); the hits are the closest there are")
 
     def _with_person(self, restriction: Filter | None, person: str) -> Filter:
         """`restriction` and "person = <person>" (FaceSearchError if no person has that name
@@ -714,6 +731,12 @@ def region_score(block_weights: np.ndarray | None) -> str:
         return f"sum of the {len(REGIONS)} region cosines (-{len(REGIONS)} to {len(REGIONS)})"
     reach = float(np.abs(np.asarray(block_weights, np.float64)).sum())
     return f"weighted sum of the {len(REGIONS)} region cosines ({-reach:g} to {reach:g})"
+
+
+#: Below this fit (0-1) of the best hit, a text query says nothing fits it well: the weighted
+#: geometric mean of the asked classes' probabilities (search.terms.class_fit), so below one
+#: class at 0.5, even odds.
+WEAK_FIT = 0.5
 
 
 def _scored_by(strategy: str, terms: list, restriction: Filter | None) -> str:

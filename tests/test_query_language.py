@@ -153,6 +153,10 @@ def test_browsing_by_filter_alone_returns_the_faces_meeting_it_best_fit_first(bu
     assert hits, "the shared index holds faces with glasses (032591.jpg)"
     assert all(hit.attributes["Eyeglasses"] > 0.5 for hit in hits)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    # ranked as the text of what it asks: the hits say so (not region cosines), text and JSON
+    assert hits.scored_by is not None and hits.scored_by.startswith("fit to Eyeglasses (0-1) + ")
+    assert hits.to_dicts()[0]["score_is"] == hits.scored_by
+    assert fs.query(where="age > 50", k=3).scored_by.startswith("fit to age >= 50 (0-1)")
     everyone = fs.query(text="a person", k=100)
     assert len(everyone) == fs.store.counts()[1]
     assert len({h.face_id for h in everyone}) == len(everyone)

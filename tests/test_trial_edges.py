@@ -120,6 +120,21 @@ def test_a_text_of_pixel_attributes_alone_says_its_score_is_their_fit(built_inde
     assert "score_is" not in mixed.to_dicts()[0]
 
 
+def test_a_text_nobody_fits_says_so(built_index: BuiltIndex) -> None:
+    """Hits are listed best first even when none shows what was asked; then a notice says the
+    best fit (search.terms.class_fit) is poor. A query the index answers well gets none."""
+    fs, notes = built_index.fs, []
+    fs.on_notice, before = notes.append, fs.on_notice
+    try:
+        hits = fs.query(text="bald, wearing hat, eyeglasses, goatee", k=3)
+        assert hits and len(notes) == 1 and notes[0].startswith("no face here clearly fits Bald, ")
+        assert float(notes[0].split("the best fit is ")[1].split()[0]) < 0.5
+        notes.clear()
+        assert fs.query(text="smiling", k=3) and notes == []
+    finally:
+        fs.on_notice = before
+
+
 @pytest.mark.parametrize("key", ["quality", "face_size", "border_cut", "blur"])
 def test_browsing_by_a_number_without_a_class_orders_by_it(built_index: BuiltIndex, key: str) -> None:
     """`--where "quality > 0.5"` alone: the faces meeting it, highest quality first, each
