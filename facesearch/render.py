@@ -39,9 +39,14 @@ def overlay(crop: np.ndarray, masks: np.ndarray, alpha: float = 0.5) -> np.ndarr
 
 
 def top_attributes(attributes: dict[str, float], n: int = SHOWN_ATTRIBUTES) -> str:
-    """The n most likely classes (CelebA's and ours) and the age, as 'Smiling .97, ...'."""
-    likely = sorted(((p, name) for name, p in attributes.items()
-                     if (name in CLASSES or name in EMOTIONS) and name != "No_Beard"), reverse=True)[:n]
+    """The n most likely classes (CelebA's and ours) and the age, as 'Smiling .97, ...'; a class
+    named twice (CelebA's Male beside the gender head's male) shown once, the likelier."""
+    likely, named = [], set()
+    for p, name in sorted(((p, name) for name, p in attributes.items()
+                           if (name in CLASSES or name in EMOTIONS) and name != "No_Beard"), reverse=True):
+        if name.lower() not in named and len(likely) < n:
+            likely.append((p, name))
+            named.add(name.lower())
     text = ", ".join(f"{name} {p:.2f}" for p, name in likely)
     return f"{text}, age {attributes['age']:.0f}" if "age" in attributes else text
 

@@ -82,3 +82,11 @@ def test_quality_is_stored_filterable_and_on_hits(indexed: FaceSearch) -> None:
 def test_old_faces_without_a_record_are_not_flagged() -> None:
     assert not is_unreliable({"Smiling": 0.9})
     assert is_unreliable({"border_cut": 0.5}) and not is_unreliable({"border_cut": 0.1})
+
+
+def test_a_class_named_twice_is_listed_once() -> None:
+    """CelebA's Male and the gender head's male are one thing to a reader: the likelier shown."""
+    from facesearch.render import top_attributes
+
+    shown = top_attributes({"Male": 0.98, "male": 0.99, "Smiling": 0.9, "Eyeglasses": 0.1, "age": 31.4})
+    assert shown == "male 0.99, Smiling 0.90, Eyeglasses 0.10, age 31"
