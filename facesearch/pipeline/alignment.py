@@ -60,7 +60,12 @@ def invert(matrix: np.ndarray) -> np.ndarray:
 
 def arcface_crop(image: np.ndarray, landmarks5: np.ndarray) -> np.ndarray:
     """The (112, 112, 3) uint8 crop an ArcFace network takes: an RGB image warped so that its
-    face's 5 landmarks ((5, 2) in the image's pixels) land on ARCFACE_TEMPLATE."""
+    face's 5 landmarks ((5, 2) in the image's pixels) land on ARCFACE_TEMPLATE; what lies
+    outside the photo is black, as in InsightFace's own alignment (norm_crop). Not the photo's
+    edge pixels smeared outward: on tight face chips (UTKFace's 200 x 200, a third of the crop
+    outside) the smears look alike from photo to photo, and 14.8% of 44,850 pairs of 300
+    different people's chips reached the same-person threshold (adults 15.1%); with black,
+    1.4% (adults 0.9%; young children stay hard for the network: 66% of pairs under 5 years)."""
     matrix = similarity_transform(landmarks5, ARCFACE_TEMPLATE)
     return cv2.warpAffine(image, matrix, (ARCFACE_SIZE, ARCFACE_SIZE), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
