@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from facesearch.errors import FaceSearchError
-from facesearch.models.arcface import SAME_PERSON_PROBABILITY
+from facesearch.models.arcface import RELIABLE_FROM_AGE, SAME_PERSON_PROBABILITY
 from facesearch.pipeline.detect.quality import UNRELIABLE_BORDER_CUT, is_unreliable
 from facesearch.pipeline.faces import Face, TrackSpan
 from facesearch.pipeline.images import load_image
@@ -118,7 +118,9 @@ def comparisons_table(pairs: list[Comparison]) -> str:
     for pair in pairs:
         verdict = "same person" if pair.same_person else "not the same person"
         lines.append(f"{face_label(pair.first, pair.first_track)} - {face_label(pair.second, pair.second_track)}: "
-                     f"{verdict} (probability {pair.probability:.2f}, identity similarity {pair.similarity:.3f})")
+                     f"{verdict} (probability {pair.probability:.2f}, identity similarity {pair.similarity:.3f})"
+                     + ("" if pair.reliable else f"; UNRELIABLE: a young child (estimated under "
+                                                 f"{RELIABLE_FROM_AGE:g}), told apart poorly"))
     return "\n".join(lines)
 
 

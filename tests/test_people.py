@@ -17,6 +17,7 @@ from test_identity import _by_identity, _copy_aligned
 from facesearch import FaceSearch, FaceSearchError
 from facesearch.index.people import assign, cluster, consistent, group
 from facesearch.training.metrics import bcubed
+from facesearch.render import comparisons_table
 
 #: Validation identities (the same-person calibration never saw them): two people and a stranger
 #: (not 1301: one of its first three photos, 004508.jpg, is at identity cosine 0.08 and 0.13 with
@@ -318,3 +319,23 @@ def test_faces_below_the_quality_floor_join_no_person(data_dir: Path, tmp_path: 
     with FaceSearch(tmp_path / "index-strict") as fs:
         fs.index([folder])
         assert fs.people() == []
+
+
+def test_young_children_join_no_person_and_their_comparisons_are_flagged(data_dir: Path, tmp_path: Path) -> None:
+    """Six different babies (UTKFace chips, 1 year old: the identity network calls 87% of such
+    pairs one person) make no person and their comparison says it is unreliable; adults' chips
+    are compared as before."""
+    folder = tmp_path / "chips"
+    folder.mkdir()
+    babies = sorted((data_dir / "utkface").glob("1_*.jpg"))[:6]
+    adults = sorted((data_dir / "utkface").glob("35_*.jpg"))[:2]
+    for path in babies + adults:
+        shutil.copy2(path, folder / path.name)
+    with FaceSearch(tmp_path / "index") as fs:
+        fs.index([folder])
+        assert fs.people() == []
+        (pair,) = fs.compare(folder / babies[0].name, folder / babies[1].name)
+        assert not pair.reliable and pair.to_dict()["reliable"] is False
+        (grown,) = fs.compare(folder / adults[0].name, folder / adults[1].name)
+        assert grown.reliable and not grown.same_person
+    assert "UNRELIABLE: a young child" in comparisons_table([pair])

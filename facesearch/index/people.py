@@ -21,7 +21,9 @@ After every index run `update_people` does, in one transaction:
 
 Faces whose quality record (pipeline/detect/quality.py) is below MIN_QUALITY are left out of
 grouping: tiny or blurred faces in the background, whose identity vectors are alike whoever they
-are. A face without a quality record (indexed before it) is grouped as before.
+are. A face without a quality record (indexed before it) is grouped as before. So are faces
+estimated younger than models.arcface.RELIABLE_FROM_AGE: the identity network tells young
+children apart poorly (a trial's index had ten different babies as one person).
 
 So a person keeps its id and name when its photos are described again (their new faces join it
 through its centroid) and when more photos come. Persons are kept in SQL (store.PersonRow,
@@ -50,8 +52,8 @@ from facesearch.index.store import (
     encode_vector,
     media_fields,
 )
-from facesearch.models.arcface import SAME_PERSON_PROBABILITY, calibration
-from facesearch.spec import IDENTITY, IDENTITY_DIM, unit_mean
+from facesearch.models.arcface import RELIABLE_FROM_AGE, SAME_PERSON_PROBABILITY, calibration
+from facesearch.spec import AGE_KEY, IDENTITY, IDENTITY_DIM, unit_mean
 
 #: Same-person probability (models.arcface calibration) with which a face joins a person's
 #: centroid and every member of a new person must hold with the unit mean of the others. Stricter
@@ -198,17 +200,19 @@ def update_people(store: Store, threshold: float, min_faces: int, min_samples: i
     """Assign, cluster and recompute centroids (the module's docstring) in one transaction.
     `threshold`: the grouping cosine (`grouping_threshold()`); `min_faces`,
     `min_samples`: HDBSCAN's min_cluster_size and min_samples (Settings.people_min_faces,
-    people_min_samples). Faces without an identity vector, and faces below MIN_QUALITY, are
-    left alone."""
+    people_min_samples). Faces without an identity vector, faces below MIN_QUALITY and faces
+    estimated younger than RELIABLE_FROM_AGE are left alone."""
     update = PeopleUpdate()
     with store.session() as session:
         quality = FaceClasses.__table__.c[CLASS_COLUMNS["quality"]]
+        age = FaceClasses.__table__.c[CLASS_COLUMNS[AGE_KEY]]
         rows = session.execute(
             sa.select(FaceRow.id, FaceRow.person_id, FaceRow.person_locked, FaceVector.vector)
             .join(FaceVector, sa.and_(FaceVector.face_id == FaceRow.id, FaceVector.space == IDENTITY))
             .outerjoin(FaceClasses, FaceClasses.face_id == FaceRow.id)
             .where(FaceVector.vector.is_not(None))
-            .where(sa.or_(quality.is_(None), quality >= MIN_QUALITY)).order_by(FaceRow.id)).all()
+            .where(sa.or_(quality.is_(None), quality >= MIN_QUALITY))
+            .where(sa.or_(age.is_(None), age >= RELIABLE_FROM_AGE)).order_by(FaceRow.id)).all()
         if not rows:
             session.merge(IndexMeta(key=GROUPED, value="1"))
             return update

@@ -45,6 +45,13 @@ CALIBRATION_FILE = WEIGHTS_DIR / "identity_calibration.json"
 #: more (Calibration.threshold is its cosine); the false-accept and false-reject rates measured
 #: there are in the calibration record.
 SAME_PERSON_PROBABILITY = 0.5
+#: Faces estimated younger than this (years, the descriptor's age) are not told apart reliably:
+#: the calibration was fitted on CelebA's adults, and among UTKFace chips of different children
+#: (every fourth under 20, pairs of one age band) the share of pairs at or above the operating
+#: point was 0.87 under 3 years (113 faces), 0.49 at 3-5 (34), 0.058 at 10-14 (40), 0.020 at 15-19
+#: (72); adults 0.009 (259), CelebA's validation pairs 0.011. Such a face's same-person decisions
+#: are flagged (search.compare) and it is not grouped into people (index.people).
+RELIABLE_FROM_AGE = 10.0
 
 
 def split_prelu(serialised: bytes) -> bytes:
