@@ -236,7 +236,9 @@ _INK, _GREY, _RED = (20, 20, 20), (110, 110, 110), (190, 30, 30)
 
 def short_path(path: str, width: float, measure=len) -> str:
     """`path` shortened to fit `width` (in `measure` units: characters by default, or a font's
-    getlength): the file name is kept, leading folders give way to "…/"."""
+    getlength): the file name is kept, leading folders give way to "…/"; a file name too long
+    alone keeps its start and its last characters ("14_1_0_20170…chip.jpg": names often begin
+    with what tells photos apart)."""
     if measure(path) <= width:
         return path
     parts = Path(path).parts
@@ -245,9 +247,11 @@ def short_path(path: str, width: float, measure=len) -> str:
         if measure(candidate) <= width:
             return candidate
     name = parts[-1] if parts else path
-    while name and measure("…" + name) > width:
-        name = name[1:]
-    return "…" + name
+    tail = name[-8:]
+    head = name[:-8]
+    while head and measure(head + "…" + tail) > width:
+        head = head[:-1]
+    return head + "…" + tail if head else _fit(name, width, measure)
 
 
 def _fit(text: str, width: float, measure=len) -> str:
