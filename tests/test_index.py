@@ -402,3 +402,14 @@ def test_indexing_a_missing_folder_creates_no_index(tmp_path: Path) -> None:
         fs.index([tmp_path / "no-such-folder"])
     fs.close()
     assert not (tmp_path / "idx").exists()
+
+
+def test_info_counts_the_photos_without_a_face(data_dir: Path, tmp_path: Path) -> None:
+    """A photo in which no face was found is neither failed nor a face: `info` says how many."""
+    folder = tmp_path / "photos"
+    copy_photos(data_dir, INDEX_PHOTOS[:1], folder)
+    Image.new("RGB", (160, 120), (90, 110, 95)).save(folder / "wall.png")
+    with FaceSearch(tmp_path / "index") as fs:
+        fs.index([folder], progress=False)
+        info = fs.info()
+    assert (info["photos"], info["without_faces"], info["failed"]) == (2, 1, [])
