@@ -476,11 +476,11 @@ class FaceSearch:
 
     def _note_weak_fit(self, terms: list, hits: Hits) -> None:
         """A notice when even the best hit of a text (or a filter browsed) fits what was asked
-        poorly (class fit below WEAK_FIT, search.terms.class_fit): hits are still listed, best
+        poorly (class fit at most WEAK_FIT, search.terms.class_fit): hits are still listed, best
         first, but none clearly shows it ("red hair" where nobody has red hair)."""
         best = float(max(class_fit(terms, probability_matrix([hit.attributes], needed_columns(terms)))[0]
                          for hit in hits))
-        if best < WEAK_FIT:
+        if best <= WEAK_FIT:
             self.on_notice(f"no face here clearly fits {', '.join(term.label for term in terms)}: "
                            f"the best fit is {best:.2f} (0-1); the hits are the closest there are")
 
@@ -733,9 +733,10 @@ def region_score(block_weights: np.ndarray | None) -> str:
     return f"weighted sum of the {len(REGIONS)} region cosines ({-reach:g} to {reach:g})"
 
 
-#: Below this fit (0-1) of the best hit, a text query says nothing fits it well: the weighted
-#: geometric mean of the asked classes' probabilities (search.terms.class_fit), so below one
-#: class at 0.5, even odds.
+#: At or below this fit (0-1) of the best hit, a text query says nothing fits it well: the
+#: weighted geometric mean of the asked classes' probabilities (search.terms.class_fit), so one
+#: class at even odds or worse (0.5 is also a pixel attribute nobody could read: "long hair"
+#: among face chips that show no hair).
 WEAK_FIT = 0.5
 
 
