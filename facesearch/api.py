@@ -24,6 +24,7 @@ from facesearch.index.spaces import FAISS_FILENAME, Spaces, VectorSpace, space_s
 from facesearch.index.store import (DB_FILENAME, DamagedDatabaseError, PhotoStatus, Store, database_exists,
                                     database_url, redacted)
 from facesearch.models import master_card
+from facesearch.models.arcface import RELIABLE_FROM_AGE, young_child
 from facesearch.pipeline.describer import DESCRIBED_KEYS, Describer, pipeline_version
 from facesearch.pipeline.faces import Face
 from facesearch.pipeline.sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, content_hash, find_images, photo_key
@@ -32,10 +33,10 @@ from facesearch.search.filters import Filter, parse_filter
 from facesearch.search.hits import Hit, Hits
 from facesearch.search.planner import LOOKALIKE_AGREEMENT_WEIGHT, Request, StoreCatalog, rank
 from facesearch.search.ranking import RERANK_VECTOR_WEIGHT, region_weights
-from facesearch.search.terms import class_fit, needed_columns, probability_matrix
+from facesearch.search.terms import COLUMNS, class_fit, needed_columns, probability_matrix
 from facesearch.search.text import asks_for_everyone, not_understood, parse
 from facesearch.settings import Settings
-from facesearch.spec import IDENTITY, REGIONS, VECTOR_DIM, region_similarities
+from facesearch.spec import AGE_KEY, IDENTITY, REGIONS, VECTOR_DIM, region_similarities
 # browsing (faces and photos by id, thumbnails): the web page's reads
 import threading
 
@@ -425,6 +426,9 @@ class FaceSearch:
             if not 0 <= face < len(faces):
                 raise FaceSearchError(f"--face {face} is out of range: the image has {len(faces)} face(s)")
             query_face, query_identity, query_attributes = faces[face]
+            if query_identity is not None and young_child(float(query_attributes[COLUMNS.index(AGE_KEY)])):
+                self.on_notice(f"the query face is estimated under {RELIABLE_FROM_AGE:g} years: "
+                               "same_person is not reliable for young children")
         left_out = self._vector_ids_of(exclude) | {
             found[0].vector_id for found in map(self._face_rows, exclude_faces or ()) if found is not None}
         catalog = StoreCatalog(self.store)

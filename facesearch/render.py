@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from facesearch.errors import FaceSearchError
-from facesearch.models.arcface import RELIABLE_FROM_AGE, SAME_PERSON_PROBABILITY
+from facesearch.models.arcface import RELIABLE_FROM_AGE, SAME_PERSON_PROBABILITY, young_child
 from facesearch.pipeline.detect.quality import UNRELIABLE_BORDER_CUT, is_unreliable
 from facesearch.pipeline.faces import Face, TrackSpan
 from facesearch.pipeline.images import load_image
@@ -163,7 +163,8 @@ def hits_table(hits: list[Hit] | Hits) -> str:
         lines.append(f"{hit.rank:>3} {hit.score:>7.3f}  {best:<32} {hit.face_id:>6}  {hit.path}{gone}")
         if hit.media == "video":
             lines.append(f"{'':>52}{video_times(hit.track_id, hit.start, hit.end, hit.time)}")
-        person = "" if hit.same_person is None else f"same person {hit.same_person:.2f}, "
+        person = "" if hit.same_person is None else f"same person {hit.same_person:.2f}" + (
+            " (a young child: unreliable), " if young_child(hit.attributes.get("age")) else ", ")
         if hit.person is not None:  # the person (index.people) the face belongs to
             person += f"person {hit.person['name'] or hit.person['id']}, "
         warning = "  (unreliable: half outside the photo)" if hit.unreliable else ""

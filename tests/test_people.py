@@ -17,7 +17,7 @@ from test_identity import _by_identity, _copy_aligned
 from facesearch import FaceSearch, FaceSearchError
 from facesearch.index.people import assign, cluster, consistent, group
 from facesearch.training.metrics import bcubed
-from facesearch.render import comparisons_table
+from facesearch.render import comparisons_table, hits_table
 
 #: Validation identities (the same-person calibration never saw them): two people and a stranger
 #: (not 1301: one of its first three photos, 004508.jpg, is at identity cosine 0.08 and 0.13 with
@@ -338,4 +338,12 @@ def test_young_children_join_no_person_and_their_comparisons_are_flagged(data_di
         assert not pair.reliable and pair.to_dict()["reliable"] is False
         (grown,) = fs.compare(folder / adults[0].name, folder / adults[1].name)
         assert grown.reliable and not grown.same_person
+        notes: list[str] = []
+        fs.on_notice = notes.append
+        hits = fs.query(image=folder / babies[0].name, k=3)  # a baby's query says so, and its hits
+        assert notes == ["the query face is estimated under 10 years: same_person is not reliable "
+                         "for young children"]
+        assert "same person 1.00 (a young child: unreliable)" in hits_table(hits)
+        fs.query(image=folder / adults[0].name, k=3)
+        assert len(notes) == 1
     assert "UNRELIABLE: a young child" in comparisons_table([pair])

@@ -54,6 +54,12 @@ SAME_PERSON_PROBABILITY = 0.5
 RELIABLE_FROM_AGE = 10.0
 
 
+def young_child(age: float | None) -> bool:
+    """Whether a face of this estimated age (years; None: not estimated) is younger than
+    RELIABLE_FROM_AGE, so that its same-person probabilities are not to be trusted."""
+    return age is not None and age < RELIABLE_FROM_AGE
+
+
 def split_prelu(serialised: bytes) -> bytes:
     """The same serialised ONNX model with each PRelu(x, slope) written as Relu(x) + slope *
     Min(x, 0): the same numbers bit for bit (one term is exactly 0), which onnxruntime's CPU

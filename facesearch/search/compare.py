@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facesearch.models.arcface import RELIABLE_FROM_AGE, SAME_PERSON_PROBABILITY, calibration
+from facesearch.models.arcface import SAME_PERSON_PROBABILITY, calibration, young_child
 from facesearch.pipeline.faces import Face, TrackSpan
 from facesearch.spec import AGE_KEY
 
@@ -17,8 +17,8 @@ class Comparison:
     """One pair of faces: face `first` (0 = largest) of the first photo, face `second` of the
     second; their identity cosine (-1..1), the calibrated probability that they are one person
     (0-1), and the decision at the operating point (SAME_PERSON_PROBABILITY); `reliable` False
-    when either face is estimated younger than RELIABLE_FROM_AGE (young children are told apart
-    poorly). A video's face is a track: `first_track` / `second_track` say which and when
+    when either face is estimated younger than models.arcface.RELIABLE_FROM_AGE (young children
+    are told apart poorly). A video's face is a track: `first_track` / `second_track` say which and when
     (seconds), None for a photo's face."""
 
     first: int
@@ -53,11 +53,6 @@ def compare_faces(first: list[Face], second: list[Face]) -> list[Comparison]:
     probabilities = calibration().probability(cosines)
     return [Comparison(i, j, a.bbox, b.bbox, round(float(cosines[i, j]), 4),
                        round(float(probabilities[i, j]), 4), bool(probabilities[i, j] >= SAME_PERSON_PROBABILITY),
-                       not (_child(a) or _child(b)), a.track, b.track)
+                       not (young_child(a.attributes.get(AGE_KEY)) or young_child(b.attributes.get(AGE_KEY))),
+                       a.track, b.track)
             for i, a in enumerate(first) for j, b in enumerate(second)]
-
-
-def _child(face: Face) -> bool:
-    """Whether a face is estimated younger than RELIABLE_FROM_AGE (False without an age)."""
-    age = face.attributes.get(AGE_KEY)
-    return age is not None and age < RELIABLE_FROM_AGE
