@@ -27,6 +27,7 @@ from facesearch.models import master_card
 from facesearch.models.arcface import RELIABLE_FROM_AGE, young_child
 from facesearch.pipeline.describer import DESCRIBED_KEYS, Describer, pipeline_version
 from facesearch.pipeline.faces import Face
+from facesearch.pipeline.images import truncated_at_end
 from facesearch.pipeline.sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, content_hash, find_images, photo_key
 from facesearch.search.compare import Comparison, compare_faces
 from facesearch.search.filters import Filter, parse_filter
@@ -198,7 +199,7 @@ class FaceSearch:
         for image in (first, second):
             faces = self.describe(image)
             if not faces:
-                raise _no_face(image)
+                raise no_face_error(image)
             described.append(faces)
         return compare_faces(*described)
 
@@ -422,7 +423,7 @@ class FaceSearch:
         if image is not None:
             faces = self._query_faces(image)
             if not faces:
-                raise _no_face(image)
+                raise no_face_error(image)
             if not 0 <= face < len(faces):
                 raise FaceSearchError(f"--face {face} is out of range: the image has {len(faces)} face(s)")
             query_face, query_identity, query_attributes = faces[face]
@@ -766,9 +767,13 @@ def _print_notice(line: str) -> None:
     print(f"note: {line}", file=sys.stderr)
 
 
-def _no_face(image: str | os.PathLike | np.ndarray) -> FaceSearchError:
-    """The one-line error for a query or compared photo (path or array) without a face."""
-    return FaceSearchError(f"no face found in {'the image' if isinstance(image, np.ndarray) else image}")
+def no_face_error(image: str | os.PathLike | np.ndarray) -> FaceSearchError:
+    """The one-line error for a photo (path or array) in which no face was found, saying when the
+    file is truncated (images.truncated_at_end: only its first part could be read)."""
+    if isinstance(image, np.ndarray):
+        return FaceSearchError("no face found in the image")
+    cut = " (the file is truncated: read as far as it goes)" if truncated_at_end(image) else ""
+    return FaceSearchError(f"no face found in {image}{cut}")
 
 
 def _check_min_same_person(value: float | None, image: object, match: str) -> None:

@@ -198,13 +198,13 @@ def describe(image: Path = typer.Argument(..., help="A photo, or a video (its fa
              as_json: bool = typer.Option(False, "--json", help="Print JSON (with the 364-dim master and 512-dim identity vectors)."),
              parser: Optional[str] = typer.Option(None, "--parser", help="Region parser that cuts the masks: learned (our face parser) or mesh (face-mesh polygons) [default: FACESEARCH_PARSER, else learned].")) -> None:
     """Find the faces in a photo and show their attributes (and, with --out, their regions)."""
-    from facesearch.api import FaceSearch
+    from facesearch.api import FaceSearch, no_face_error
 
     if out is not None:
         _check_output(out, "--out", given=[image])
     faces = FaceSearch(settings=Settings.from_env(parser=parser)).describe(image)
     if not faces:
-        _fail(f"no face found in {image}")
+        _fail(str(no_face_error(image)))
     if as_json:
         typer.echo(json.dumps([face.to_dict() for face in faces], indent=2))
     else:

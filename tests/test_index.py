@@ -149,6 +149,11 @@ def test_bad_queries_are_refused(built_index: BuiltIndex, tmp_path: Path) -> Non
     Image.new("RGB", (120, 150), (90, 90, 90)).save(blank)
     with pytest.raises(FaceSearchError, match="no face"):
         fs.query(image=blank, k=5)
+    cut = tmp_path / "cut.jpg"  # a JPEG cut short: read as far as it goes, and the error says so
+    Image.new("RGB", (120, 150), (90, 90, 90)).save(cut, quality=90)
+    cut.write_bytes(cut.read_bytes()[:-200])
+    with pytest.raises(FaceSearchError, match=r"no face found in .*cut\.jpg \(the file is truncated"):
+        fs.query(image=cut, k=5)
     not_an_image = tmp_path / "notes.jpg"
     not_an_image.write_text("not a photo\n")
     with pytest.raises(FaceSearchError):
