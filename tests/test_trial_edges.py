@@ -153,8 +153,9 @@ def test_browsing_by_a_number_without_a_class_orders_by_it(built_index: BuiltInd
         assert [h.score for h in below] == [v for v in values if v <= middle][:3], where
         assert below.scored_by == f"{key} (lowest first); no region compared"
     assert hits_table(above).startswith(f"score: {key} (highest first)")
-    # a class named beside it orders by the class's fit, as before
-    assert fs.query(where=f"eyeglasses > 0.5 and {key} >= 0", k=3).scored_by is None
+    # a class named beside it orders by the class's fit, as before, and says so
+    assert fs.query(where=f"eyeglasses > 0.5 and {key} >= 0", k=3).scored_by.startswith(
+        "fit to Eyeglasses (0-1) + ")
 
 
 # --- old indexes, brought up to date by one run ---------------------------------------------------
