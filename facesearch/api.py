@@ -176,7 +176,9 @@ class FaceSearch:
 
     # --- describing -----------------------------------------------------------------------------
     def describe(self, image: str | os.PathLike | np.ndarray) -> list[Face]:
-        """Every face in a photo (path or RGB array), largest first, with its master vector."""
+        """Every face in a photo (path or RGB array), largest first, with its master vector; a
+        video's faces are its tracks in the order they first appear (describer.describe_video),
+        so `face=N` of a video query is its (N+1)-th track."""
         return next(self.describe_many([image]))
 
     def describe_many(self, images: Iterable[str | os.PathLike | np.ndarray]) -> Iterator[list[Face]]:
@@ -355,7 +357,7 @@ class FaceSearch:
               k: int | None = None, face: int = 0, *, weights: Mapping[str, float] | None = None,
               region: str | None = None, where: str | Filter | None = None,
               exclude: str | os.PathLike | Iterable[str | os.PathLike] | None = None,
-              match: str = "default", person: str | None = None,
+              match: str = "default", person: str | int | None = None,
               min_same_person: float | None = None,
               exclude_faces: Iterable[int] | None = None) -> Hits:
         """The k stored faces (default Settings.k) most like a photo's face (`face`-th largest),
@@ -387,7 +389,7 @@ class FaceSearch:
 
         `min_same_person` (0-1, image queries in "person" or "default" mode) drops the hits
         whose `same_person` is below it: a stricter cut than the operating point 0.5 (at 0.95,
-        0.01% false accepts and 10% false rejects on the validation identities; README "Same
+        0.017% false accepts and 9.5% false rejects on the validation identities; README "Same
         person or look-alike"), so fewer than k hits may come back.
 
         `person` keeps only the faces of the person with that name (or id; `fs.people()`),
@@ -397,14 +399,16 @@ class FaceSearch:
         _check_min_same_person(min_same_person, image, match)
         if image is None and text is None and where is None and person is None:
             raise FaceSearchError("give an image, a text, a --where filter, or a combination to query")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise FaceSearchError(f"k must be a whole number of hits (got {k!r})")
         if k < 1:
             raise FaceSearchError(f"k must be at least 1 (got {k})")
         if face != 0 and image is None:
             raise FaceSearchError("--face picks a face of --image; there is no --image")
         block_weights = region_weights(weights, region)
         restriction = parse_filter(where) if isinstance(where, str) else where
-        if person is not None:
-            restriction = self._with_person(restriction, person)
+        if person is not None:  # a name, or a person's id (an int or its digits)
+            restriction = self._with_person(restriction, str(person))
         understood = None
         terms: list = []
         if text is not None:
@@ -525,6 +529,8 @@ class FaceSearch:
         """Take a face out of its person for good (never assigned automatically again); returns
         that person's id. FaceSearchError if the face is unknown or in no person."""
         self._open_existing()
+        if isinstance(face_id, bool) or not isinstance(face_id, (int, np.integer)):
+            raise FaceSearchError(f"a face id is a whole number (got {face_id!r})")
         return people_store.remove_face(self.store, face_id)
 
     def _query_faces(self, image: str | os.PathLike | np.ndarray

@@ -119,8 +119,8 @@ def comparisons_table(pairs: list[Comparison]) -> str:
         verdict = "same person" if pair.same_person else "not the same person"
         lines.append(f"{face_label(pair.first, pair.first_track)} - {face_label(pair.second, pair.second_track)}: "
                      f"{verdict} (probability {pair.probability:.2f}, identity similarity {pair.similarity:.3f})"
-                     + ("" if pair.reliable else f"; UNRELIABLE: a young child (estimated under "
-                                                 f"{RELIABLE_FROM_AGE:g}), told apart poorly"))
+                     + ("" if pair.reliable else f"; UNRELIABLE: estimated under {RELIABLE_FROM_AGE:g} "
+                                                 "years old (young children are told apart poorly)"))
     return "\n".join(lines)
 
 
@@ -164,7 +164,8 @@ def hits_table(hits: list[Hit] | Hits) -> str:
         if hit.media == "video":
             lines.append(f"{'':>52}{video_times(hit.track_id, hit.start, hit.end, hit.time)}")
         person = "" if hit.same_person is None else f"same person {hit.same_person:.2f}" + (
-            " (a young child: unreliable), " if young_child(hit.attributes.get("age")) else ", ")
+            f" (unreliable: estimated under {RELIABLE_FROM_AGE:g}), " if young_child(hit.attributes.get("age"))
+            else ", ")
         if hit.person is not None:  # the person (index.people) the face belongs to
             person += f"person {hit.person['name'] or hit.person['id']}, "
         warning = "  (unreliable: half outside the photo)" if hit.unreliable else ""

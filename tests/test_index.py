@@ -149,6 +149,12 @@ def test_bad_queries_are_refused(built_index: BuiltIndex, tmp_path: Path) -> Non
     Image.new("RGB", (120, 150), (90, 90, 90)).save(blank)
     with pytest.raises(FaceSearchError, match="no face"):
         fs.query(image=blank, k=5)
+    with pytest.raises(FaceSearchError, match="k must be a whole number"):
+        fs.query(text="smiling", k="5")
+    with pytest.raises(FaceSearchError, match=r"must be \(height, width, 3\) uint8 RGB, not float64"):
+        fs.query(image=np.zeros((100, 100, 3)), k=3)
+    with pytest.raises(FaceSearchError, match="a face id is a whole number"):
+        fs.remove_face("abc")
     cut = tmp_path / "cut.jpg"  # a JPEG cut short: read as far as it goes, and the error says so
     Image.new("RGB", (120, 150), (90, 90, 90)).save(cut, quality=90)
     cut.write_bytes(cut.read_bytes()[:-200])

@@ -147,6 +147,7 @@ def test_hits_carry_their_person_and_where_person_filters(library: dict) -> None
         # in no person: left out by its size)
         hits = fs.query(image=query, k=11, where="face_size > 30")
         only = fs.query(image=query, k=11, where=f"person = {alice['id']}")
+        by_id = fs.query(image=query, k=11, person=alice["id"])  # an int id, as fs.people() gives it
         others = fs.query(image=query, k=11, where=f"person != {alice['id']} and face_size > 30")
         with pytest.raises(FaceSearchError, match="no person is called 'Nobody'"):
             fs.query(image=query, person="Nobody")
@@ -155,6 +156,7 @@ def test_hits_carry_their_person_and_where_person_filters(library: dict) -> None
     assert len(hits) == 11 and hits[0].person == {"id": alice["id"], "name": None}
     assert all(hit.person is not None for hit in hits)
     assert {hit.face_id for hit in only} == {face["face_id"] for face in alice["faces"]}
+    assert [hit.face_id for hit in by_id] == [hit.face_id for hit in only]
     assert len(others) == 7 and all(hit.person["id"] != alice["id"] for hit in others)
 
 
@@ -343,7 +345,7 @@ def test_young_children_join_no_person_and_their_comparisons_are_flagged(data_di
         hits = fs.query(image=folder / babies[0].name, k=3)  # a baby's query says so, and its hits
         assert notes == ["the query face is estimated under 10 years: same_person is not reliable "
                          "for young children"]
-        assert "same person 1.00 (a young child: unreliable)" in hits_table(hits)
+        assert "same person 1.00 (unreliable: estimated under 10)" in hits_table(hits)
         fs.query(image=folder / adults[0].name, k=3)
         assert len(notes) == 1
-    assert "UNRELIABLE: a young child" in comparisons_table([pair])
+    assert "UNRELIABLE: estimated under 10 years old (young children" in comparisons_table([pair])

@@ -22,9 +22,10 @@ import numpy as np
 from facesearch.models import embedder
 from facesearch.pipeline.pixel_attributes import with_classes
 from facesearch.pipeline.faces import Face, TrackSpan
+from facesearch.pipeline.images import rgb_array
 from facesearch.pipeline.sources import media_kind, media_source
 from facesearch.settings import DEFAULTS, Settings
-from facesearch.spec import IDENTITY, MASTER, REGION_DIM, unit_mean
+from facesearch.spec import AGE_KEY, IDENTITY, MASTER, REGION_DIM, unit_mean
 
 if TYPE_CHECKING:
     from facesearch.models.base import Embedder
@@ -94,7 +95,7 @@ class Describer:
                 from facesearch.pipeline.prepare import FacePreparer
                 preparer = self._thread_state.preparer = FacePreparer(self.settings)
             if isinstance(image, np.ndarray):
-                return None, preparer.prepare(image, scale)
+                return None, preparer.prepare(rgb_array(image), scale)
             item = next(iter(media_source(image, self.settings)))  # a photo: its one item
             return item.original_size, preparer.prepare(item.pixels, item.scale)
         except Exception as error:  # noqa: BLE001 - handed to the caller, photo by photo
@@ -206,8 +207,8 @@ class Describer:
         for found_track, described, observations in zip(found, described_tracks,
                                                         (track.best for track in found)):
             top = described[0]  # the best frame's face: its box, landmarks, score and crop
-            attributes = {name: float(np.mean([face.attributes[name] for face in described
-                                               if name in face.attributes]))
+            attributes = {name: round(float(np.mean([face.attributes[name] for face in described
+                                                     if name in face.attributes])), 1 if name == AGE_KEY else 4)
                           for name, value in top.attributes.items() if isinstance(value, (int, float))}
             faces.append(dataclasses.replace(
                 top, vector=unit_mean(np.stack([face.vector for face in described]), REGION_DIM),

@@ -226,3 +226,12 @@ def _unreadable_reason(path: Path) -> str:
     return "not an image (or an unsupported format)"
 
 
+def rgb_array(pixels: np.ndarray) -> np.ndarray:
+    """A photo given as an array, checked: (H, W, 3) uint8 RGB as it is; FaceSearchError (one
+    line) for another shape or type (a float image, grey levels, RGBA), which the detectors would
+    otherwise reject with a multi-line error of their own."""
+    if not (isinstance(pixels, np.ndarray) and pixels.ndim == 3 and pixels.shape[2] == 3
+            and pixels.dtype == np.uint8):
+        raise FaceSearchError(f"an image array must be (height, width, 3) uint8 RGB, not "
+                              f"{getattr(pixels, 'dtype', type(pixels).__name__)} of shape {getattr(pixels, 'shape', '?')}")
+    return pixels
