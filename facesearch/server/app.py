@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Body, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -134,6 +135,14 @@ def create_app(settings: Settings | None = None, token: str | None = None,
     async def one_line_error(request: Request, error: FaceSearchError):
         return JSONResponse({"detail": api_words(str(error))}, status_code=400)
 
+    @app.exception_handler(RequestValidationError)
+    async def one_line_validation_error(request: Request, error: RequestValidationError):
+        """A parameter FastAPI rejects (k=0, k=abc, a face id that is not a number, a bad JSON
+        body): the same {"detail": one line} shape as every other error, status 422 kept."""
+        first = error.errors()[0] if error.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ())[1:]) or "request"
+        return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid')}"}, status_code=422)
+
     # The OpenAPI page's script and styles from the swagger-ui-bundle package, not from a CDN:
     # the docs work offline like the rest of the page (mounted before /static, which would
     # otherwise answer for /static/docs/...).
@@ -199,7 +208,7 @@ def create_app(settings: Settings | None = None, token: str | None = None,
         return _answer(lambda: fs.query(text=text or None, k=k, **options), started)
 
     @app.post("/api/search", summary="Faces like an uploaded photo's (and/or a description)")
-    def search_photo(image: UploadFile | None = File(None), text: str | None = Form(None),
+    def search_photo(request: Request, image: UploadFile | None = File(None), text: str | None = Form(None),
                      k: int | None = Form(None, ge=1, le=MAX_K), face: int = Form(0, ge=0),
                      where: str | None = Form(None), weights: str | None = Form(None),
                      region: str | None = Form(None),
@@ -208,8 +217,13 @@ def create_app(settings: Settings | None = None, token: str | None = None,
                      min_same_person: float | None = Form(None, description=_MIN_SAME_HELP)) -> dict:
         """As GET /api/search, with a photo (multipart field `image`, at most
         Settings.upload_max_bytes): its `face`-th largest face is the query, and each hit
-        carries `same_person` (probability 0-1 that it is that face's person)."""
+        carries `same_person` (probability 0-1 that it is that face's person). Its fields come
+        as form fields: any in the URL's query string is refused (400), not silently ignored."""
         started = time.perf_counter()
+        in_url = sorted(set(request.query_params) - {"token"})
+        if in_url:
+            raise FaceSearchError(f"POST /api/search takes its fields as form fields, not in the URL: "
+                                  f"{', '.join(in_url)}")
         options = _options(weights, region, where, match, person, min_same_person)
         pixels = _read_upload(image, settings) if image is not None and image.filename else None
         return _answer(lambda: fs.query(image=pixels, text=text or None, k=k, face=face, **options),
