@@ -348,4 +348,7 @@ def test_young_children_join_no_person_and_their_comparisons_are_flagged(data_di
         assert "same person 1.00 (unreliable: estimated under 10)" in hits_table(hits)
         fs.query(image=folder / adults[0].name, k=3)
         assert len(notes) == 1
+        # look-alikes of a baby are other babies (not left out as "its person"), never itself
+        alike = fs.query(image=folder / babies[0].name, k=3, match="look-alike")
+        assert {Path(hit.path).name for hit in alike} <= {path.name for path in babies[1:]}
     assert "UNRELIABLE: estimated under 10 years old (young children" in comparisons_table([pair])

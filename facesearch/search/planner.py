@@ -42,12 +42,12 @@ import sqlalchemy as sa
 
 from facesearch.errors import FaceSearchError
 from facesearch.index.people import vector_ids_of_persons
-from facesearch.models.arcface import calibration
+from facesearch.models.arcface import RELIABLE_FROM_AGE, calibration, young_child
 from facesearch.search.filters import Filter
 from facesearch.search.ranking import (DEFAULT, RankingSettings, mixed_vector, pool_size, rerank,
                                        text_vector, weighted)
-from facesearch.search.terms import ClassTerm, needed_columns, probability_matrix
-from facesearch.spec import CELEBA_ATTRIBUTES, CLASSES, REGIONS
+from facesearch.search.terms import COLUMNS, ClassTerm, needed_columns, probability_matrix
+from facesearch.spec import AGE_KEY, CELEBA_ATTRIBUTES, CLASSES, REGIONS
 
 if TYPE_CHECKING:
     from facesearch.index.spaces import VectorSpace
@@ -94,6 +94,13 @@ LOOKALIKE_EXCLUDE_PROBABILITY = 0.2
 #: predicted changed agreement by at most 0.002 either way, so the stored probabilities are
 #: used as they are.
 LOOKALIKE_POOL = 10
+#: When the query face and a candidate are both estimated younger than
+#: models.arcface.RELIABLE_FROM_AGE, look-alike mode leaves the candidate out only at this
+#: identity cosine or more (the face itself, copies of its photo), not at the usual cut: young
+#: children's raised cosines call them all one person, and on face chips every other baby was
+#: left out (a baby's look-alikes were 6-14 years old). Candidates estimated older are left out
+#: as for any query (a young-looking adult misread as a child keeps its person out).
+CHILD_COPY_COSINE = 0.8
 LOOKALIKE_AGREEMENT_WEIGHT = 3.0
 
 
@@ -271,6 +278,8 @@ def _look_alikes(request: Request, vector: np.ndarray, searched: np.ndarray, spa
     shipped = calibration()
     query_identity = np.asarray(request.identity, dtype=np.float32)
     cut = shipped.cosine(LOOKALIKE_EXCLUDE_PROBABILITY) if leave_out is None else None
+    child = (request.attributes is not None
+             and young_child(float(np.asarray(request.attributes)[COLUMNS.index(AGE_KEY)])))
     if leave_out is None:
         nearest = _search(identity, catalog, query_identity, 1, request.where)  # itself, if indexed
         person = (int(catalog.persons(np.array([nearest[0][1]], np.int64))[0])
@@ -284,7 +293,12 @@ def _look_alikes(request: Request, vector: np.ndarray, searched: np.ndarray, spa
         if cut is not None:
             # a face without an identity vector cannot be judged another person: left out too
             scores = np.array(_identity_scores(identity, query_identity, [i for _, i in found]))
-            found = [pair for pair, keep in zip(found, scores < cut) if keep]
+            keep = scores < cut
+            if child and found:  # two young children's cosine says little: other young
+                # children stay unless copies of the query (CHILD_COPY_COSINE)
+                _, matrix = catalog.probabilities(np.array([i for _, i in found], np.int64), [AGE_KEY])
+                keep |= (matrix[:, COLUMNS.index(AGE_KEY)] < RELIABLE_FROM_AGE) & (scores < CHILD_COPY_COSINE)
+            found = [pair for pair, kept in zip(found, keep) if kept]
         if len(found) >= pool or len(fetched) < fetch or fetch >= len(space):
             break
         fetch *= 4
