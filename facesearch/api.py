@@ -487,8 +487,8 @@ class FaceSearch:
         """A notice when even the best hit of a text (or a filter browsed) fits what was asked
         poorly (class fit at most WEAK_FIT, search.terms.class_fit): hits are still listed, best
         first, but none clearly shows it ("red hair" where nobody has red hair)."""
-        best = float(max(class_fit(terms, probability_matrix([hit.attributes], needed_columns(terms)))[0]
-                         for hit in hits))
+        best = float(class_fit(terms, probability_matrix([hit.attributes for hit in hits],
+                                                         needed_columns(terms))).max())
         if best <= WEAK_FIT:
             self.on_notice(f"no face here clearly fits {', '.join(term.label for term in terms)}: "
                            f"the best fit is {best:.2f} (0-1); the hits are the closest there are")
