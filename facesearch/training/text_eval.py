@@ -92,6 +92,16 @@ hair 0.40 (CelebA 0.80), blue eyes 0.80 (1.00), green eyes 0.30 (0.30), brown ey
 The red misses are brown hair with warm or reddish tints, on chips that show a strip of hair
 beside the face: the red rule is fitted to CelebA's photos more than the eye rules are.
 
+Figures (shipped model fs-mnv2-20261201-e30-s0-dlibkd-9bc1cc: a768d9 with the attribute classifier
+fitted as three fresh heads merged; session 12): the 46 queries P@10 0.961 -> 0.972 (AP@100
+0.851; literal 0.982, paraphrase 0.963; "mustache" 0.7 -> 1.0, "brown hair" and "goatee" 0.9 ->
+1.0, "an elderly gentleman with white hair" 0.7 -> 0.8, "clean-shaven guy with specs" 0.9 ->
+0.8), captions R@1/5/10 0.252/0.548/0.685, blond@10 0.950 at non-hair similarity 0.518, age
+phrases 0.860, expressions 0.690; pixel attributes red 0.80, long 0.90, short 1.00, blue 1.00,
+green 0.30, brown 0.90 (2 new hits judged, 209 judgements); held out: red 0.40, blue 0.80,
+green 0.30, brown 1.00. With one head refitted alone, P@10 moved between 0.965 and 0.976 with
+the seed (model card, "Stage 2 is three fresh heads").
+
 Figures (shipped model fs-mnv2-20261201-e30-s0-dlibkd-a768d9: f8762b's network with the age read
 as the expectation over the age groups; session 11): the 46 queries P@10 0.961 (AP@100 0.848;
 "an elderly gentleman with white hair" 0.6 -> 0.7), age phrases P@10 0.850 -> 0.860 (AP@100
