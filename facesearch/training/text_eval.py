@@ -90,7 +90,10 @@ Held out (session 11): the pixel rules on 2,333 UTKFace chips (`pixel_gallery(he
 HELD_OUT_QUERIES; 40 hits judged the same way, never looked at while the rules were set): red
 hair 0.40 (CelebA 0.80), blue eyes 0.80 (1.00), green eyes 0.30 (0.30), brown eyes 1.00 (0.90).
 The red misses are brown hair with warm or reddish tints, on chips that show a strip of hair
-beside the face: the red rule is fitted to CelebA's photos more than the eye rules are.
+beside the face. Session 12 looked through the 120 chips ranked first for red hair: 4 redheads
+(2 red, 2 auburn), ranked 2, 5, 7 and 8, none from 11 to 120; every chip's hair_red is under 0.3
+(the best 0.27). So 0.40 is the bound these chips set (fewer than 10 redheads among the 120 most
+likely), not a ranking that misses them; how many redheads lie further down was not looked at.
 
 Figures (shipped model fs-mnv2-20261201-e30-s0-dlibkd-9bc1cc: a768d9 with the attribute classifier
 fitted as three fresh heads merged; session 12): the 46 queries P@10 0.961 -> 0.972 (AP@100
