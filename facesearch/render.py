@@ -39,14 +39,17 @@ def overlay(crop: np.ndarray, masks: np.ndarray, alpha: float = 0.5) -> np.ndarr
 
 
 def top_attributes(attributes: dict[str, float], n: int = SHOWN_ATTRIBUTES) -> str:
-    """The n most likely classes (CelebA's and ours) and the age, as 'Smiling .97, ...'; a class
-    named twice (CelebA's Male beside the gender head's male) shown once, the likelier."""
-    likely, named = [], set()
-    for p, name in sorted(((p, name) for name, p in attributes.items()
-                           if (name in CLASSES or name in EMOTIONS) and name != "No_Beard"), reverse=True):
-        if name.lower() not in named and len(likely) < n:
-            likely.append((p, name))
-            named.add(name.lower())
+    """The n most likely classes (CelebA's and ours) and the age, as 'Smiling .97, ...'. Gender
+    is shown once, as text queries read it (search.terms.term_probabilities): the mean of the
+    gender head and CelebA's Male, as "male p" or "female 1 - p" (the two heads apart could
+    say "female 0.83, Male 0.77" on one face)."""
+    genders = [p for p in (attributes.get("male"), attributes.get("Male")) if isinstance(p, (int, float))]
+    shown = {name: p for name, p in attributes.items() if (name in CLASSES or name in EMOTIONS)
+             and name not in ("No_Beard", "Male", "male", "female")}
+    if genders:
+        male = sum(genders) / len(genders)
+        shown |= {"male": male} if male >= 0.5 else {"female": 1.0 - male}
+    likely = sorted(((p, name) for name, p in shown.items()), reverse=True)[:n]
     text = ", ".join(f"{name} {p:.2f}" for p, name in likely)
     return f"{text}, age {attributes['age']:.0f}" if "age" in attributes else text
 

@@ -100,6 +100,31 @@ def test_rerank_follows_class_fit() -> None:
                           settings=replace(ranking.DEFAULT, rerank=False)) == candidates
 
 
+def test_an_unread_pixel_attribute_ranks_below_a_likely_reading() -> None:
+    """"woman with short hair": a woman measured short-haired (hair_short at most 0.3 for women)
+    comes before women whose hair length nobody could read, who come before long-haired ones."""
+    terms = [ClassTerm("female", 1.0, False, "woman"), ClassTerm("hair_short", 1.0, False, "short hair")]
+    woman = {"female": 0.99, "male": 0.01, "Male": 0.01}
+    stored = [woman | {"hair_short": 0.02}, woman, woman | {"hair_short": 0.3}]  # long, unread, short
+    ranked = ranking.rerank(terms, [(0.3, 10), (0.2, 11), (0.1, 12)], stored)
+    assert [i for _, i in ranked] == [12, 11, 10]
+    matrix = terms_.probability_matrix(stored, ["hair_short", "Smiling"])
+    assert matrix[1, terms_.COLUMNS.index("hair_short")] == terms_.UNMEASURED_PIXEL_FIT
+    assert matrix[1, terms_.COLUMNS.index("Smiling")] == 0.5  # a network class stays at even odds
+
+
+def test_text_fit_of_a_low_quality_face_is_scaled_down() -> None:
+    """A 13 px, blurred face (quality 0.02) whose classes are guesses falls behind a clear face
+    that fits a little less; faces without a quality record keep their fit."""
+    terms = [ClassTerm("fear", 1.0, False, "scared")]
+    stored = [{"fear": 0.3, "quality": 0.02}, {"fear": 0.25, "quality": 0.8}, {"fear": 0.2}]
+    weights = terms_.quality_weights(stored)
+    assert weights == pytest.approx([0.2, 1.0, 1.0])
+    candidates = [(0.3, 10), (0.2, 11), (0.1, 12)]
+    assert [i for _, i in ranking.rerank(terms, candidates, stored, reliability=weights)] == [11, 12, 10]
+    assert [i for _, i in ranking.rerank(terms, candidates, stored)] == [10, 11, 12]
+
+
 def test_age_terms_use_the_estimate_too() -> None:
     old = ClassTerm("age_70_plus", 1.0, False, "elderly")
     attributes = {name: 0.0 for name in CLASSES} | {"age": 78.0}

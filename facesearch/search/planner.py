@@ -46,7 +46,7 @@ from facesearch.models.arcface import RELIABLE_FROM_AGE, calibration, young_chil
 from facesearch.search.filters import Filter
 from facesearch.search.ranking import (DEFAULT, RankingSettings, mixed_vector, pool_size, rerank,
                                        text_vector, weighted)
-from facesearch.search.terms import COLUMNS, ClassTerm, needed_columns, probability_matrix
+from facesearch.search.terms import COLUMNS, ClassTerm, needed_columns, probability_matrix, quality_weights
 from facesearch.spec import AGE_KEY, CELEBA_ATTRIBUTES, CLASSES, REGIONS
 
 if TYPE_CHECKING:
@@ -228,8 +228,17 @@ def rank(request: Request, centres: np.ndarray, space: Space, catalog: Catalog,
     candidates, probabilities = _with_likeliest(request, space, catalog, searched, pool,
                                                 candidates, probabilities)
     ranked = rerank(request.terms, candidates, probabilities, mixed=request.face is not None,
-                    settings=request.ranking)
+                    settings=request.ranking, reliability=_reliability(catalog, candidates))
     return Ranked(vector, ranked[:request.k], strategy)
+
+
+def _reliability(catalog: Catalog, candidates: Sequence[tuple[float, int]]) -> np.ndarray | None:
+    """(n,) terms.quality_weights of the candidates, read from the rows a StoreCatalog keeps;
+    None for a catalog without rows (the evaluation's galleries hold no quality record)."""
+    rows = getattr(catalog, "rows", None)
+    if rows is None:
+        return None
+    return quality_weights([rows[i][0].attributes if i in rows else {} for _, i in candidates])
 
 
 def rank_match(request: Request, space: Space, identity: Space, catalog: Catalog) -> Ranked:

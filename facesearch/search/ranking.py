@@ -7,7 +7,8 @@ class named counts alike. A class steers the blocks of the regions it lives in
 that vector (a pool of `pool_size(k)`) are then re-ranked by how well their stored class
 probabilities fit the description (`class_fit`: the weighted geometric mean, over the terms, of
 the probability of each class, or of its absence for a negated one), the vector score breaking
-ties. A text hit's score is that fit (0..1) + RERANK_VECTOR_WEIGHT x the centre-space score. A
+ties; a face of low quality (search.terms.RELIABLE_QUALITY) has its fit scaled down, its classes
+being guesses. A text hit's score is that fit (0..1) + RERANK_VECTOR_WEIGHT x the centre-space score. A
 mixed query (face + text) moves the face's blocks toward the classes, then re-ranks its pool by
 face similarity + MIXED_FIT_WEIGHT x log(fit).
 
@@ -114,11 +115,13 @@ def pool_size(k: int, settings: RankingSettings = DEFAULT) -> int:
 
 def rerank(terms: Sequence[ClassTerm], candidates: Sequence[tuple[float, int]],
            probabilities: np.ndarray | Sequence[Mapping[str, float]], mixed: bool = False,
-           settings: RankingSettings = DEFAULT) -> list[tuple[float, int]]:
+           settings: RankingSettings = DEFAULT, reliability: np.ndarray | None = None
+           ) -> list[tuple[float, int]]:
     """Re-rank (vector score, id) candidates by their stored class probabilities (a matrix in
     COLUMNS order, or the stored `attributes` dicts), best first.
 
-    Text only: class_fit + vector_weight x vector score. Face and text (`mixed`): vector score
+    Text only: class_fit (times the candidates' `reliability`, (n,) in (0, 1], when given:
+    terms.quality_weights) + vector_weight x vector score. Face and text (`mixed`): vector score
     (the face similarity) + mixed_fit_weight x log(class_fit). Unchanged without terms or with
     re-ranking switched off.
     """
@@ -128,6 +131,8 @@ def rerank(terms: Sequence[ClassTerm], candidates: Sequence[tuple[float, int]],
         probabilities = probability_matrix(probabilities, needed_columns(terms))
     scores = np.array([score for score, _ in candidates], dtype=np.float64)
     fit = class_fit(terms, probabilities)
+    if reliability is not None and not mixed:
+        fit = fit * np.asarray(reliability, np.float64)
     if mixed:
         scores = scores + settings.mixed_fit_weight * np.log(fit)
     else:

@@ -20,6 +20,18 @@ PROBABILITY_FLOOR = 0.01
 AGE_SPREAD = 6.0
 #: Oldest age a range reaches ("over 60" is 60 to MAX_AGE).
 MAX_AGE = 120.0
+#: The fit of a pixel attribute nobody could read (hair cut off by a tight crop, eyes behind
+#: glasses or too small): below a likely reading, above an unlikely one. At 0.5 (even odds, as
+#: before) unknown faces outranked women measured short-haired, whose hair_short is at most
+#: 0.3 (pipeline.pixel_attributes.SHORT_IF_FEMALE; likewise men's long hair), and on UTKFace
+#: chips an unknown iris took a place in the "green eyes" top 10.
+UNMEASURED_PIXEL_FIT = 0.25
+#: Text fit of a face of low quality (pipeline.detect.quality: size, detector score, border,
+#: sharpness) is scaled by min(1, quality / RELIABLE_QUALITY): faces about 20 px or smaller, or
+#: badly blurred, whose classes are guesses, fall behind clear faces (a new user's trial: dark
+#: 13-47 px audience faces of quality 0.01-0.03 led "a scared child" and "a sad person"). Chosen,
+#: not fitted: a 20 px face with detector score 0.6, half sharp, has quality 0.09.
+RELIABLE_QUALITY = 0.1
 
 #: Columns of a probability matrix: every class, the age estimate in years, then the
 #: probabilities that are not the network's classes (no class centre): emotions, and the
@@ -96,12 +108,22 @@ class TextQuery:
 def probability_matrix(attributes: Sequence[Mapping[str, float]],
                        names: Sequence[str] = COLUMNS) -> np.ndarray:
     """(n, len(COLUMNS)) float32 from stored `attributes` dicts: the columns in `names` read
-    (0.5 where a dict lacks one or holds None: unknown), the others left at 0.5."""
+    (where a dict lacks one or holds None, unknown: 0.5, or UNMEASURED_PIXEL_FIT for a pixel
+    attribute), the others left at 0.5."""
     matrix = np.full((len(attributes), len(COLUMNS)), 0.5, dtype=np.float32)
     for name in names:
-        matrix[:, COLUMNS.index(name)] = [0.5 if a.get(name) is None else float(a[name])
+        unknown = UNMEASURED_PIXEL_FIT if name in PIXEL_ATTRIBUTES else 0.5
+        matrix[:, COLUMNS.index(name)] = [unknown if a.get(name) is None else float(a[name])
                                           for a in attributes]
     return matrix
+
+
+def quality_weights(attributes: Sequence[Mapping[str, float]]) -> np.ndarray:
+    """(n,) in (0, 1]: min(1, quality / RELIABLE_QUALITY) from stored `attributes` dicts (1
+    without a quality record: faces indexed before it)."""
+    return np.array([1.0 if not isinstance(a.get("quality"), (int, float))
+                     else min(1.0, max(float(a["quality"]), 1e-3) / RELIABLE_QUALITY)
+                     for a in attributes])
 
 
 def _share_in(first_group: int, last_group: int, first: float, last: float) -> float:
