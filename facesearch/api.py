@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facesearch.errors import FaceSearchError, counted
+from facesearch.errors import FaceSearchError, counted, require_type
 from facesearch.index.distributed import RayDescriber
 from facesearch.index.indexer import Indexer, IndexReport, reconcile
 from facesearch.index.lock import IndexBusyError, IndexLock
@@ -26,14 +26,14 @@ from facesearch.index.store import (DB_FILENAME, DamagedDatabaseError, PhotoStat
 from facesearch.models import master_card
 from facesearch.models.arcface import RELIABLE_FROM_AGE, young_child
 from facesearch.pipeline.describer import DESCRIBED_KEYS, Describer, pipeline_version
-from facesearch.pipeline.faces import Face
+from facesearch.pipeline.faces import Face, TrackSpan
 from facesearch.pipeline.images import truncated_at_end
 from facesearch.pipeline.sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, content_hash, find_images, photo_key
 from facesearch.search.compare import Comparison, compare_faces
 from facesearch.search.filters import Filter, parse_filter
 from facesearch.search.hits import Hit, Hits
-from facesearch.search.planner import LOOKALIKE_AGREEMENT_WEIGHT, Request, StoreCatalog, rank
-from facesearch.search.ranking import RERANK_VECTOR_WEIGHT, region_weights
+from facesearch.search.planner import LOOKALIKE_AGREEMENT_WEIGHT, MATCHES, Request, StoreCatalog, rank
+from facesearch.search.ranking import RERANK_VECTOR_WEIGHT, parse_weights, region_weights
 from facesearch.search.terms import COLUMNS, class_fit, needed_columns, probability_matrix
 from facesearch.search.text import asks_for_everyone, not_understood, parse
 from facesearch.settings import Settings
@@ -64,6 +64,8 @@ class FaceSearch:
         """`on_notice(line)` hears what the index repaired on its own (a vector file rebuilt
         from the database, ...) and why a query came back empty when it can say (nothing at
         `min_same_person`: the likeliest probability); default: printed to stderr as "note: ..."."""
+        require_type(index_dir, (str, os.PathLike, type(None)), "index_dir", "a folder's path (str or os.PathLike)")
+        require_type(db_url, (str, type(None)), "db_url", "a database URL (str)")
         settings = settings if settings is not None else Settings.from_env()
         self.on_notice = on_notice if on_notice is not None else _print_notice
         self.settings = settings.replace(index_dir=index_dir, db_url=db_url)
@@ -178,14 +180,16 @@ class FaceSearch:
     def describe(self, image: str | os.PathLike | np.ndarray) -> list[Face]:
         """Every face in a photo (path or RGB array), largest first, with its master vector; a
         video's faces are its tracks in the order they first appear (describer.describe_video),
-        so `face=N` of a video query is its (N+1)-th track."""
+        so `face=N` of a video query is its (N+1)-th track (by default a video query uses its
+        largest face's: see query). ArgumentTypeError (a FaceSearchError)
+        for anything else than a path or an array."""
         return next(self.describe_many([image]))
 
     def describe_many(self, images: Iterable[str | os.PathLike | np.ndarray]) -> Iterator[list[Face]]:
         """describe() over many photos, yielding each photo's faces in order, faster: photos are
         prepared on Settings.describe_threads threads while the network describes the faces of
         Settings.describe_batch photos at a time. A bad photo raises (FaceSearchError)."""
-        for result in self.describer.stream(images):
+        for result in self.describer.stream(map(_image_argument, _iterable(images, "images"))):
             if isinstance(result, Exception):
                 raise result
             yield result[1]  # (original size, faces)
@@ -218,7 +222,7 @@ class FaceSearch:
         `report.people` says what changed). With `ray` (else Settings.ray_address), a Ray
         cluster's actors describe the photos and this process commits them
         (index.distributed)."""
-        paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+        paths = _path_list(paths, "paths")
         self._refuse_vanished_roots(paths)
         problems: list[tuple[str, str]] = []
         skipped: list[tuple[str, str]] = []
@@ -278,7 +282,7 @@ class FaceSearch:
         with `missing_ok=False` (the CLI) such a path is a FaceSearchError, raised before
         anything is removed."""
         self._require_index()
-        paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+        paths = _path_list(paths, "paths")
         with IndexLock(self.index_dir, "remove"):
             self.__dict__.pop("spaces", None)
             reconcile(self.store, self.spaces)  # vectors a crashed run left behind go too
@@ -354,14 +358,18 @@ class FaceSearch:
 
     # --- querying -------------------------------------------------------------------------------
     def query(self, image: str | os.PathLike | np.ndarray | None = None, text: str | None = None,
-              k: int | None = None, face: int = 0, *, weights: Mapping[str, float] | None = None,
+              k: int | None = None, face: int | None = None, *, weights: Mapping[str, float] | None = None,
               region: str | None = None, where: str | Filter | None = None,
               exclude: str | os.PathLike | Iterable[str | os.PathLike] | None = None,
               match: str = "default", person: str | int | None = None,
               min_same_person: float | None = None,
               exclude_faces: Iterable[int] | None = None) -> Hits:
-        """The k stored faces (default Settings.k) most like a photo's face (`face`-th largest),
-        a description, or a photo's face changed as the description says; best first. With
+        """The k stored faces (default Settings.k) most like a photo's face (`face`-th largest;
+        default the largest), a description, or a photo's face changed as the description says;
+        best first. A video query's faces are its tracks: by default the track with the largest
+        face (box area, width x height in original pixels, in the track's best frame: the box
+        its face is stored with), `face=N` its (N+1)-th track by start; on_notice says which
+        track was used. With
         `where` alone (or a text such as "a person" that names no class) it browses: the faces
         meeting the filter, best fit to the classes it names first; when it names none, by the
         first other number it compares (`quality > 0.5`: highest quality first, scored by it),
@@ -396,6 +404,8 @@ class FaceSearch:
         like `where="person = 'Alice'"` (alone, it browses that person's faces); every hit
         carries its `person` ({"id", "name"} or None)."""
         k = self.settings.k if k is None else k
+        _check_query_types(image, text, where, region, match, person, face)
+        weights = _weights_argument(weights)
         _check_min_same_person(min_same_person, image, match)
         if image is None and text is None and where is None and person is None:
             raise FaceSearchError("give an image, a text, a --where filter, or a combination to query")
@@ -403,7 +413,7 @@ class FaceSearch:
             raise FaceSearchError(f"k must be a whole number of hits (got {k!r})")
         if k < 1:
             raise FaceSearchError(f"k must be at least 1 (got {k})")
-        if face != 0 and image is None:
+        if face and image is None:  # face=0 without an image: the old default, let pass
             raise FaceSearchError("--face picks a face of --image; there is no --image")
         block_weights = region_weights(weights, region)
         restriction = parse_filter(where) if isinstance(where, str) else where
@@ -419,18 +429,29 @@ class FaceSearch:
             if not terms and not asks_for_everyone(text):
                 raise FaceSearchError(f"nothing face-related was understood in {text!r}: "
                                       f"{not_understood(text)}")
+        if match in MATCHES and match != "default" and (image is None or terms):
+            raise FaceSearchError(f"match {match!r} applies to image queries without a text: leave out the "
+                                  "text (--text), or use match default" if image is not None else
+                                  f"match {match!r} applies to image queries: there is no image (--image) "
+                                  "whose face to match")
         browsing = image is None and not terms and restriction is not None
         if browsing:
             terms = restriction.terms()  # browsing: best fit to what the filter asks first
         self._open_existing()
+        for named in restriction.persons() if restriction is not None else ():
+            people_store.person_ids_named(self.store, str(named))  # else one line, not "no hits"
         query_face = query_identity = query_attributes = None
         if image is not None:
             faces = self._query_faces(image)
             if not faces:
                 raise no_face_error(image)
+            largest = face is None
+            face = _largest_face(faces) if largest else face
             if not 0 <= face < len(faces):
                 raise FaceSearchError(f"--face {face} is out of range: the image has {len(faces)} face(s)")
-            query_face, query_identity, query_attributes = faces[face]
+            query_face, query_identity, query_attributes, _, track = faces[face]
+            if track is not None:  # a video query: say which track it is
+                self.on_notice(_video_query_note(face, track, largest))
             if query_identity is not None and young_child(float(query_attributes[COLUMNS.index(AGE_KEY)])):
                 self.on_notice(f"the query face is estimated under {RELIABLE_FROM_AGE:g} years: "
                                "same_person is not reliable for young children")
@@ -516,12 +537,15 @@ class FaceSearch:
     def name_person(self, person_id: int, name: str) -> None:
         """Name a person (kept across index runs). FaceSearchError: unknown person, empty name,
         or a name another person has."""
+        person_id = _person_id(person_id, "person_id")
+        require_type(name, str, "name", "a string")
         self._open_existing()
         people_store.name_person(self.store, person_id, name)
 
     def merge_people(self, keep: int, other: int) -> None:
         """Move person `other`'s faces to person `keep` (which keeps its id and name, or takes
         `other`'s name if it has none) and drop `other`. FaceSearchError for unknown persons."""
+        keep, other = _person_id(keep, "keep"), _person_id(other, "other")
         self._open_existing()
         people_store.merge_people(self.store, keep, other)
 
@@ -534,10 +558,11 @@ class FaceSearch:
         return people_store.remove_face(self.store, face_id)
 
     def _query_faces(self, image: str | os.PathLike | np.ndarray
-                     ) -> list[tuple[np.ndarray, np.ndarray | None, np.ndarray]]:
+                     ) -> list[tuple[np.ndarray, np.ndarray | None, np.ndarray, list[float], TrackSpan | None]]:
         """(master vector (364,), identity vector (512,) or None, class probabilities
-        (len(terms.COLUMNS),)) of a query photo's faces,
-        largest first: the stored ones when the photo is indexed by this model and unchanged on
+        (len(terms.COLUMNS),), box [x0, y0, x1, y1] in original pixels (a video's: in the track's
+        best frame), TrackSpan of a video's face or None) of a query photo's faces,
+        largest first (a video's: its tracks by start): the stored ones when the photo is indexed by this model and unchanged on
         disk since (size and modification time, as `index` judges it; no network is loaded
         then; identity None for a photo indexed before the identity space), else described
         now. Raises FaceSearchError for a file that cannot be read as an image."""
@@ -555,9 +580,14 @@ class FaceSearch:
                 identity = self.spaces.get(IDENTITY)
                 identities = (identity.reconstruct(ids) if identity is not None
                               and np.isin(ids, identity.ids()).all() else [None] * len(ids))
+                tracks = [TrackSpan(row.track_id, row.track_start, row.track_end, row.frame_time,
+                                    row.track_frames or 0) if photo.media == "video" else None
+                          for row in rows]
                 return list(zip(self.vectors.reconstruct(ids), identities,
-                                probability_matrix([row.attributes for row in rows])))
-        return [(described.vector, described.identity, probability_matrix([described.attributes])[0])
+                                probability_matrix([row.attributes for row in rows]),
+                                [[row.x0, row.y0, row.x1, row.y1] for row in rows], tracks))
+        return [(described.vector, described.identity, probability_matrix([described.attributes])[0],
+                 list(described.bbox), described.track)
                 for described in self.describe(image)]
 
     def _vector_ids_of(self, photos: str | os.PathLike | Iterable[str | os.PathLike] | None
@@ -566,7 +596,7 @@ class FaceSearch:
         an indexed photo under another name is the same photo); photos not indexed have none."""
         if photos is None:
             return set()
-        photos = [photos] if isinstance(photos, (str, os.PathLike)) else list(photos)
+        photos = _path_list(photos, "exclude")
         paths = set()
         for path in photos:
             paths.add(path)
@@ -716,6 +746,26 @@ class FaceSearch:
 THUMBNAILS_DIRNAME = "thumbnails"
 
 
+def _largest_face(faces: list[tuple]) -> int:
+    """Which of a query's faces (FaceSearch._query_faces) is the default one: a photo's first
+    (its faces are largest first), a video's track whose face box (in its best frame, original
+    pixels) has the largest area, width x height; the first such on a tie."""
+    if not faces or faces[0][4] is None:
+        return 0
+    areas = [max(0.0, x1 - x0) * max(0.0, y1 - y0) for x0, y0, x1, y1 in (face[3] for face in faces)]
+    return int(np.argmax(areas))
+
+
+def _video_query_note(face: int, track: TrackSpan, largest: bool) -> str:
+    """The notice naming the track a video query used (`face`: its index, tracks by start),
+    e.g. 'the video query uses track 3 (1.0-1.5 s, best frame at 1.0 s): the largest face
+    (--face N picks the (N+1)-th track)'."""
+    why = ("the largest face (--face N picks the (N+1)-th track)" if largest
+           else f"face {face} (--face {face}), its tracks taken by start")
+    return (f"the video query uses track {track.track_id} ({track.start:.1f}-{track.end:.1f} s, "
+            f"best frame at {track.time:.1f} s): {why}")
+
+
 def _face_dict(face: FaceRow, photo: PhotoRow) -> dict:
     """The JSON-ready description of a stored face (FaceSearch.face)."""
     return {"face_id": face.id, "photo_id": photo.id, "face_index": face.face_index,
@@ -746,8 +796,8 @@ def region_score(block_weights: np.ndarray | None) -> str:
 
 #: At or below this fit (0-1) of the best hit, a text query says nothing fits it well: the
 #: weighted geometric mean of the asked classes' probabilities (search.terms.class_fit), so one
-#: class at even odds or worse (0.5 is also a pixel attribute nobody could read: "long hair"
-#: among face chips that show no hair).
+#: class at even odds or worse (a pixel attribute nobody could read fits at
+#: search.terms.UNMEASURED_PIXEL_FIT, below it: "long hair" among face chips that show no hair).
 WEAK_FIT = 0.5
 
 
@@ -792,8 +842,75 @@ def _check_min_same_person(value: float | None, image: object, match: str) -> No
     if image is None:
         raise FaceSearchError("--min-same-person applies to image queries (their hits carry same_person)")
     if match == "look-alike":
-        raise FaceSearchError("--min-same-person keeps the query's person, which look-alike mode leaves out: "
-                              "use --match person")
+        raise FaceSearchError("a minimum same-person probability keeps the query's person, which match "
+                              "look-alike leaves out: use match person (or default)")
+
+
+# --- the Python API's arguments: a wrong type is one line (errors.ArgumentTypeError) -----------
+_PATH = "a path (str or os.PathLike)"
+_NONE = type(None)
+
+
+def _check_query_types(image: object, text: object, where: object, region: object, match: object,
+                       person: object, face: object) -> None:
+    """ArgumentTypeError unless query()'s arguments have the types it takes."""
+    _image_argument(image, none_ok=True)
+    require_type(text, (str, _NONE), "text", "a string")
+    require_type(where, (str, Filter, _NONE), "where", "a filter string (\"smiling > 0.5\") or a Filter")
+    require_type(region, (str, _NONE), "region", "a region's name (str)")
+    require_type(match, str, "match", f"a string, one of {', '.join(MATCHES)}")
+    require_type(person, (str, int, np.integer, _NONE), "person", "a person's name (str) or id (int)")
+    require_type(face, (int, np.integer, _NONE), "face", "a face's place in the image (int, 0 = largest)")
+
+
+def _weights_argument(weights: object) -> Mapping[str, float] | None:
+    """query()'s `weights`: a {region: number} mapping, or the CLI's "hair=2,eyes=1" string
+    (ranking.parse_weights); ArgumentTypeError for other types or a region that is no string,
+    FaceSearchError for a weight that is no number."""
+    if isinstance(weights, str):
+        return parse_weights(weights)
+    require_type(weights, (Mapping, _NONE), "weights",
+                 "a mapping of region to number ({\"hair\": 2}) or a string \"hair=2,eyes=1\"")
+    for name, value in (weights or {}).items():
+        require_type(name, str, "each region named in weights", "a region's name (str)")
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            raise FaceSearchError(f"weights: {name}={value!r} is not a number") from None
+    return weights
+
+
+def _image_argument(image: object, none_ok: bool = False) -> str | os.PathLike | np.ndarray | None:
+    """`image` itself when it is a path or an RGB array (or None with `none_ok`), else
+    ArgumentTypeError."""
+    require_type(image, (str, os.PathLike, np.ndarray) + ((_NONE,) if none_ok else ()), "image",
+                 "a path (str or os.PathLike) or an RGB array (numpy, H x W x 3)")
+    return image
+
+
+def _iterable(values: object, name: str, expected: str = "a list (or other iterable)") -> Iterable:
+    """`values` when it is an iterable other than a string, bytes or array, else ArgumentTypeError."""
+    if isinstance(values, (str, bytes, np.ndarray)) or not isinstance(values, Iterable):
+        require_type(values, (), name, expected)
+    return values
+
+
+def _path_list(paths: object, name: str) -> list:
+    """A path or an iterable of paths as a list; ArgumentTypeError for anything else in it."""
+    if isinstance(paths, (str, os.PathLike)):
+        return [paths]
+    listed = list(_iterable(paths, name, f"{_PATH} or a list of paths"))
+    for path in listed:
+        require_type(path, (str, os.PathLike), f"each of {name}", _PATH)
+    return listed
+
+
+def _person_id(value: object, name: str) -> int:
+    """A person's id given as an int or its digits; ArgumentTypeError for anything else."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    require_type(value, (int, np.integer), name, "a person's id (int; `people()` lists them)")
+    return int(value)
 
 
 def _size_if_present(path: Path) -> int:

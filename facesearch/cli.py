@@ -124,7 +124,7 @@ def relocate(old: Path = typer.Argument(..., help="Where the photos were (a fold
 def query(image: Optional[Path] = typer.Option(None, "--image", "-i", help="Find faces like this photo's."),
           text: Optional[str] = typer.Option(None, "--text", "-t", help="Find faces that fit a description."),
           k: Optional[int] = typer.Option(None, "-k", help=f"Number of hits [default: {DEFAULTS.k}].", show_default=False),
-          face: Optional[int] = typer.Option(None, "--face", help="Which face of --image (0 = largest) [default: 0].", show_default=False),
+          face: Optional[int] = typer.Option(None, "--face", help="Which face of --image (0 = largest; of a video, 0 = its first track by start) [default: the largest face].", show_default=False),
           as_json: bool = typer.Option(False, "--json", help="Print a JSON array of hits."),
           sheet: Optional[Path] = typer.Option(None, "--sheet", help="Also save a contact sheet (.png/.jpg/.html)."),
           weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Region weights in the score, e.g. hair=2,eyes=1,background=0 (unnamed regions keep 1)."),
@@ -147,7 +147,7 @@ def query(image: Optional[Path] = typer.Option(None, "--image", "-i", help="Find
     if sheet is not None:
         _check_output(sheet, "--sheet", given=[image])
     region_weights = parse_weights(weights) if weights is not None else None
-    hits = _search(index, db_url).query(image=image, text=text, k=k, face=face or 0, region=region,
+    hits = _search(index, db_url).query(image=image, text=text, k=k, face=face, region=region,
                                         weights=region_weights, where=where,
                                         exclude=[image] if exclude_self else None, match=match,
                                         person=person, min_same_person=min_same_person)

@@ -19,3 +19,29 @@ def counted(n: int, noun: str, plural: str | None = None) -> str:
     """`n` and the noun in the number it needs, for messages: counted(1, "face") is "1 face",
     counted(3, "face") "3 faces", counted(2, "copy", "copies") "2 copies"."""
     return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
+class ArgumentTypeError(FaceSearchError, TypeError):
+    """A Python API argument of the wrong type, said in one line ("text must be a string, got
+    int"); also a TypeError, as Python's own would be."""
+
+
+def require_type(value: object, types: type | tuple[type, ...], name: str, expected: str) -> None:
+    """ArgumentTypeError "NAME must be EXPECTED, got TYPE" unless `value` is an instance of
+    `types` (a bool is not taken for a number unless bool is one of them); a short str or number
+    given is quoted too ("got str 'abc'")."""
+    types = types if isinstance(types, tuple) else (types,)
+    if isinstance(value, types) and (bool in types or not isinstance(value, bool)):
+        return
+    raise ArgumentTypeError(f"{name} must be {expected}, got {type_named(value)}")
+
+
+def type_named(value: object) -> str:
+    """A value's type for messages: "None", "int", or with a short str or number its value too
+    ("str 'abc'", "float 2.5")."""
+    if value is None:
+        return "None"
+    shown = repr(value)
+    if isinstance(value, (str, int, float)) and len(shown) <= 40 and "\n" not in shown:
+        return f"{type(value).__name__} {shown}"
+    return type(value).__name__

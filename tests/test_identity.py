@@ -290,7 +290,7 @@ def test_min_same_person_keeps_only_likelier_hits(people: dict) -> None:
 
 @pytest.mark.parametrize("value, kwargs, message", [
     (1.5, {}, "between 0 and 1"), (-0.1, {}, "between 0 and 1"), (float("nan"), {}, "between 0 and 1"),
-    ("0.9", {}, "between 0 and 1"), (0.9, {"match": "look-alike"}, "use --match person"),
+    ("0.9", {}, "between 0 and 1"), (0.9, {"match": "look-alike"}, "use match person"),
     (0.9, {"image": None, "text": "smiling"}, "applies to image queries")])
 def test_min_same_person_errors_are_one_line(people: dict, value, kwargs: dict, message: str) -> None:
     with FaceSearch(people["index"]) as fs:

@@ -166,6 +166,31 @@ def _reencode(path: Path) -> None:
         image.convert("RGB").save(path, quality=85)
 
 
+def test_an_unknown_person_in_where_is_an_error_and_a_case_slip_is_suggested(
+        library: dict, tmp_path: Path, facesearch_command: list[str]) -> None:
+    """`--where "person = 'alice'"` naming no person says so in one line (was: no hits), as
+    `--person` does; both suggest the name that differs only in case. A copy of the library's
+    index, since naming writes to it."""
+    from clitools import assert_one_line_error, run
+
+    index_dir = tmp_path / "index"
+    shutil.copytree(library["index"], index_dir)
+    with FaceSearch(index_dir) as fs:
+        fs.name_person(fs.people()[0]["id"], "Alice")
+        assert len(fs.query(where="person = 'Alice'", k=10)) == 4  # a known name as before
+        for call in (lambda: fs.query(where="person = 'alice'"), lambda: fs.query(person="alice"),
+                     lambda: fs.query(where="smiling > 0 and not person != 'ALICE'")):
+            with pytest.raises(FaceSearchError) as raised:
+                call()
+            assert str(raised.value).startswith("no person is called '") and "(did you mean 'Alice'?)" in str(
+                raised.value), str(raised.value)
+        with pytest.raises(FaceSearchError, match=r"^no person is called 'Zed': `facesearch people`"):
+            fs.query(where="person = 'Zed'")
+    done = run(facesearch_command, "query", "--where", "person = 'alice'", "--index", index_dir, cwd=tmp_path)
+    assert assert_one_line_error(done) == ("error: no person is called 'alice' (did you mean 'Alice'?): "
+                                           "`facesearch people` lists them")
+
+
 def test_names_merges_and_removals_persist_across_index_runs(data_dir: Path, tmp_path: Path,
                                                              facesearch_command: list[str]) -> None:
     folder, index_dir = tmp_path / "photos", tmp_path / "index"

@@ -262,3 +262,60 @@ def test_the_progress_bar_counts_described_photos_and_ends_on_the_summary_faces(
     assert states and states[-1][:2] == (6, 6) and states[-1][2] == summary_faces == 6
     # every state at 100% already knows the faces of all six photos
     assert all(faces == summary_faces for step, total, faces in states if step == total)
+
+
+# --- the Python API's arguments and the query's match mode (session 8's trial) ------------------
+def test_python_arguments_of_the_wrong_type_are_one_line(built_index: BuiltIndex, tmp_path: Path) -> None:
+    """Each wrong type is a FaceSearchError (ArgumentTypeError, also a TypeError) saying what
+    was given and what is expected, raised before anything is read or written; not a raw
+    AttributeError, TypeError or ValueError from deep inside."""
+    from facesearch.errors import ArgumentTypeError
+
+    fs, photo = built_index.fs, built_index.photos[0]
+    calls = {
+        "text must be a string, got int 5": lambda: fs.query(text=5),
+        "where must be a filter string": lambda: fs.query(where=5),
+        "image must be a path (str or os.PathLike) or an RGB array": lambda: fs.query(image=123),
+        "image must be a path": lambda: fs.describe(None),
+        "got bytes": lambda: fs.describe(b"\xff\xd8 bytes"),
+        "index_dir must be a folder's path (str or os.PathLike), got int 5": lambda: FaceSearch(5),
+        "paths must be a path (str or os.PathLike) or a list of paths, got int 5": lambda: fs.index(5),
+        "each of paths must be a path": lambda: fs.index([tmp_path, 5]),
+        "person_id must be a person's id (int; `people()` lists them), got str 'abc'":
+            lambda: fs.name_person("abc", "x"),
+        "keep must be a person's id": lambda: fs.merge_people("a", "b"),
+        "weights must be a mapping of region to number": lambda: fs.query(image=photo, weights=2),
+        "region must be a region's name": lambda: fs.query(image=photo, region=5),
+        "exclude must be a path": lambda: fs.query(image=photo, exclude=5),
+    }
+    for message, call in calls.items():
+        with pytest.raises(ArgumentTypeError) as raised:
+            call()
+        assert isinstance(raised.value, FaceSearchError) and isinstance(raised.value, TypeError)
+        assert message in str(raised.value), str(raised.value)
+        assert "\n" not in str(raised.value)
+    with pytest.raises(FaceSearchError, match=r"^weights: hair='x' is not a number$"):
+        fs.query(image=photo, weights={"hair": "x"})
+    # the CLI's string form of weights is taken as it is there
+    as_text = fs.query(image=photo, k=3, weights="hair=2,background=0")
+    as_mapping = fs.query(image=photo, k=3, weights={"hair": 2, "background": 0})
+    assert [(h.face_id, h.score) for h in as_text] == [(h.face_id, h.score) for h in as_mapping]
+
+
+def test_a_match_mode_without_an_image_says_so(built_index: BuiltIndex, facesearch_command: list[str],
+                                               tmp_path: Path) -> None:
+    """--match person/look-alike with no --image says there is no image (not "without a text",
+    when there is no text); with an image and a text, it says to leave out the text. The
+    min_same_person error names no CLI flag, so it reads right in Python too."""
+    fs, photo = built_index.fs, built_index.photos[0]
+    with pytest.raises(FaceSearchError, match=r"applies to image queries: there is no image"):
+        fs.query(where="age > 50", match="person")
+    with pytest.raises(FaceSearchError, match=r"applies to image queries without a text: leave out"):
+        fs.query(image=photo, text="smiling", match="look-alike")
+    with pytest.raises(FaceSearchError, match=r"use match person \(or default\)$") as raised:
+        fs.query(image=photo, match="look-alike", min_same_person=0.9)
+    assert "--" not in str(raised.value)
+    done = run(facesearch_command, "query", "--where", "age > 50", "--match", "person",
+               "--index", built_index.index_dir, cwd=tmp_path)
+    line = assert_one_line_error(done)
+    assert "there is no image (--image)" in line and "text" not in line

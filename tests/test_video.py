@@ -373,3 +373,63 @@ def test_the_web_api_leaves_a_face_out_of_its_own_similar_faces(indexed, video_d
             assert [hit["face_id"] for hit in hits] == [hit.face_id for hit in with_itself[1:]]
             assert [hit["rank"] for hit in hits] == [1, 2, 3, 4, 5]
             assert all(hit["path"] == with_itself[0].path for hit in hits[:1])  # same video, other track
+
+
+def test_a_video_query_uses_its_largest_face_unless_a_face_is_named(indexed) -> None:
+    """A video as the query used its first track (a 47 px face at 0.0 s in the clip): now the
+    track whose best-frame box is largest, and a notice names it; face=N still picks the
+    (N+1)-th track by start."""
+    fs, clips, _ = indexed
+    clip = clips / "short_hamilton_clip.mp4"
+    tracks = _tracks(fs, clip)
+    areas = [(t["bbox"][2] - t["bbox"][0]) * (t["bbox"][3] - t["bbox"][1]) for t in tracks]
+    largest = tracks[int(np.argmax(areas))]
+    assert largest["track_id"] != tracks[0]["track_id"]  # else this test could not tell them apart
+    notes: list[str] = []
+    saved, fs.on_notice = fs.on_notice, notes.append
+    try:
+        by_default = fs.query(image=clip, k=1)[0]
+        named = fs.query(image=clip, k=1, face=0)[0]
+    finally:
+        fs.on_notice = saved
+    assert by_default.track_id == largest["track_id"]  # the clip's own track comes first
+    assert named.track_id == tracks[0]["track_id"]
+    said = [note for note in notes if "video query" in note]
+    assert len(said) == 2, notes
+    assert f"uses track {largest['track_id']} " in said[0] and "largest face" in said[0]
+    assert f"uses track {tracks[0]['track_id']} " in said[1] and "face 0 (--face 0)" in said[1]
+
+
+def test_the_video_speed_counts_the_videos_own_time_not_the_photos(video_dir: Path, tmp_path: Path) -> None:
+    """A mixed folder said '0.5x real time' for a clip indexed at 2.5x alone: the figure divided
+    the video's length by the whole run's time. Photos here take 0.4 s each to describe, the
+    video 0.05 s: the figure must be its length over its own 0.05 s."""
+    import re
+    import time
+
+    from facesearch.index.indexer import Indexer, reconcile
+    from facesearch.index.spaces import Spaces
+    from facesearch.index.store import Store
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    shutil.copy(video_dir / "short_hamilton_clip.mp4", folder / "clip.mp4")
+    for i in range(3):
+        Image.new("RGB", (32, 32), (60 * i, 0, 0)).save(folder / f"{i}.jpg")
+
+    def describe(paths: list[Path]):
+        for path in paths:
+            time.sleep(0.05 if path.suffix == ".mp4" else 0.4)
+            yield (32, 32), []
+
+    index_dir = tmp_path / "index"
+    with Store.for_index_dir(index_dir) as store:
+        spaces = Spaces.open(index_dir)
+        reconcile(store, spaces)
+        report = Indexer(store, spaces, describe, "fake-model").run(
+            [folder], sorted(folder.iterdir()), progress=False)
+    assert report.videos == 1 and report.video_seconds == pytest.approx(9.2, abs=0.9)
+    assert 0.05 <= report.video_work < 0.5 and report.seconds >= 1.2
+    speed = float(re.search(r"\(([\d.]+)x real time\)", report.summary()).group(1))
+    assert speed == pytest.approx(report.video_seconds / report.video_work, rel=0.05)
+    assert speed > report.video_seconds / 0.5  # the whole run's 1.25 s would give about 7x

@@ -69,6 +69,7 @@ class IndexReport:
     photos: int = 0        # image and video files found
     videos: int = 0        # of them, videos (each face of a video is a track: pipeline.tracking)
     video_seconds: float = 0.0  # length of the videos described
+    video_work: float = 0.0  # wall seconds spent describing them (Indexer._describe), photos' time not in it
     indexed: int = 0       # new or changed photos described
     unchanged: int = 0
     removed: int = 0       # photos gone from disk, dropped from the index
@@ -97,7 +98,7 @@ class IndexReport:
                 f"{len(self.no_face)} without a face, {failed}")
         if self.video_seconds:
             line += (f", {self.video_seconds:.0f} s of video "
-                     f"({self.video_seconds / max(self.seconds, 1e-9):.1f}x real time)")
+                     f"({self.video_seconds / max(self.video_work, 1e-9):.1f}x real time)")
         if self.moved or self.duplicates:
             line += (f", {self.moved} moved, "
                      f"{counted(self.duplicates, 'copy of an indexed photo', 'copies of indexed photos')}")
@@ -147,6 +148,7 @@ class _Pending:
     twin_unwritten: bool = False  # ... described earlier in this run, not yet written
     media: str = "photo"  # or "video": its faces are tracks (Face.track)
     duration: float | None = None  # a video's length, seconds
+    elapsed: float = 0.0  # a video's: wall seconds its describing took (Indexer._describe)
     #: An indexed, unchanged photo described again only to fill in its faces' newer stored
     #: numbers (Indexer refresh_keys): nothing of it is replaced; `updates` are the merged
     #: attributes by face id, written in place at the checkpoint.
@@ -296,6 +298,7 @@ class Indexer:
                 report.faces += len(item.faces)
                 report.indexed += item.status is not PhotoStatus.ERROR
                 report.video_seconds += item.duration or 0.0
+                report.video_work += item.elapsed
 
         # The bar moves as each photo is done: examined and left as it is, or described (a
         # photo to describe waits for its batch, so examining alone would reach 100% first).
@@ -471,9 +474,14 @@ class Indexer:
 
     def _describe(self, items: list[tuple[_Pending, Path]]) -> Iterator[_Pending]:
         """Describe photos examined as new or changed, yielding each as soon as it is (so an
-        interrupted run keeps what was done); a photo that fails is marked, not fatal."""
-        results = self.describe([path for _, path in items]) if items else ()
-        for (item, path), result in zip(items, results):
+        interrupted run keeps what was done); a photo that fails is marked, not fatal. A
+        video's `elapsed` is the wall time the describer took to give it (the wait for its
+        result): Describer.stream describes a video alone, after the photos before it are
+        given, so that is the video's own decoding, detection, tracking and describing
+        (the first item also loads the models; over Ray, chunks are described in parallel and
+        it is only the wait)."""
+        results = _timed(iter(self.describe([path for _, path in items]) if items else ()))
+        for (item, path), (waited, result) in zip(items, results):
             if item.refresh:  # only its faces' attributes change; a failure changes nothing
                 if not isinstance(result, Exception):
                     item.updates = self._filled_in(str(item.path), result[1])
@@ -489,7 +497,7 @@ class Indexer:
                 item.faces = [dataclasses.replace(face, crop=_DROPPED, masks=_DROPPED)
                               for face in result[1]]
                 if media_kind(path) == "video":  # faces are tracks; never a photo's copy
-                    item.media, item.duration = "video", _duration(path)
+                    item.media, item.duration, item.elapsed = "video", _duration(path), waited
                 else:
                     item.partial = truncated_at_end(path)
                 # a truncated file is never a copy: its top may match an indexed photo (the
@@ -639,6 +647,18 @@ def _track_columns(face: Face) -> dict:
     return {"track_id": face.track.track_id, "track_start": face.track.start,
             "track_end": face.track.end, "frame_time": face.track.time,
             "track_frames": face.track.frames}
+
+
+def _timed(results: Iterator) -> Iterator[tuple[float, object]]:
+    """(wall seconds `next` took, item) for each item of `results`: the time spent producing
+    it, not the time the consumer spent between items."""
+    while True:
+        began = time.perf_counter()
+        try:
+            result = next(results)
+        except StopIteration:
+            return
+        yield time.perf_counter() - began, result
 
 
 def _duration(path: Path) -> float | None:

@@ -32,6 +32,7 @@ faces.person_id; migration 0006). Naming, merging and taking a face out are `nam
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 import numpy as np
@@ -405,6 +406,10 @@ def person_ids_named(store: Store, name: str) -> list[int]:
             query = sa.select(PersonRow.id).where(sa.or_(PersonRow.name == name,
                                                          PersonRow.id == int(name)))
         found = list(session.scalars(query))
-    if not found:
-        raise FaceSearchError(f"no person is called {name!r}: `facesearch people` lists them")
+        if not found:  # a name that differs only in case (or barely): say which was meant
+            names = list(session.scalars(sa.select(PersonRow.name).where(PersonRow.name.is_not(None))))
+            meant = ([other for other in names if other.casefold() == name.casefold()]
+                     or difflib.get_close_matches(name, names, n=1, cutoff=0.8))
+            hint = f" (did you mean {meant[0]!r}?)" if meant else ""
+            raise FaceSearchError(f"no person is called {name!r}{hint}: `facesearch people` lists them")
     return found

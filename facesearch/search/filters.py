@@ -300,6 +300,21 @@ class Filter:
         visit(self.tree, False)
         return list(found.items())
 
+    def persons(self) -> list[str | int]:
+        """The persons the filter names (`person = 'Alice'`: a name, or an id), each once, in the
+        order written, so that a name no person has can be reported rather than match nothing."""
+        found: list[str | int] = []
+
+        def visit(node: Node) -> None:
+            if isinstance(node, Logic):
+                for part in node.parts:
+                    visit(part)
+            elif node.field.kind == "person" and node.value not in found:
+                found.append(node.value)
+
+        visit(self.tree)
+        return found
+
     # --- SQL ------------------------------------------------------------------------------------
     def clause(self, dialect: str) -> sa.ColumnElement[bool]:
         """The condition on faces joined with photos, for a dialect ("sqlite", "postgresql")."""
