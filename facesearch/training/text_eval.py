@@ -567,12 +567,12 @@ def pixel_gallery(cache_dir: Path = Path("cache"), root: Path | None = None,
     (celeba/wild/000461.jpg)."""
     from facesearch.models.descriptor import shipped_model
     from facesearch.pipeline.describer import Describer, pipeline_version
-    from facesearch.search.terms import COLUMNS, probability_matrix
+    from facesearch.search.terms import COLUMNS, UNMEASURED_PIXEL_FIT, probability_matrix
     from facesearch.settings import DEFAULTS
     from facesearch.training.data import UNKNOWN, data_dir, labelled_images
 
-    # made again by another master model, detector or parser
-    pipeline = pipeline_version(shipped_model().version, DEFAULTS)
+    # made again by another master model, detector or parser, or another fit for what was not read
+    pipeline = f"{pipeline_version(shipped_model().version, DEFAULTS)}|unmeasured {UNMEASURED_PIXEL_FIT}"
     cache = Path(cache_dir) / ("pixel_gallery_utkface.npz" if held_out else "pixel_gallery.npz")
     if cache.exists():
         with np.load(cache) as data:
