@@ -85,9 +85,25 @@ def test_age_is_the_expectation_over_age_groups(prepared):
         assert low <= mean <= high
     embedded = embed_faces(network, crops, masks)
     groups = embedded.probabilities[:, HEADS["age_group"]]
-    assert np.allclose(embedded.ages, groups @ means, atol=0.01)
+    assert np.all(embedded.ages >= groups @ means - 0.01)  # the oldest group's share only adds
     assert np.all((embedded.ages > 10) & (embedded.ages < 80))  # CelebA's adults
     logits = np.zeros((1, HEADS["age"].stop), np.float32)
     logits[0, HEADS["age"]] = 0.4
     assert class_probabilities(logits)[1][0] == pytest.approx(40.0)  # no means: the age head
     assert class_probabilities(logits, means)[1][0] == pytest.approx(means.mean(), abs=0.01)
+
+
+def test_the_oldest_faces_read_past_the_oldest_groups_mean() -> None:
+    """Sure of the oldest group, the expected age alone stops at its mean (80 years: 99-year-olds
+    read 80); AGE_TOP_SHARE of the age head's excess carries it further, and younger faces
+    (the age head under that mean) are unchanged."""
+    from facesearch.models.network_layout import HEADS, class_probabilities
+    from facesearch.spec import AGE_GROUPS
+
+    means = np.linspace(2.0, 80.0, len(AGE_GROUPS)).astype(np.float32)
+    logits = np.zeros((2, HEADS["age"].stop), np.float32)
+    logits[:, HEADS["age_group"].stop - 1] = 30.0  # the oldest group, surely
+    logits[:, HEADS["age"]] = [[1.0], [0.5]]       # the age head: 100 and 50 years
+    assert class_probabilities(logits, means)[1] == pytest.approx([80.0, 80.0], abs=0.01)
+    assert class_probabilities(logits, means, 0.25)[1] == pytest.approx([85.0, 80.0], abs=0.01)
+    assert shipped_model().numpy_network.age_top_share == pytest.approx(0.25)

@@ -137,9 +137,10 @@ def embed_faces(network: DescriptorNet | NumpyDescriptorNet, crops: np.ndarray, 
     Ages as network_layout.class_probabilities reads them with the network's age-group means."""
     reads_features = emotions is not None and emotions.reads != "vector"
     if isinstance(network, NumpyDescriptorNet):
-        forward, means = network.outputs, network.age_group_means
+        forward, means, top = network.outputs, network.age_group_means, network.age_top_share
     else:
         forward, means = _torch_forward(network, reads_features), network.age_group_means.cpu().numpy()
+        top = float(network.age_top_share[0])
     vectors, probabilities, ages, expressions = [], [], [], []
     for start in range(0, len(crops), batch_size):
         images = np.ascontiguousarray(crops[start:start + batch_size]).transpose(0, 3, 1, 2)
@@ -152,7 +153,7 @@ def embed_faces(network: DescriptorNet | NumpyDescriptorNet, crops: np.ndarray, 
                 np.ascontiguousarray(images[..., ::-1]), np.ascontiguousarray(masks[..., ::-1]))
             v = unit_blocks(v + v_mirrored)
             logits = (logits + logits_mirrored) / 2
-        p, a = class_probabilities(logits, means)
+        p, a = class_probabilities(logits, means, top)
         vectors.append(v.astype(np.float32))
         probabilities.append(p)
         ages.append(a)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facesearch.models.network_layout import AGE_GROUP_MEANS, HEADS, IMAGENET_MEAN, IMAGENET_STD, MOBILENET_STAGES
+from facesearch.models.network_layout import AGE_GROUP_MEANS, AGE_TOP_SHARE, HEADS, IMAGENET_MEAN, IMAGENET_STD, MOBILENET_STAGES
 from facesearch.spec import REGION_DIM, REGIONS, unit_blocks
 
 #: Faces per forward pass. With the backbone on onnxruntime (`NumpyDescriptorNet.backbone`), CPU
@@ -121,6 +121,8 @@ class NumpyDescriptorNet:
         self.classifier = self._linear_stack(t, "classifier", (2, 3), 6)
         #: Each age group's mean training age (network_layout.AGE_GROUP_MEANS), None before it.
         self.age_group_means: np.ndarray | None = t.get(AGE_GROUP_MEANS)
+        #: The oldest group's share of the age head's excess (network_layout.AGE_TOP_SHARE).
+        self.age_top_share = float(t[AGE_TOP_SHARE][0]) if AGE_TOP_SHARE in t else 0.0
 
     @staticmethod
     def _linear_stack(t: dict[str, np.ndarray], prefix: str, first: tuple[int, int], last: int):

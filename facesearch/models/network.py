@@ -16,7 +16,7 @@ from torch import nn
 
 # The layout shared with the numpy forward pass (models/descriptor_numpy.py) lives in
 # models/network_layout.py: stages, input normalisation, the logits' heads and their reading.
-from facesearch.models.network_layout import (AGE_GROUP_MEANS, BACKBONE_CHANNELS, HEADS,  # noqa: F401
+from facesearch.models.network_layout import (AGE_GROUP_MEANS, AGE_TOP_SHARE, BACKBONE_CHANNELS, HEADS,  # noqa: F401
                                               IMAGENET_MEAN, IMAGENET_STD, MOBILENET_STAGES, N_LOGITS,
                                               class_probabilities)
 from facesearch.spec import AGE_GROUPS, CELEBA_ATTRIBUTES, FEATURE_GRID, FEATURE_MAPS, REGION_DIM, REGIONS
@@ -144,6 +144,8 @@ class DescriptorNet(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
         # each age group's mean training age (network_layout.AGE_GROUP_MEANS; set by training)
         self.register_buffer(AGE_GROUP_MEANS, torch.zeros(len(AGE_GROUPS)))
+        # how far past the oldest group's mean the age head may carry it (AGE_TOP_SHARE)
+        self.register_buffer(AGE_TOP_SHARE, torch.zeros(1))
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """nn.Module's, where weights saved before AGE_GROUP_MEANS get zeros for it (their age
@@ -151,6 +153,7 @@ class DescriptorNet(nn.Module):
         with (one head of CLASSIFIER_HIDDEN units, or K merged ones: `merge_heads`)."""
         state = dict(state_dict)
         state.setdefault(AGE_GROUP_MEANS, torch.zeros(len(AGE_GROUPS)))
+        state.setdefault(AGE_TOP_SHARE, torch.zeros(1))
         width = state["classifier.2.weight"].shape[0] if "classifier.2.weight" in state else None
         if width is not None and width != self.classifier[2].out_features:
             device = self.classifier[2].weight.device

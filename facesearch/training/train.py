@@ -79,6 +79,8 @@ class TrainSettings:
     # `classifier_heads` heads from fresh weights (seeds seed, seed + 1, ...), merged into one
     # whose logits are their mean (network.merge_heads).
     classifier_heads: int = 3
+    # The oldest age group's share of the age head's excess over its mean (network_layout.AGE_TOP_SHARE).
+    age_top_share: float = 0.25
     classifier_epochs: int = 12
     classifier_lr: float = 1e-3
     classifier_weight_decay: float = 1e-2
@@ -432,6 +434,7 @@ def train(run_dir: Path, settings: TrainSettings | None = None, root: Path | Non
         start_epoch, history = state["epoch"], state["history"]
         torch.set_rng_state(state["torch_rng"])
     model.age_group_means.copy_(torch.from_numpy(age_group_means(train_split.age)))
+    model.age_top_share.fill_(settings.age_top_share)
 
     # Stages after the epochs, as the checkpoint records them: the attribute classifier's heads
     # (0: not fitted; a run fitted before heads were counted had one, continued from stage 1, and
