@@ -103,7 +103,12 @@ fitted as three fresh heads merged; session 12): the 46 queries P@10 0.961 -> 0.
 phrases 0.860, expressions 0.690; pixel attributes red 0.80, long 0.90, short 1.00, blue 1.00,
 green 0.30, brown 0.90 (2 new hits judged, 209 judgements); held out: red 0.40, blue 0.80,
 green 0.30, brown 1.00. With one head refitted alone, P@10 moved between 0.965 and 0.976 with
-the seed (model card, "Stage 2 is three fresh heads").
+the seed (model card, "Stage 2 is three fresh heads"). Then (bc053f, the oldest faces' age read
+further; pixel attributes nobody read fit at search.terms.UNMEASURED_PIXEL_FIT 0.25 instead of
+0.5, the pixel galleries made again): every figure above unchanged (the 46 queries 0.972, ages
+0.860, expressions 0.690, pixel red 0.80, long 0.90, short 1.00, blue 1.00, green 0.30, brown
+0.90; held out red 0.40, blue 0.80, green 0.30 with one new hit judged, grey-blue eyes, brown
+1.00; 210 judgements).
 
 Figures (shipped model fs-mnv2-20261201-e30-s0-dlibkd-a768d9: f8762b's network with the age read
 as the expectation over the age groups; session 11): the 46 queries P@10 0.961 (AP@100 0.848;
