@@ -11,12 +11,12 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from facesearch.errors import FaceSearchError
-from facesearch.models.arcface import RELIABLE_FROM_AGE, SAME_PERSON_PROBABILITY, young_child
+from facesearch.models.arcface import SAME_PERSON_PROBABILITY
 from facesearch.pipeline.detect.quality import UNRELIABLE_BORDER_CUT, is_unreliable
 from facesearch.pipeline.faces import Face, TrackSpan
 from facesearch.pipeline.images import load_image
 from facesearch.pipeline.sources import load_still
-from facesearch.search.compare import Comparison
+from facesearch.search.compare import Comparison, unreliable_because
 from facesearch.search.hits import Hit, Hits
 from facesearch.spec import CLASSES, EMOTIONS, PIXEL_ATTRIBUTES, REGIONS
 
@@ -40,14 +40,13 @@ def overlay(crop: np.ndarray, masks: np.ndarray, alpha: float = 0.5) -> np.ndarr
 
 def top_attributes(attributes: dict[str, float], n: int = SHOWN_ATTRIBUTES) -> str:
     """The n most likely classes (CelebA's and ours) and the age, as 'Smiling .97, ...'. Gender
-    is shown once, as text queries read it (search.terms.term_probabilities): the mean of the
-    gender head and CelebA's Male, as "male p" or "female 1 - p" (the two heads apart could
-    say "female 0.83, Male 0.77" on one face)."""
-    genders = [p for p in (attributes.get("male"), attributes.get("Male")) if isinstance(p, (int, float))]
+    is shown once, the gender head's `male` / `female` (what `--where "female > 0.5"` and the
+    JSON read; CelebA's `Male` only for faces without it): the two heads side by side could say
+    "female 0.83, Male 0.77" on one face."""
+    male = attributes.get("male", attributes.get("Male"))
     shown = {name: p for name, p in attributes.items() if (name in CLASSES or name in EMOTIONS)
              and name not in ("No_Beard", "Male", "male", "female")}
-    if genders:
-        male = sum(genders) / len(genders)
+    if isinstance(male, (int, float)):
         shown |= {"male": male} if male >= 0.5 else {"female": 1.0 - male}
     likely = sorted(((p, name) for name, p in shown.items()), reverse=True)[:n]
     text = ", ".join(f"{name} {p:.2f}" for p, name in likely)
@@ -116,14 +115,21 @@ def face_label(index: int, track: TrackSpan | None) -> str:
 
 def comparisons_table(pairs: list[Comparison]) -> str:
     """One line per compared pair (search.compare): 'face 0 - track 3 (3.0-7.0 s): same person
-    (probability 0.98, identity similarity 0.61)'; a video's face named by its track."""
+    (probability 0.98, identity similarity 0.61)'; a video's face named by its track, and a
+    photo's face by its box too ('face 2 [40,12,88,70]') when that photo has several faces."""
+    several = (len({pair.first for pair in pairs}) > 1, len({pair.second for pair in pairs}) > 1)
+
+    def label(index: int, track: TrackSpan | None, bbox: list[float], boxed: bool) -> str:
+        box = f" [{','.join(f'{v:.0f}' for v in bbox)}]" if boxed and track is None else ""
+        return face_label(index, track) + box
+
     lines = []
     for pair in pairs:
         verdict = "same person" if pair.same_person else "not the same person"
-        lines.append(f"{face_label(pair.first, pair.first_track)} - {face_label(pair.second, pair.second_track)}: "
+        lines.append(f"{label(pair.first, pair.first_track, pair.first_bbox, several[0])} - "
+                     f"{label(pair.second, pair.second_track, pair.second_bbox, several[1])}: "
                      f"{verdict} (probability {pair.probability:.2f}, identity similarity {pair.similarity:.3f})"
-                     + ("" if pair.reliable else f"; UNRELIABLE: estimated under {RELIABLE_FROM_AGE:g} "
-                                                 "years old (young children are told apart poorly)"))
+                     + ("" if pair.reliable else f"; UNRELIABLE: {pair.why}"))
     return "\n".join(lines)
 
 
@@ -166,14 +172,14 @@ def hits_table(hits: list[Hit] | Hits) -> str:
         lines.append(f"{hit.rank:>3} {hit.score:>7.3f}  {best:<32} {hit.face_id:>6}  {hit.path}{gone}")
         if hit.media == "video":
             lines.append(f"{'':>52}{video_times(hit.track_id, hit.start, hit.end, hit.time)}")
+        why = unreliable_because(hit.attributes).split(" (")[0] if hit.same_person is not None else ""
         person = "" if hit.same_person is None else f"same person {hit.same_person:.2f}" + (
-            f" (unreliable: estimated under {RELIABLE_FROM_AGE:g}), " if young_child(hit.attributes.get("age"))
-            else ", ")
+            f" (unreliable: {why}), " if why else ", ")
         if hit.person is not None:  # the person (index.people) the face belongs to
             person += f"person {hit.person['name'] or hit.person['id']}, "
         warning = "  (unreliable: half outside the photo)" if hit.unreliable else ""
-        fits = "" if understood is None else "fits " + ", ".join(
-            f"{name} {value:.2f}" for name, value in understood.explain(hit.attributes).items()) + "; "
+        explained = {} if understood is None else understood.explain(hit.attributes)
+        fits = "fits " + ", ".join(f"{name} {value:.2f}" for name, value in explained.items()) + "; " if explained else ""
         lines.append(f"{'':>52}[{box}]  {person}{fits}{top_attributes(hit.attributes)}{warning}")
     return "\n".join(lines)
 

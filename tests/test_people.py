@@ -370,10 +370,35 @@ def test_young_children_join_no_person_and_their_comparisons_are_flagged(data_di
         hits = fs.query(image=folder / babies[0].name, k=3)  # a baby's query says so, and its hits
         assert notes == ["the query face is estimated under 10 years: same_person is not reliable "
                          "for young children"]
-        assert "same person 1.00 (unreliable: estimated under 10)" in hits_table(hits)
+        assert "same person 1.00 (unreliable: estimated under 10 years old)" in hits_table(hits)
         fs.query(image=folder / adults[0].name, k=3)
         assert len(notes) == 1
         # look-alikes of a baby are other babies (not left out as "its person"), never itself
         alike = fs.query(image=folder / babies[0].name, k=3, match="look-alike")
         assert {Path(hit.path).name for hit in alike} <= {path.name for path in babies[1:]}
     assert "UNRELIABLE: estimated under 10 years old (young children" in comparisons_table([pair])
+
+
+def test_compare_names_a_face_by_its_box_when_its_photo_has_several() -> None:
+    """A portrait against a photo of four: the four are told apart by their boxes (the trial
+    read "face 0 - face 0", "face 3 - face 0" without knowing which face was which)."""
+    from facesearch.search.compare import Comparison
+
+    pairs = [Comparison(0, j, [10, 20, 110, 140], [40 * j, 5, 40 * j + 30, 45], 0.1, 0.01, False)
+             for j in range(4)]
+    lines = comparisons_table(pairs).splitlines()
+    assert lines[0].startswith("face 0 - face 0 [0,5,30,45]: not the same person")
+    assert lines[3].startswith("face 0 - face 3 [120,5,150,45]: ")
+    assert "[10,20,110,140]" not in lines[0]  # the portrait's one face needs no box
+
+
+def test_a_same_person_call_on_a_tiny_or_blurred_face_is_marked_unreliable() -> None:
+    """A 25 px face of quality 0.06 was called the same person as a stranger at 0.60: such a
+    pair is flagged, with the reason (young children keep theirs); faces without a quality
+    record are not flagged."""
+    from facesearch.search.compare import unreliable_because
+
+    adult = {"age": 35.0, "quality": 0.8}
+    assert unreliable_because(adult, adult | {"quality": 0.06}) == "a face of quality under 0.1 (tiny or blurred)"
+    assert unreliable_because(adult, {"age": 2.0, "quality": 0.9}).startswith("estimated under 10 years old")
+    assert unreliable_because(adult, adult) == "" and unreliable_because({"age": 40.0}, adult) == ""

@@ -84,13 +84,15 @@ def test_old_faces_without_a_record_are_not_flagged() -> None:
     assert is_unreliable({"border_cut": 0.5}) and not is_unreliable({"border_cut": 0.1})
 
 
-def test_gender_is_listed_once_as_text_queries_read_it() -> None:
-    """CelebA's Male and the gender head's male are one thing to a reader: shown once, their
-    mean, never "female 0.83, Male 0.77" (the trial's face with the two heads apart)."""
+def test_gender_is_listed_once_as_filters_read_it() -> None:
+    """CelebA's Male and the gender head's male are one thing to a reader: shown once, the
+    gender head's (what `--where "female > 0.5"` reads), never "female 0.83, Male 0.77" (the
+    trial's face with the two heads apart)."""
     from facesearch.render import top_attributes
 
     shown = top_attributes({"Male": 0.98, "male": 0.99, "female": 0.01, "Smiling": 0.9,
                             "Eyeglasses": 0.1, "age": 31.4})
-    assert shown == "male 0.98, Smiling 0.90, Eyeglasses 0.10, age 31"
+    assert shown == "male 0.99, Smiling 0.90, Eyeglasses 0.10, age 31"
     apart = top_attributes({"Male": 0.77, "male": 0.17, "female": 0.83, "Smiling": 0.2, "age": 68})
-    assert apart == "female 0.53, Smiling 0.20, age 68"
+    assert apart == "female 0.83, Smiling 0.20, age 68"
+    assert top_attributes({"Male": 0.8, "Smiling": 0.1}) == "male 0.80, Smiling 0.10"  # no gender head

@@ -3,12 +3,14 @@ by pair in the identity space, with the calibrated probability of models.arcface
 (`FaceSearch.compare`, `facesearch compare A B`; render.comparisons_table prints them)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from facesearch.models.arcface import SAME_PERSON_PROBABILITY, calibration, young_child
+from facesearch.models.arcface import RELIABLE_FROM_AGE, SAME_PERSON_PROBABILITY, calibration, young_child
 from facesearch.pipeline.faces import Face, TrackSpan
+from facesearch.search.terms import RELIABLE_QUALITY
 from facesearch.spec import AGE_KEY
 
 
@@ -18,8 +20,9 @@ class Comparison:
     second; their identity cosine (-1..1), the calibrated probability that they are one person
     (0-1), and the decision at the operating point (SAME_PERSON_PROBABILITY); `reliable` False
     when either face is estimated younger than models.arcface.RELIABLE_FROM_AGE (young children
-    are told apart poorly). A video's face is a track: `first_track` / `second_track` say which and when
-    (seconds), None for a photo's face."""
+    are told apart poorly) or is of low quality (search.terms.RELIABLE_QUALITY: about 20 px or
+    smaller, or badly blurred), `why` then saying which. A video's face is a track:
+    `first_track` / `second_track` say which and when (seconds), None for a photo's face."""
 
     first: int
     second: int
@@ -31,6 +34,7 @@ class Comparison:
     reliable: bool = True
     first_track: TrackSpan | None = None
     second_track: TrackSpan | None = None
+    why: str = ""
 
     def to_dict(self) -> dict:
         """JSON-ready fields; a video face's track as `first_track` / `second_track` (track_id,
@@ -51,8 +55,25 @@ def compare_faces(first: list[Face], second: list[Face]) -> list[Comparison]:
         return []
     cosines = np.stack([f.identity for f in first]) @ np.stack([f.identity for f in second]).T
     probabilities = calibration().probability(cosines)
-    return [Comparison(i, j, a.bbox, b.bbox, round(float(cosines[i, j]), 4),
-                       round(float(probabilities[i, j]), 4), bool(probabilities[i, j] >= SAME_PERSON_PROBABILITY),
-                       not (young_child(a.attributes.get(AGE_KEY)) or young_child(b.attributes.get(AGE_KEY))),
-                       a.track, b.track)
-            for i, a in enumerate(first) for j, b in enumerate(second)]
+    pairs = []
+    for i, a in enumerate(first):
+        for j, b in enumerate(second):
+            why = unreliable_because(a.attributes, b.attributes)
+            pairs.append(Comparison(i, j, a.bbox, b.bbox, round(float(cosines[i, j]), 4),
+                                    round(float(probabilities[i, j]), 4),
+                                    bool(probabilities[i, j] >= SAME_PERSON_PROBABILITY), not why,
+                                    a.track, b.track, why))
+    return pairs
+
+
+def unreliable_because(*faces: Mapping[str, float]) -> str:
+    """Why a same-person call between faces (their stored `attributes`) is not to be trusted, or
+    '' when it is: one is estimated younger than RELIABLE_FROM_AGE, or its quality is under
+    search.terms.RELIABLE_QUALITY (a 25 px face of quality 0.06 was called the same person as a
+    stranger at 0.60 in a new user's trial)."""
+    if any(young_child(face.get(AGE_KEY)) for face in faces):
+        return f"estimated under {RELIABLE_FROM_AGE:g} years old (young children are told apart poorly)"
+    qualities = [face.get("quality") for face in faces]
+    if any(isinstance(q, (int, float)) and q < RELIABLE_QUALITY for q in qualities):
+        return f"a face of quality under {RELIABLE_QUALITY:g} (tiny or blurred)"
+    return ""
