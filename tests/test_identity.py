@@ -363,3 +363,31 @@ def test_lookalike_mode_reports_both_halves_and_label_noise_set_aside() -> None:
     assert found["own_person_share"] > 0 and found["own_person_share_without_label_noise"] == 0
     assert found["tuning_agreement"] * 6 + found["test_agreement"] * 6 == pytest.approx(
         found["lookalike_agreement"] * 12)
+
+
+def test_a_tiny_or_blurred_face_falls_behind_in_look_alikes() -> None:
+    """Dark, blurred crops match one another by region (5.5 of 7 against a video's query face):
+    among look-alikes a face of quality under 0.1 has its region score scaled down, so a clear
+    face scoring a little less comes first; without quality records the order is the scores'."""
+    from types import SimpleNamespace
+
+    from facesearch.search import planner
+    from facesearch.search.terms import COLUMNS
+    from facesearch.training.identity_calibration import _Faces
+    from facesearch.training.metrics import ExactSpace
+
+    rng = np.random.default_rng(0)
+    query = rng.normal(size=364).astype(np.float32)
+    query /= np.linalg.norm(query)
+    near = [query + rng.normal(scale=s, size=364).astype(np.float32) for s in (0.02, 0.03)]
+    master = np.stack([v / np.linalg.norm(v) for v in near])            # face 0 a little nearer
+    identity = np.eye(2, 512, dtype=np.float32)                          # strangers to the query
+    faces = _Faces(np.full((2, len(COLUMNS)), 0.5, np.float32), np.full(2, -1))
+    request = planner.Request(k=2, face=query, identity=np.eye(1, 512, 7, dtype=np.float32)[0],
+                              match="look-alike")
+    plain = planner.rank_match(request, ExactSpace(master), ExactSpace(identity), faces)
+    assert [i for _, i in plain.candidates] == [0, 1]
+    faces.rows = {0: (SimpleNamespace(attributes={"quality": 0.01}),),
+                  1: (SimpleNamespace(attributes={"quality": 0.7}),)}
+    demoted = planner.rank_match(request, ExactSpace(master), ExactSpace(identity), faces)
+    assert [i for _, i in demoted.candidates] == [1, 0]

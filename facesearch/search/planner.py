@@ -294,7 +294,7 @@ def _look_alikes(request: Request, vector: np.ndarray, searched: np.ndarray, spa
         person = (int(catalog.persons(np.array([nearest[0][1]], np.int64))[0])
                   if nearest and nearest[0][0] >= shipped.threshold else -1)
         leave_out = {int(i) for i in (catalog.members([person]) if person >= 0 else [])}
-    pool = max(request.k, request.k * LOOKALIKE_POOL if request.attributes is not None else request.k)
+    pool = request.k * LOOKALIKE_POOL
     fetch = 2 * pool + len(leave_out)
     while True:  # candidates by region, those too close by identity dropped; more until enough
         fetched = _search(space, catalog, searched, fetch, request.where)
@@ -317,6 +317,12 @@ def _look_alikes(request: Request, vector: np.ndarray, searched: np.ndarray, spa
         _, matrix = catalog.probabilities(ids, CELEBA_ATTRIBUTES)
         agreement = attribute_agreement(np.asarray(request.attributes, np.float32), matrix)
         value = [s + LOOKALIKE_AGREEMENT_WEIGHT * len(REGIONS) * a for (s, _), a in zip(found, agreement)]
+        found = [found[n] for n in np.argsort(-np.asarray(value), kind="stable")]
+    reliability = _reliability(catalog, found)
+    if reliability is not None and found and (reliability < 1).any():
+        # a tiny or blurred face's regions match little but each other (dark crops scored 5.5
+        # of 7 against a video's query face): its place by region similarity is scaled down
+        value = [s * w if s > 0 else s for (s, _), w in zip(found, reliability)]
         found = [found[n] for n in np.argsort(-np.asarray(value), kind="stable")]
     candidates = found[:request.k]
     ids = [i for _, i in candidates]
