@@ -63,11 +63,15 @@ def test_a_cold_text_query_loads_neither_torch_nor_transformers(built_index: Bui
     ("about 40", (36, 45)), ("60+", (60, MAX_AGE)), ("a man 50 or older", (50, MAX_AGE)),
     ("someone aged 20 to 30", (20, 31)), ("under the age of 18", (0, 18)), ("over age 50", (50, MAX_AGE)),
     ("between thirty and forty", (30, 41)), ("18 or under", (0, 19)),
+    # in the open-ended oldest group (70+) an age or a decade is a range, not "70 or more"
+    ("a man in his eighties", (80, 90)), ("in her late 80s", (80, 90)), ("in his nineties", (90, 100)),
+    ("a 90 year old", (86, 95)), ("aged 96", (92, 101)), ("in his seventies", (70, 80)),
 ])
 def test_age_ranges_read_from_numbers(phrase: str, years: tuple[float, float]) -> None:
-    ranges = [term for term in text.parse(phrase).terms if term.years is not None]
+    parsed = text.parse(phrase)
+    ranges = [term for term in parsed.terms if term.years is not None]
     assert len(ranges) == 1 and ranges[0].years == years
-    assert not ranges[0].negated
+    assert not ranges[0].negated and not parsed.not_understood
 
 
 def test_under_20_is_no_longer_the_twenties_and_other_classes_stay() -> None:

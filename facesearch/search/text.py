@@ -61,7 +61,12 @@ _NUMBER_BEFORE_YEARS = re.compile(
 _AGE_YEARS = re.compile(
     r"\b(?:aged?\s+)?(\d{1,3})\s*-?\s*(?:years?|yrs?|y/?o)\b(?:[\s-]*old)?|\baged?\s+(\d{1,3})\b"
 )
-_AGE_DECADE = re.compile(r"\b(?:early\s+|mid\s+|late\s+)?(\d)0'?s\b")
+#: A decade: "30s", "late 80's", and in words past the open-ended oldest age group ("eighties").
+_AGE_DECADE = re.compile(r"\b(?:early\s+|mid\s+|late\s+)?(?:(\d)0'?s|(seventies|eighties|nineties))\b")
+#: First age of the open-ended oldest age group (70+): an age or a decade in it ("a 90 year
+#: old", "in her 80s") is read as a range of years (about that age; that decade), not as the
+#: whole group, which would take a 72-year-old for a 90-year-old.
+OPEN_AGE = 70
 _WORD = re.compile(r"[a-z0-9][a-z0-9'-]*")
 #: Words that never make a span on their own and are trimmed from span edges.
 _FILLER = frozenset(
@@ -242,7 +247,19 @@ def _explicit_ages(clause: str) -> tuple[str, list[tuple[str, str, tuple[float, 
         name = _age_class(years)
         if name is None:
             return match.group(0)
-        found.append((name, match.group(0).strip(), None))
+        if years >= OPEN_AGE:  # in the open-ended oldest group: about that age, not "70 or more"
+            first, last = max(years - ABOUT_YEARS, 0.0), years + ABOUT_YEARS + 1
+            found.append((_age_group_of(first, last), match.group(0).strip(), (first, last)))
+        else:
+            found.append((name, match.group(0).strip(), None))
+        return " "
+
+    def take_decade(match: re.Match) -> str:
+        digit, word = match.groups()
+        decade = int(digit) * 10 if digit else 10 * (_TENS.index(word[:-3] + "y") + 2)
+        if decade < OPEN_AGE:  # "30s": its age group
+            return take(decade, match)
+        found.append((_age_group_of(decade, decade + 10), match.group(0).strip(), (decade, decade + 10.0)))
         return " "
 
     def take_range(match: re.Match, to_range) -> str:
@@ -257,7 +274,7 @@ def _explicit_ages(clause: str) -> tuple[str, list[tuple[str, str, tuple[float, 
         clause = pattern.sub(lambda m, r=to_range: take_range(m, r), clause)
     clause = _NUMBER_BEFORE_YEARS.sub(_number_to_digits, clause)
     clause = _AGE_YEARS.sub(lambda m: take(int(m.group(1) or m.group(2)), m), clause)
-    clause = _AGE_DECADE.sub(lambda m: take(int(m.group(1)) * 10, m), clause)
+    clause = _AGE_DECADE.sub(take_decade, clause)
     return clause, found
 
 
@@ -472,11 +489,17 @@ def parse(text: str, threshold: float = SIMILARITY_THRESHOLD) -> TextQuery:
 _LINKING = re.compile(rf"^(?:and|with|but|who|whose|while|plus|also|or|{_NEGATIONS})$")
 
 
+#: Words of an age range that its rewritten phrase may have lost ("50 or older" -> "50+").
+_RANGE_WORDS = frozenset(["older", "younger", "over", "under", "above", "below", "up", "plus", "years", "year", "old"])
+
+
 def _uncovered_words(text: str, terms: list[ClassTerm], emotions: list[str]) -> list[str]:
     """The content words of `text` that no understood term's phrase covers, in order, once
     each: not filler, linking or negation words, pronouns, "person"-like words, or the
     emotions reported apart."""
     covered = {word for term in terms for word in _WORD.findall(term.phrase.lower())}
+    if any(term.years is not None for term in terms):  # "50 or older" was read as "50+"
+        covered |= _RANGE_WORDS
     left: dict[str, None] = {}
     for word in _WORD.findall(_NON_PREFIX.sub("not ", text.lower().replace("\u2019", "'"))):
         if not (word in covered or word in _SKIPPABLE or word in _PRONOUNS or word in _EVERYONE
