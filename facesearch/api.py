@@ -440,7 +440,7 @@ class FaceSearch:
         self._open_existing()
         for named in restriction.persons() if restriction is not None else ():
             people_store.person_ids_named(self.store, str(named))  # else one line, not "no hits"
-        query_face = query_identity = query_attributes = None
+        query_face = query_identity = query_attributes = track = None
         if image is not None:
             faces = self._query_faces(image)
             if not faces:
@@ -477,6 +477,7 @@ class FaceSearch:
         stored = self.vectors.reconstruct(ids) if ids else np.zeros((0, VECTOR_DIM), np.float32)
         hits = Hits()
         hits.understood = understood
+        hits.query_track = track
         compared = bool(np.any(ranked.vector))  # else no region has a query block to compare with
         if not compared:
             hits.scored_by = _scored_by(ranked.strategy, request.terms, restriction)

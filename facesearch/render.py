@@ -14,7 +14,6 @@ from facesearch.errors import FaceSearchError
 from facesearch.models.arcface import SAME_PERSON_PROBABILITY
 from facesearch.pipeline.detect.quality import UNRELIABLE_BORDER_CUT, is_unreliable
 from facesearch.pipeline.faces import Face, TrackSpan
-from facesearch.pipeline.images import load_image
 from facesearch.pipeline.sources import load_still
 from facesearch.search.compare import Comparison, unreliable_because
 from facesearch.search.hits import Hit, Hits
@@ -280,7 +279,10 @@ def sheet_caption(hits: list[Hit], image: str | os.PathLike | None = None, text:
     """The lines that say what a sheet's query was: photo (and face), text and what it was
     understood as, filter, region weights, number of hits."""
     lines = []
-    if image is not None:
+    track = getattr(hits, "query_track", None)
+    if image is not None and track is not None:  # a video's face: its track, and when
+        lines.append(f"video: {Path(image).name}, {face_label(face, track)}, shown at {track.time:.1f} s")
+    elif image is not None:
         lines.append(f"photo: {Path(image).name}" + (f" (face {face})" if face else ""))
     if text:
         lines.append(f"text: {text}")
@@ -363,7 +365,8 @@ def contact_sheet(hits: list[Hit], image: str | os.PathLike | None = None,
     draw = ImageDraw.Draw(sheet)
     if image is not None:
         try:
-            photo = Image.fromarray(load_image(image).pixels)
+            track = getattr(hits, "query_track", None)  # a video query: its track's frame
+            photo = Image.fromarray(load_still(image, None if track is None else track.time).pixels)
             photo.thumbnail((THUMB, THUMB))
             sheet.paste(photo, (8, 8))
         except FaceSearchError:

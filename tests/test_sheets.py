@@ -64,3 +64,20 @@ def _colours(picture: Image.Image) -> int:
 def test_other_suffixes_are_refused(tmp_path: Path) -> None:
     with pytest.raises(FaceSearchError, match="png, .jpg or .html"):
         save_contact_sheet(tmp_path / "sheet.pdf", [])
+
+
+def test_a_video_querys_sheet_shows_its_tracks_frame(data_dir: Path) -> None:
+    """The query panel of a video query is the frame of the track it used, and the caption says
+    which track (it said "file missing" and named no track)."""
+    from facesearch.pipeline.faces import TrackSpan
+    from facesearch.search.hits import Hits
+
+    clip = data_dir / "video" / "short_hamilton_clip.mp4"
+    hits = Hits()
+    hits.query_track = TrackSpan(3, 1.0, 1.5, 1.0, 3)
+    assert sheet_caption(hits, clip, face=2)[0] == \
+        "video: short_hamilton_clip.mp4, track 3 (1.0-1.5 s), shown at 1.0 s"
+    sheet = np.asarray(contact_sheet(hits, clip, face=2))
+    panel = sheet[8:60, 8:60].astype(int)
+    hatched = (np.abs(panel - 225).sum(-1) < 15) | (np.abs(panel - 200).sum(-1) < 15)  # _missing_tile
+    assert hatched.mean() < 0.1 and panel.mean() < 150  # the frame (a dark stage), not the tile

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from facesearch.pipeline.detect.quality import is_unreliable
+from facesearch.pipeline.faces import TrackSpan
 from facesearch.search.terms import TextQuery
 
 
@@ -62,6 +63,8 @@ class Hits(list):
 
     understood: TextQuery | None = None
     scored_by: str | None = None
+    #: A video query's track (pipeline.faces.TrackSpan: which, and when, in seconds), else None.
+    query_track: TrackSpan | None = None
 
     def to_dicts(self) -> list[dict]:
         """JSON-ready hits; for a text or mixed query each also says what the text was
