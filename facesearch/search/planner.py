@@ -312,17 +312,17 @@ def _look_alikes(request: Request, vector: np.ndarray, searched: np.ndarray, spa
             break
         fetch *= 4
     found = found[:pool]
+    reliability = _reliability(catalog, found)
+    if reliability is not None and found and (reliability < 1).any():
+        # a tiny or blurred face's regions match little but each other (dark crops scored 5.5
+        # of 7 against a video's query face): its region score is scaled down (and shown so)
+        scaled = [(s * w if s > 0 else s, i) for (s, i), w in zip(found, reliability)]
+        found = [scaled[n] for n in np.argsort(-np.asarray([s for s, _ in scaled]), kind="stable")]
     if request.attributes is not None and found:
         ids = np.array([i for _, i in found], np.int64)
         _, matrix = catalog.probabilities(ids, CELEBA_ATTRIBUTES)
         agreement = attribute_agreement(np.asarray(request.attributes, np.float32), matrix)
         value = [s + LOOKALIKE_AGREEMENT_WEIGHT * len(REGIONS) * a for (s, _), a in zip(found, agreement)]
-        found = [found[n] for n in np.argsort(-np.asarray(value), kind="stable")]
-    reliability = _reliability(catalog, found)
-    if reliability is not None and found and (reliability < 1).any():
-        # a tiny or blurred face's regions match little but each other (dark crops scored 5.5
-        # of 7 against a video's query face): its place by region similarity is scaled down
-        value = [s * w if s > 0 else s for (s, _), w in zip(found, reliability)]
         found = [found[n] for n in np.argsort(-np.asarray(value), kind="stable")]
     candidates = found[:request.k]
     ids = [i for _, i in candidates]
