@@ -117,9 +117,9 @@ def test_colours_no_class_has_are_not_understood() -> None:
     the colour; the known colours are listed; gibberish gets no suggestions by meaning."""
     for phrase in ("purple hair", "blue hair", "green hair", "pink hair", "grey eyes", "hazel eyes",
                    "a woman with purple hair"):
-        assert not {t.name for t in text.parse(phrase).terms} - {"female"}, phrase
+        assert not {t.name for t in text.parse(phrase).terms} - {"female", "adult"}, phrase
     assert "colours known: hair black, blond, brown, grey, red" in text.not_understood("purple hair")
-    assert [t.name for t in text.parse("a woman with purple hair, smiling").terms] == ["female", "Smiling"]
+    assert [t.name for t in text.parse("a woman with purple hair, smiling").terms] == ["female", "Smiling", "adult"]
     for phrase, name in (("red hair", "hair_red"), ("a red-haired man", "hair_red"), ("white hair", "Gray_Hair"),
                          ("dark hair", "Black_Hair"), ("light brown hair", "Brown_Hair"),
                          ("light blue eyes", "eyes_blue"), ("dark brown eyes", "eyes_brown"),
@@ -243,10 +243,34 @@ def test_cli_browse_exclude_self_vocabulary_and_info_numbers(built_index: BuiltI
 
 def test_words_left_out_of_a_partly_understood_text_are_named() -> None:
     understood = text.parse("smiling woman with freckles and a tattoo")
-    assert {t.name for t in understood.terms} == {"Smiling", "female"}
+    assert {t.name for t in understood.terms} == {"Smiling", "female", "adult"}
     assert understood.not_understood == ["freckles", "tattoo"]
     assert understood.as_dict()["not_understood"] == ["freckles", "tattoo"]
     # a fully understood text leaves nothing out: linking words, filler and pronouns are no words
     for phrase in ("a man over 50 with glasses, not smiling", "clean-shaven guy with specs",
                  "someone in her thirties with black hair"):
         assert text.parse(phrase).not_understood == [], phrase
+
+
+def test_a_word_for_a_grown_person_implies_an_adult_without_steering() -> None:
+    """"surprised woman" put four 1-year-olds first: "woman" (not "girl") now adds an age range
+    from 15 at half weight, which re-ranks (a baby whose surprise is likelier falls behind a
+    woman) but never moves the query vector; a text that asks an age keeps only its own."""
+    import numpy as np
+
+    from facesearch.search import ranking
+    from facesearch.search.terms import COLUMNS
+
+    terms = text.parse("surprised woman").terms
+    adult = [t for t in terms if t.name == "adult"]
+    assert len(adult) == 1 and adult[0].years == (text.ADULT_FROM, MAX_AGE) and adult[0].weight == 0.5
+    assert not ranking.class_shift(adult[0], np.ones((60, 364), np.float32)).any()
+    assert not any(t.name == "adult" for t in text.parse("a surprised girl").terms)
+    assert not any(t.name == "adult" for t in text.parse("a man over 50").terms)
+    groups = [name for name in COLUMNS if name.startswith("age_")]
+    baby = {"surprise": 0.83, "female": 0.6, "male": 0.4, "age": 1.2} | {g: 0.0 for g in groups} | {"age_0_2": 1.0}
+    woman = {"surprise": 0.4, "female": 0.95, "male": 0.05, "age": 31.0} | {g: 0.0 for g in groups} | {"age_30_39": 1.0}
+    ranked = ranking.rerank(terms, [(0.2, 1), (0.1, 2)], [baby, woman])
+    assert [i for _, i in ranked] == [2, 1]
+    without = [t for t in terms if t.name != "adult"]  # the baby first, as before
+    assert [i for _, i in ranking.rerank(without, [(0.2, 1), (0.1, 2)], [baby, woman])] == [1, 2]

@@ -67,10 +67,11 @@ def test_mixed_query_moves_toward_the_text(built_index, data_dir: Path) -> None:
 def test_hits_explain_the_classes_and_serialise(built_index) -> None:
     hits = built_index.fs.query(text="a smiling woman without glasses", k=4)
     understood = hits.understood
-    assert {str(t).split(" (")[0] for t in understood.terms} == {"Smiling", "female", "NOT Eyeglasses"}
+    # "woman" also implies an adult (an age range from 15, text.ADULT_FROM)
+    assert {str(t).split(" (")[0] for t in understood.terms} == {"Smiling", "female", "NOT Eyeglasses", "age >= 15"}
     for hit in hits:
         fits = understood.explain(hit.attributes)
-        assert set(fits) == {"Smiling", "female", "NOT Eyeglasses"}
+        assert set(fits) == {"Smiling", "female", "NOT Eyeglasses", "age >= 15"}
         assert fits["Smiling"] == pytest.approx(hit.attributes["Smiling"], abs=1e-4)
         assert fits["NOT Eyeglasses"] == pytest.approx(1 - hit.attributes["Eyeglasses"], abs=1e-4)
         assert 0 <= fits["female"] <= 1
@@ -81,7 +82,7 @@ def test_hits_explain_the_classes_and_serialise(built_index) -> None:
                                 "fits": understood.explain(hit.attributes)} for hit in hits]
     again = json.loads(json.dumps(payload))
     assert again[0]["query"]["understood"] == understood.summary()
-    assert {t["name"] for t in again[0]["query"]["terms"]} == {"Smiling", "female", "Eyeglasses"}
+    assert {t["name"] for t in again[0]["query"]["terms"]} == {"Smiling", "female", "Eyeglasses", "adult"}
 
 
 # --- the ranking code ----------------------------------------------------------------------------

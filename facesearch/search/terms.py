@@ -44,7 +44,7 @@ _AGE_GROUPS = {name: (first, last) for name, first, last in AGE_GROUPS}
 class ClassTerm:
     """One class understood in a text query."""
 
-    name: str       # a class of spec.CLASSES
+    name: str       # a class of spec.CLASSES ("adult": the age range a word implies, search.text)
     weight: float   # confidence in (0, 1]: the cosine similarity of the matching span
     negated: bool   # True: the face should NOT have this class
     phrase: str     # the text fragment it came from

@@ -461,6 +461,28 @@ def _keep_best(terms: list[ClassTerm], groups: tuple[frozenset[str], ...]) -> li
     return [term for term in terms if id(term) in kept_ids]
 
 
+#: Words for a grown person: with no age asked, "a surprised woman" is not a baby (a new user's
+#: trial got four 1-year-olds first, whose gender the network reads as a coin toss).
+ADULT_WORDS = frozenset(["man", "men", "woman", "women", "lady", "ladies", "gentleman", "gentlemen",
+                         "guy", "guys", "dude", "dudes", "husband", "wife"])
+#: An adult word adds an age range from this age (years) up, at this weight (half a named
+#: class's): it never steers the query vector (its name is no class with a centre), it only
+#: re-ranks, and adults fit it almost fully.
+ADULT_FROM, ADULT_WEIGHT = 15.0, 0.5
+
+
+def _implied_adult(text: str, terms: list[ClassTerm]) -> list[ClassTerm]:
+    """[an "adult" age-range term] when the text names a grown person ("woman", "guy") and asks
+    no age itself (no age range, age group or `Young`), else []."""
+    if any(term.years is not None or term.name in _AGE_CLASSES or term.name == "Young" for term in terms):
+        return []
+    word = next((w for w in _WORD.findall(text.lower()) if w in ADULT_WORDS), None)
+    return [] if word is None else [ClassTerm("adult", ADULT_WEIGHT, False, word, (ADULT_FROM, MAX_AGE))]
+
+
+_AGE_CLASSES = frozenset(name for name, _, _ in AGE_GROUPS)
+
+
 def parse(text: str, threshold: float = SIMILARITY_THRESHOLD) -> TextQuery:
     """Understand a free-text face description; `terms` is empty when nothing was understood.
 
@@ -480,6 +502,7 @@ def parse(text: str, threshold: float = SIMILARITY_THRESHOLD) -> TextQuery:
         terms += _match_clause(clause, similarity[start:stop], threshold)
         start = stop
     kept = _keep_best(terms, ())
+    kept += _implied_adult(text, kept)
     emotions = unknown_emotions(text)
     return TextQuery(text=text, terms=kept, not_known=emotions,
                      not_understood=_uncovered_words(text, kept, emotions) if kept else [])
