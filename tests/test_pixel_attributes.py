@@ -103,7 +103,7 @@ def test_words_for_pixel_attributes():
     for text, name in cases.items():
         assert [t.name for t in parse(text).terms] == [name], text
     both = parse("a woman with long blond hair").terms
-    assert {t.name for t in both} == {"female", "hair_long", "Blond_Hair"}
+    assert {t.name for t in both} == {"female", "hair_long", "Blond_Hair", "adult"}
 
 
 def test_indexed_faces_carry_store_and_rank_them(built_index):
