@@ -409,8 +409,7 @@ class FaceSearch:
         _check_min_same_person(min_same_person, image, match)
         if image is None and text is None and where is None and person is None:
             raise FaceSearchError("give an image, a text, a --where filter, or a combination to query")
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-            raise FaceSearchError(f"k must be a whole number of hits (got {k!r})")
+        require_type(k, (int, np.integer), "k", "a whole number of hits")
         if k < 1:
             raise FaceSearchError(f"k must be at least 1 (got {k})")
         if face and image is None:  # face=0 without an image: the old default, let pass

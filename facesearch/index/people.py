@@ -54,6 +54,7 @@ from facesearch.index.store import (
     media_fields,
 )
 from facesearch.models.arcface import RELIABLE_FROM_AGE, SAME_PERSON_PROBABILITY, calibration
+from facesearch.pipeline.detect.quality import RELIABLE_QUALITY
 from facesearch.spec import AGE_KEY, IDENTITY, IDENTITY_DIM, unit_mean
 
 #: Same-person probability (models.arcface calibration) with which a face joins a person's
@@ -66,11 +67,9 @@ from facesearch.spec import AGE_KEY, IDENTITY, IDENTITY_DIM, unit_mean
 #: fitted on mediapipe's alignment; refitted for scrfd's, 0.5 is 0.186 and 0.95 is 0.303, and
 #: the validation faces' F is again 0.976 / 0.971.) training/people_eval.py measures both.
 GROUPING_PROBABILITY = 0.95
-#: Faces of lower quality (the quality record's value, 0..1) join no person and make none. Of the
-#: 1,170 faces of the 1,111 wild CelebA photos, the 8 grouped below 0.15 were all tiny or
-#: blurred background faces (12-50 px, blur 1.4-33, quality 0.004-0.10), 7 of them one "person"
-#: of five different people; no face of a photo's own subject was below 0.1.
-MIN_QUALITY = 0.1
+#: Faces of lower quality (the quality record's value, 0..1) join no person and make none
+#: (pipeline.detect.quality.RELIABLE_QUALITY, where it was measured on the wild CelebA photos).
+MIN_QUALITY = RELIABLE_QUALITY
 #: Meta key set once `update_people` has grouped the index (an index made before people lacks it).
 GROUPED = "people_grouped"
 #: Meta key: the highest face id `update_people` has seen (faces above it are new to grouping).

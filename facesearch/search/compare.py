@@ -10,7 +10,7 @@ import numpy as np
 
 from facesearch.models.arcface import RELIABLE_FROM_AGE, SAME_PERSON_PROBABILITY, calibration, young_child
 from facesearch.pipeline.faces import Face, TrackSpan
-from facesearch.search.terms import RELIABLE_QUALITY
+from facesearch.pipeline.detect.quality import RELIABLE_QUALITY, is_low_quality
 from facesearch.spec import AGE_KEY
 
 
@@ -20,7 +20,7 @@ class Comparison:
     second; their identity cosine (-1..1), the calibrated probability that they are one person
     (0-1), and the decision at the operating point (SAME_PERSON_PROBABILITY); `reliable` False
     when either face is estimated younger than models.arcface.RELIABLE_FROM_AGE (young children
-    are told apart poorly) or is of low quality (search.terms.RELIABLE_QUALITY: about 20 px or
+    are told apart poorly) or is of low quality (pipeline.detect.quality.RELIABLE_QUALITY: about 20 px or
     smaller, or badly blurred), `why` then saying which. A video's face is a track:
     `first_track` / `second_track` say which and when (seconds), None for a photo's face."""
 
@@ -69,11 +69,10 @@ def compare_faces(first: list[Face], second: list[Face]) -> list[Comparison]:
 def unreliable_because(*faces: Mapping[str, float]) -> str:
     """Why a same-person call between faces (their stored `attributes`) is not to be trusted, or
     '' when it is: one is estimated younger than RELIABLE_FROM_AGE, or its quality is under
-    search.terms.RELIABLE_QUALITY (a 25 px face of quality 0.06 was called the same person as a
+    pipeline.detect.quality.RELIABLE_QUALITY (a 25 px face of quality 0.06 was called the same person as a
     stranger at 0.60 in a new user's trial)."""
     if any(young_child(face.get(AGE_KEY)) for face in faces):
         return f"estimated under {RELIABLE_FROM_AGE:g} years old (young children are told apart poorly)"
-    qualities = [face.get("quality") for face in faces]
-    if any(isinstance(q, (int, float)) and q < RELIABLE_QUALITY for q in qualities):
+    if any(is_low_quality(face) for face in faces):
         return f"a face of quality under {RELIABLE_QUALITY:g} (tiny or blurred)"
     return ""

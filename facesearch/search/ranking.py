@@ -7,7 +7,7 @@ class named counts alike. A class steers the blocks of the regions it lives in
 that vector (a pool of `pool_size(k)`) are then re-ranked by how well their stored class
 probabilities fit the description (`class_fit`: the weighted geometric mean, over the terms, of
 the probability of each class, or of its absence for a negated one), the vector score breaking
-ties; a face of low quality (search.terms.RELIABLE_QUALITY) has its fit scaled down, its classes
+ties; a face of low quality (pipeline.detect.quality.RELIABLE_QUALITY) has its fit scaled down, its classes
 being guesses. A text hit's score is that fit (0..1) + RERANK_VECTOR_WEIGHT x the centre-space score. A
 mixed query (face + text) moves the face's blocks toward the classes, then re-ranks its pool by
 face similarity + MIXED_FIT_WEIGHT x log(fit).

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from facesearch.pipeline.detect.quality import RELIABLE_QUALITY
 from facesearch.spec import AGE_GROUPS, AGE_KEY, CLASSES, EMOTIONS, GENDERS, PIXEL_ATTRIBUTES
 
 #: Probabilities are floored here before logs: one very unsure class cannot sink a face alone.
@@ -26,12 +27,6 @@ MAX_AGE = 120.0
 #: 0.3 (pipeline.pixel_attributes.SHORT_IF_FEMALE; likewise men's long hair), and on UTKFace
 #: chips an unknown iris took a place in the "green eyes" top 10.
 UNMEASURED_PIXEL_FIT = 0.25
-#: Text fit of a face of low quality (pipeline.detect.quality: size, detector score, border,
-#: sharpness) is scaled by min(1, quality / RELIABLE_QUALITY): faces about 20 px or smaller, or
-#: badly blurred, whose classes are guesses, fall behind clear faces (a new user's trial: dark
-#: 13-47 px audience faces of quality 0.01-0.03 led "a scared child" and "a sad person"). Chosen,
-#: not fitted: a 20 px face with detector score 0.6, half sharp, has quality 0.09.
-RELIABLE_QUALITY = 0.1
 
 #: Columns of a probability matrix: every class, the age estimate in years, then the
 #: probabilities that are not the network's classes (no class centre): emotions, and the
@@ -120,7 +115,9 @@ def probability_matrix(attributes: Sequence[Mapping[str, float]],
 
 def quality_weights(attributes: Sequence[Mapping[str, float]]) -> np.ndarray:
     """(n,) in (0, 1]: min(1, quality / RELIABLE_QUALITY) from stored `attributes` dicts (1
-    without a quality record: faces indexed before it)."""
+    without a quality record: faces indexed before it). A text's fit is scaled by it, so faces
+    about 20 px or smaller, or badly blurred, whose classes are guesses, fall behind clear faces
+    (pipeline.detect.quality.RELIABLE_QUALITY)."""
     return np.array([1.0 if not isinstance(a.get("quality"), (int, float))
                      else min(1.0, max(float(a["quality"]), 1e-3) / RELIABLE_QUALITY)
                      for a in attributes])

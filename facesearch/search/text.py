@@ -66,7 +66,7 @@ _AGE_DECADE = re.compile(r"\b(?:early\s+|mid\s+|late\s+)?(?:(\d)0'?s|(seventies|
 #: First age of the open-ended oldest age group (70+): an age or a decade in it ("a 90 year
 #: old", "in her 80s") is read as a range of years (about that age; that decade), not as the
 #: whole group, which would take a 72-year-old for a 90-year-old.
-OPEN_AGE = 70
+OPEN_AGE = AGE_GROUPS[-1][1]
 _WORD = re.compile(r"[a-z0-9][a-z0-9'-]*")
 #: Words that never make a span on their own and are trimmed from span edges.
 _FILLER = frozenset(

@@ -36,6 +36,16 @@ HALF_SHARPNESS = 50.0
 #: average against the uncut face: above 0.3 even gender is no longer to be trusted
 #: (python bench/quality_border_cut.py).
 UNRELIABLE_BORDER_CUT = 0.3
+#: Below this quality a face is tiny or blurred and what is read from it is a guess: it joins no
+#: person (index.people.MIN_QUALITY), its same-person calls are flagged (search.compare) and its
+#: fit to a text or its region score among look-alikes is scaled by quality / this
+#: (search.terms.quality_weights). Of the 1,170 faces of the 1,111 wild CelebA photos, the 8
+#: grouped into people below 0.15 were all tiny or blurred background faces (12-50 px, blur
+#: 1.4-33, quality 0.004-0.10), 7 of them one "person" of five different people; no face of a
+#: photo's own subject was below 0.1. A new user's trial: dark 13-47 px audience faces of a
+#: video (quality 0.01-0.03) led "a scared child", and a 25 px face of quality 0.06 was called
+#: the same person as a stranger.
+RELIABLE_QUALITY = 0.1
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,13 @@ class FaceQuality:
         values = (round(self.value, 4), round(self.size * scale, 1), round(self.border_cut, 4),
                   round(self.blur, 1))
         return dict(zip(QUALITY_KEYS, values))
+
+
+def is_low_quality(attributes: Mapping[str, object]) -> bool:
+    """Whether a face's quality (in `attributes`, from FaceQuality.record) is below
+    RELIABLE_QUALITY. False when there is no quality record (faces indexed before it)."""
+    quality = attributes.get("quality")
+    return isinstance(quality, (int, float)) and quality < RELIABLE_QUALITY
 
 
 def is_unreliable(attributes: Mapping[str, object]) -> bool:
