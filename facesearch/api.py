@@ -408,12 +408,12 @@ class FaceSearch:
         weights = _weights_argument(weights)
         _check_min_same_person(min_same_person, image, match)
         if image is None and text is None and where is None and person is None:
-            raise FaceSearchError("give an image, a text, a --where filter, or a combination to query")
+            raise FaceSearchError("give an image, a text, a where filter (--where), or a combination to query")
         require_type(k, (int, np.integer), "k", "a whole number of hits")
         if k < 1:
             raise FaceSearchError(f"k must be at least 1 (got {k})")
         if face and image is None:  # face=0 without an image: the old default, let pass
-            raise FaceSearchError("--face picks a face of --image; there is no --image")
+            raise FaceSearchError("--face (face=) picks a face of the query image, and no image (--image, image=) was given")
         block_weights = region_weights(weights, region)
         restriction = parse_filter(where) if isinstance(where, str) else where
         if person is not None:  # a name, or a person's id (an int or its digits)
@@ -447,7 +447,7 @@ class FaceSearch:
             largest = face is None
             face = _largest_face(faces) if largest else face
             if not 0 <= face < len(faces):
-                raise FaceSearchError(f"--face {face} is out of range: the image has {len(faces)} face(s)")
+                raise FaceSearchError(f"--face (face=) {face} is out of range: the image has {len(faces)} face(s)")
             query_face, query_identity, query_attributes, _, track = faces[face]
             if track is not None:  # a video query: say which track it is
                 self.on_notice(_video_query_note(face, track, largest))
@@ -464,7 +464,7 @@ class FaceSearch:
         ranked.candidates = [c for c in ranked.candidates if c[1] not in left_out][:k]
         if min_same_person is not None:
             if ranked.same_person is None:
-                raise FaceSearchError("--min-same-person needs identity vectors, which this index lacks "
+                raise FaceSearchError("--min-same-person (min_same_person=) needs identity vectors, which this index lacks "
                                       "for some faces: run `facesearch index` on its folders again to add them")
             best = max((ranked.same_person.get(c[1], 0.0) for c in ranked.candidates), default=None)
             ranked.candidates = [c for c in ranked.candidates
@@ -553,8 +553,7 @@ class FaceSearch:
         """Take a face out of its person for good (never assigned automatically again); returns
         that person's id. FaceSearchError if the face is unknown or in no person."""
         self._open_existing()
-        if isinstance(face_id, bool) or not isinstance(face_id, (int, np.integer)):
-            raise FaceSearchError(f"a face id is a whole number (got {face_id!r})")
+        require_type(face_id, (int, np.integer), "face_id", "a face id (a whole number)")
         return people_store.remove_face(self.store, face_id)
 
     def _query_faces(self, image: str | os.PathLike | np.ndarray
@@ -838,9 +837,9 @@ def _check_min_same_person(value: float | None, image: object, match: str) -> No
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0.0 <= float(value) <= 1.0:
-        raise FaceSearchError(f"--min-same-person must be a probability between 0 and 1 (got {value!r})")
+        raise FaceSearchError(f"--min-same-person (min_same_person=) must be a probability between 0 and 1 (got {value!r})")
     if image is None:
-        raise FaceSearchError("--min-same-person applies to image queries (their hits carry same_person)")
+        raise FaceSearchError("--min-same-person (min_same_person=) applies to image queries (their hits carry same_person)")
     if match == "look-alike":
         raise FaceSearchError("a minimum same-person probability keeps the query's person, which match "
                               "look-alike leaves out: use match person (or default)")

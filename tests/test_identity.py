@@ -372,7 +372,7 @@ def test_the_cli_takes_min_same_person(people: dict, facesearch_command: list[st
     done = subprocess.run([*facesearch_command, "query", "--image", query, "--min-same-person", "2",
                            "--index", str(people["index"])], capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and done.stderr.strip().splitlines() == [
-        "error: --min-same-person must be a probability between 0 and 1 (got 2.0)"]
+        "error: --min-same-person (min_same_person=) must be a probability between 0 and 1 (got 2.0)"]
 
 
 def test_the_label_noise_list_names_real_photos_of_those_identities(data_dir: Path) -> None:

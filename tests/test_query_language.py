@@ -194,7 +194,7 @@ def test_an_indexed_query_photo_gives_the_same_hits_as_describing_it(built_index
 
 
 def test_face_without_an_image_and_nothing_understood_are_errors(built_index: BuiltIndex) -> None:
-    with pytest.raises(FaceSearchError, match="--face picks a face of --image"):
+    with pytest.raises(FaceSearchError, match=r"--face \(face=\) picks a face of the query image"):
         built_index.fs.query(text="smiling", face=1)
     with pytest.raises(FaceSearchError, match="not understood: qwzx"):
         built_index.fs.query(text="qwzx")
@@ -221,7 +221,7 @@ def test_cli_edges(built_index: BuiltIndex, facesearch_command: list[str], tmp_p
     for face in ("0", "1"):  # even the default, given with a text only, is a mistake said
         line = assert_one_line_error(run(facesearch_command, "query", "--text", "smiling", "--face", face,
                                          *index, cwd=tmp_path))
-        assert "--face picks a face of --image" in line
+        assert "--face (face=) picks a face of the query image" in line
 
 
 def test_cli_browse_exclude_self_vocabulary_and_info_numbers(built_index: BuiltIndex,

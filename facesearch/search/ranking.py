@@ -163,13 +163,13 @@ def parse_weights(text: str) -> dict[str, float]:
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, sep, value = part.partition("=")
         if not sep:
-            raise FaceSearchError(f"--weights: {part!r} is not REGION=NUMBER (e.g. hair=2,eyes=1)")
+            raise FaceSearchError(f"--weights (weights=): {part!r} is not REGION=NUMBER (e.g. hair=2,eyes=1)")
         try:
             weights[region_name(name)] = float(value)
         except ValueError:
-            raise FaceSearchError(f"--weights: {value.strip()!r} is not a number (in {part!r})") from None
+            raise FaceSearchError(f"--weights (weights=): {value.strip()!r} is not a number (in {part!r})") from None
     if not weights:
-        raise FaceSearchError("--weights is empty (e.g. hair=2,eyes=1,background=0)")
+        raise FaceSearchError("--weights (weights=) is empty (e.g. hair=2,eyes=1,background=0)")
     return weights
 
 
