@@ -33,7 +33,7 @@ from facesearch.search.compare import Comparison, compare_faces
 from facesearch.search.filters import Filter, parse_filter
 from facesearch.search.hits import Hit, Hits
 from facesearch.search.planner import LOOKALIKE_AGREEMENT_WEIGHT, MATCHES, Request, StoreCatalog, rank
-from facesearch.search.ranking import RERANK_VECTOR_WEIGHT, parse_weights, region_weights
+from facesearch.search.ranking import MIXED_FIT_WEIGHT, RERANK_VECTOR_WEIGHT, parse_weights, region_weights
 from facesearch.search.terms import COLUMNS, class_fit, needed_columns, probability_matrix
 from facesearch.search.text import asks_for_everyone, not_understood, parse
 from facesearch.settings import Settings
@@ -199,8 +199,14 @@ class FaceSearch:
         """Same person or not, for every pair of faces of two photos (paths or RGB arrays) or
         videos (paths; a video's faces are its tracks, each Comparison carrying its TrackSpan):
         search.compare.Comparison with the identity similarity and the calibrated probability,
-        face i of `first` (largest first) against face j of `second`. Needs no index.
+        face i of `first` (largest first) against face j of `second`; a photo given twice has
+        its faces compared with each other once (i < j). Needs no index.
         FaceSearchError (one line) when a photo cannot be read or shows no face."""
+        if _same_file(first, second):
+            faces = self.describe(first)
+            if not faces:
+                raise no_face_error(first)
+            return compare_faces(faces, faces, same_photo=True)
         described = []
         for image in (first, second):
             faces = self.describe(image)
@@ -447,7 +453,8 @@ class FaceSearch:
             largest = face is None
             face = _largest_face(faces) if largest else face
             if not 0 <= face < len(faces):
-                raise FaceSearchError(f"--face (face=) {face} is out of range: the image has {len(faces)} face(s)")
+                what = "the video has {} track(s)" if faces[0][4] is not None else "the image has {} face(s)"
+                raise FaceSearchError(f"--face (face=) {face} is out of range: " + what.format(len(faces)))
             query_face, query_identity, query_attributes, _, track = faces[face]
             if track is not None:  # a video query: say which track it is
                 self.on_notice(_video_query_note(face, track, largest))
@@ -477,6 +484,7 @@ class FaceSearch:
         hits = Hits()
         hits.understood = understood
         hits.query_track = track
+        hits.match = ranked.strategy if ranked.strategy in MATCH_ORDER else None
         compared = bool(np.any(ranked.vector))  # else no region has a query block to compare with
         if not compared:
             hits.scored_by = _scored_by(ranked.strategy, request.terms, restriction)
@@ -486,6 +494,12 @@ class FaceSearch:
                               "the filter, best fit first")
         elif ranked.strategy in MATCH_ORDER:  # an image query's match mode: the score is not the order
             hits.scored_by = f"{region_score(block_weights)}; {MATCH_ORDER[ranked.strategy]}"
+        elif request.terms:  # a text, alone or with a face (search.ranking.rerank)
+            labels = ", ".join(term.label for term in request.terms)
+            hits.scored_by = (
+                f"{region_score(block_weights)} with the query face moved toward {labels}, + "
+                f"{MIXED_FIT_WEIGHT:g} x log(fit to {labels}, 0-1)" if query_face is not None else
+                f"fit to {labels} (0-1) + {RERANK_VECTOR_WEIGHT:g} x the class-centre score")
         other_paths = self.store.aliases_of(catalog.rows[i][1].id for _, i in ranked.candidates)
         persons = people_store.persons_of_faces(self.store, [catalog.rows[i][0].id
                                                              for _, i in ranked.candidates])
@@ -534,20 +548,34 @@ class FaceSearch:
         self._open_existing()
         return people_store.people(self.store)
 
-    def name_person(self, person_id: int, name: str) -> None:
-        """Name a person (kept across index runs). FaceSearchError: unknown person, empty name,
-        or a name another person has."""
-        person_id = _person_id(person_id, "person_id")
+    def name_person(self, person_id: int | str, name: str) -> int:
+        """Name (or rename) a person, given by id or by its present name (kept across index
+        runs); returns its id. FaceSearchError: unknown person, empty name, or a name another
+        person has."""
         require_type(name, str, "name", "a string")
         self._open_existing()
-        people_store.name_person(self.store, person_id, name)
+        found = self._person_id(person_id, "person_id")
+        people_store.name_person(self.store, found, name)
+        return found
 
-    def merge_people(self, keep: int, other: int) -> None:
-        """Move person `other`'s faces to person `keep` (which keeps its id and name, or takes
-        `other`'s name if it has none) and drop `other`. FaceSearchError for unknown persons."""
-        keep, other = _person_id(keep, "keep"), _person_id(other, "other")
+    def merge_people(self, keep: int | str, other: int | str) -> None:
+        """Move person `other`'s faces to person `keep` (each by id or name; `keep` keeps its id
+        and name, or takes `other`'s name if it has none) and drop `other`. FaceSearchError for
+        unknown persons."""
         self._open_existing()
+        keep, other = self._person_id(keep, "keep"), self._person_id(other, "other")
         people_store.merge_people(self.store, keep, other)
+
+    def _person_id(self, value: object, name: str) -> int:
+        """A person's id given as an int, its digits, or the person's name (FaceSearchError when
+        no person or several are called so; ArgumentTypeError for another type)."""
+        if isinstance(value, str) and not value.strip().isdigit():
+            found = people_store.person_ids_named(self.store, value)
+            if len(found) > 1:
+                raise FaceSearchError(f"{len(found)} persons are called {value!r} (ids "
+                                      f"{', '.join(map(str, found))}): give the id")
+            return found[0]
+        return _person_id(value, name)
 
     def remove_face(self, face_id: int) -> int:
         """Take a face out of its person for good (never assigned automatically again); returns
@@ -606,7 +634,7 @@ class FaceSearch:
 
     # --- information ----------------------------------------------------------------------------
     def info(self) -> dict:
-        """What is in the index: photos, faces, failures, partial (truncated) photos, other
+        """What is in the index: photos, videos, faces, failures, partial (truncated) photos, other
         paths of photos (copies), model, the vector index (type,
         compression, lists and nprobe, recall@10 measured when it was built, `rerank` (candidates
         re-ranked per hit by exact vectors, None when not), estimated memory,
@@ -614,13 +642,15 @@ class FaceSearch:
         database, size on disk."""
         self._require_index()
         self.refresh()
-        photos, faces = self.store.counts()
+        files, faces = self.store.counts()
         size = sum(_size_if_present(f) for f in self.index_dir.iterdir())
         vectors = self.vectors.stats()
-        return {"index": str(self.index_dir), "photos": photos, "faces": faces,
+        library = self.store.library_counts()
+        return {"index": str(self.index_dir), "photos": files - library["videos"],
+                "videos": library.pop("videos"), "faces": faces,
                 "vectors": len(self.vectors),
                 "failed": [(p.path, p.error) for p in self.store.failed_photos()],
-                **self.store.library_counts(),
+                **library,
                 "model_version": self.store.get_meta("model_version"),
                 "dims": int(self.store.get_meta("dims") or 0) or None, "index_type": vectors["index_type"],
                 "compression": vectors["compression"], "nlist": vectors["nlist"],
@@ -815,6 +845,16 @@ def _scored_by(strategy: str, terms: list, restriction: Filter | None) -> str:
             "centre to compare with)")
 
 
+def _same_file(first: object, second: object) -> bool:
+    """Whether two compare arguments are paths of one existing file."""
+    if not all(isinstance(x, (str, os.PathLike)) for x in (first, second)):
+        return False
+    try:
+        return os.path.samefile(first, second)
+    except OSError:
+        return False
+
+
 def _print_notice(line: str) -> None:
     """The default on_notice: one line on stderr."""
     import sys
@@ -905,7 +945,8 @@ def _path_list(paths: object, name: str) -> list:
 
 
 def _person_id(value: object, name: str) -> int:
-    """A person's id given as an int or its digits; ArgumentTypeError for anything else."""
+    """A person's id given as an int or its digits; ArgumentTypeError for anything else
+    (FaceSearch._person_id reads names too)."""
     if isinstance(value, str) and value.strip().isdigit():
         return int(value)
     require_type(value, (int, np.integer), name, "a person's id (int; `people()` lists them)")

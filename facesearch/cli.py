@@ -252,6 +252,7 @@ def info(index: Optional[Path] = IndexOption, db_url: Optional[str] = DbOption,
 @app.command()
 def vocabulary(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List what --text understands: the classes and the words for them, ages, what is not known yet."""
+    from facesearch.search.filters import FILTER_NAMES
     from facesearch.search.text import vocabulary as known
 
     words = known()
@@ -267,8 +268,8 @@ def vocabulary(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
     typer.echo(f"Every face (alone, or with --where): {', '.join(words['everyone'])}")
     if words["not_yet_known"]:
         typer.echo(f"Not known to this model yet (emotions): {', '.join(words['not_yet_known'])}")
-    typer.echo("Other words are matched by meaning to the ones above; --where filters by class "
-               "probability, age, path and date.")
+    typer.echo("Other words are matched by meaning to the ones above; --where compares "
+               f"{FILTER_NAMES}.")
 
 
 @app.command()
@@ -399,17 +400,17 @@ def _people_index(ctx: typer.Context, index: Optional[Path], db_url: Optional[st
 
 
 @people_app.command(name="name")
-def people_name(ctx: typer.Context, person_id: int = typer.Argument(..., help="The person's id."),
+def people_name(ctx: typer.Context, person_id: str = typer.Argument(..., help="The person's id, or its present name."),
                 name: str = typer.Argument(..., help="The name to give."),
                 index: Optional[Path] = IndexOption, db_url: Optional[str] = DbOption) -> None:
     """Name a person (kept across index runs)."""
-    _people_index(ctx, index, db_url).name_person(person_id, name)
-    typer.echo(f"person {person_id} is {name!r}")
+    found = _people_index(ctx, index, db_url).name_person(person_id, name)
+    typer.echo(f"person {found} is {name!r}")
 
 
 @people_app.command(name="merge")
-def people_merge(ctx: typer.Context, keep: int = typer.Argument(..., help="The person that stays (keeps its id and name)."),
-                 other: int = typer.Argument(..., help="The person whose faces move to KEEP."),
+def people_merge(ctx: typer.Context, keep: str = typer.Argument(..., help="The person that stays (keeps its id and name): id or name."),
+                 other: str = typer.Argument(..., help="The person whose faces move to KEEP: id or name."),
                  index: Optional[Path] = IndexOption, db_url: Optional[str] = DbOption) -> None:
     """Merge person OTHER into person KEEP."""
     _people_index(ctx, index, db_url).merge_people(keep, other)

@@ -143,7 +143,9 @@ def same_person_boundary(hits: list[Hit]) -> int | None:
     """Where image-query hits (person and default modes: the query's person first) cross the
     same-person operating point: the position of the first hit below the operating point that
     follows one at or above it (SAME_PERSON_PROBABILITY); None when they never cross (all one side, or no same_person:
-    a text query)."""
+    a text query) and for look-alike mode's hits (Hits.match), which are not ordered by it."""
+    if getattr(hits, "match", None) == "look-alike":
+        return None
     for n in range(1, len(hits)):
         before, after = hits[n - 1].same_person, hits[n].same_person
         if before is not None and after is not None and before >= SAME_PERSON_PROBABILITY > after:

@@ -91,6 +91,24 @@ def test_a_man_and_a_woman_alike_by_identity_are_not_called_one_person(describer
     assert "not the same person" in render.comparisons_table([pair]) and "genders differ" in render.comparisons_table([pair])
 
 
+def test_a_photo_compared_with_itself_pairs_each_two_of_its_faces_once(describer: FaceSearch,
+                                                                        tmp_path: Path) -> None:
+    """`compare X X` on a group photo: each pair of its faces once (a trial got all 36 ordered
+    pairs of 6 faces, each face against itself too); a one-face photo still gives its one pair."""
+    from PIL import Image
+
+    from scenes import collage
+
+    aligned = DATA_DIR / "celeba" / "aligned"
+    group, _ = collage(sorted(aligned.glob("*.jpg"))[:4], grid=2)
+    Image.fromarray(group).save(tmp_path / "group.jpg")
+    pairs = describer.compare(tmp_path / "group.jpg", tmp_path / "group.jpg")
+    n = len(describer.describe(tmp_path / "group.jpg"))
+    assert n >= 3 and len(pairs) == n * (n - 1) // 2 and all(p.first < p.second for p in pairs)
+    single = sorted(aligned.glob("*.jpg"))[0]
+    assert len(describer.compare(single, single)) == 1
+
+
 def test_image_queries_read_the_gender_conflict(tmp_path: Path) -> None:
     """In an index, the same man and woman: default mode does not put her first as his person,
     and her hit's same_person is the probability with the conflict, in every mode."""

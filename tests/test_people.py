@@ -241,9 +241,9 @@ def test_names_merges_and_removals_persist_across_index_runs(data_dir: Path, tmp
     assert [row.split()[:3] for row in rows] == sorted(  # most faces first, then by id
         [[str(alice["id"]), "Alice", "5"], [str(bob["id"]), "Bob", "5"]])
     assert all(row.split()[3].startswith(str(folder)) for row in rows)  # the cover face
-    renamed = subprocess.run([*run, "name", str(alice["id"]), "Alice B"], capture_output=True, check=False,
-                             text=True, timeout=300)
-    assert renamed.returncode == 0, renamed.stderr
+    renamed = subprocess.run([*run, "name", "Alice", "Alice B"], capture_output=True, check=False,
+                             text=True, timeout=300)  # a person by its present name
+    assert renamed.returncode == 0 and renamed.stdout.strip() == f"person {alice['id']} is 'Alice B'", renamed.stderr
     bad = subprocess.run([*facesearch_command, "people", "merge", "999", str(alice["id"]), "--index",
                           str(index_dir)], capture_output=True, text=True,
                          timeout=300, check=False)

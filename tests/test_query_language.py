@@ -148,6 +148,8 @@ def test_a_filter_names_its_classes_as_terms() -> None:
     assert [t.label for t in parse_filter("not eyeglasses > 0.5").terms()] == ["NOT Eyeglasses"]
     assert [t.label for t in parse_filter("age < 30").terms()] == ["age < 30"]
     assert parse_filter("path ~ '*/2019/*'").terms() == []
+    with pytest.raises(FaceSearchError, match=r"unexpected '\*' \(a pattern is quoted: path ~ '\*holiday\*'\)$"):
+        parse_filter("path ~ *utk*")  # a trial left the pattern unquoted
 
 
 # --- the API --------------------------------------------------------------------------------------
@@ -221,7 +223,7 @@ def test_cli_edges(built_index: BuiltIndex, facesearch_command: list[str], tmp_p
     for face in ("0", "1"):  # even the default, given with a text only, is a mistake said
         line = assert_one_line_error(run(facesearch_command, "query", "--text", "smiling", "--face", face,
                                          *index, cwd=tmp_path))
-        assert "--face (face=) picks a face of the query image" in line
+        assert "--face picks a face of --image" in line
 
 
 def test_cli_browse_exclude_self_vocabulary_and_info_numbers(built_index: BuiltIndex,

@@ -114,10 +114,14 @@ def test_a_text_of_pixel_attributes_alone_says_its_score_is_their_fit(built_inde
     for sheet in ("sheet.png", "sheet.html"):  # sheets say it too, and draw no bars
         save_contact_sheet(tmp_path / sheet, hits, text="red hair")
     assert "no region compared" in (tmp_path / "sheet.html").read_text()
-    # a class with a centre gives a query vector: region similarities as before, no note
+    # a class with a centre gives a query vector: region similarities as before; the score is
+    # the fit plus the centre-space tie-break, and says so
     mixed = fs.query(text="red hair, smiling", k=3)
-    assert mixed.scored_by is None and all(len(hit.regions) == 7 for hit in mixed)
-    assert "score_is" not in mixed.to_dicts()[0]
+    assert mixed.scored_by == "fit to hair_red, Smiling (0-1) + 0.05 x the class-centre score"
+    assert all(len(hit.regions) == 7 for hit in mixed) and mixed.to_dicts()[0]["score_is"] == mixed.scored_by
+    with_face = fs.query(image=built_index.photos[0], text="smiling", k=3)
+    assert with_face.scored_by == ("sum of the 7 region cosines (-7 to 7) with the query face moved toward "
+                                   "Smiling, + 1 x log(fit to Smiling, 0-1)")
 
 
 def test_a_text_nobody_fits_says_so(built_index: BuiltIndex) -> None:
@@ -281,9 +285,9 @@ def test_python_arguments_of_the_wrong_type_are_one_line(built_index: BuiltIndex
         "index_dir must be a folder's path (str or os.PathLike), got int 5": lambda: FaceSearch(5),
         "paths must be a path (str or os.PathLike) or a list of paths, got int 5": lambda: fs.index(5),
         "each of paths must be a path": lambda: fs.index([tmp_path, 5]),
-        "person_id must be a person's id (int; `people()` lists them), got str 'abc'":
-            lambda: fs.name_person("abc", "x"),
-        "keep must be a person's id": lambda: fs.merge_people("a", "b"),
+        "person_id must be a person's id (int; `people()` lists them), got float 2.5":
+            lambda: fs.name_person(2.5, "x"),
+        "keep must be a person's id": lambda: fs.merge_people(None, "b"),
         "weights must be a mapping of region to number": lambda: fs.query(image=photo, weights=2),
         "region must be a region's name": lambda: fs.query(image=photo, region=5),
         "exclude must be a path": lambda: fs.query(image=photo, exclude=5),
@@ -294,6 +298,8 @@ def test_python_arguments_of_the_wrong_type_are_one_line(built_index: BuiltIndex
         assert isinstance(raised.value, FaceSearchError) and isinstance(raised.value, TypeError)
         assert message in str(raised.value), str(raised.value)
         assert "\n" not in str(raised.value)
+    with pytest.raises(FaceSearchError, match="no person is called 'abc'"):  # a name, not an id
+        fs.name_person("abc", "x")
     with pytest.raises(FaceSearchError, match=r"^weights: hair='x' is not a number$"):
         fs.query(image=photo, weights={"hair": "x"})
     # the CLI's string form of weights is taken as it is there

@@ -19,7 +19,7 @@ import pytest
 from clitools import run
 from PIL import Image
 
-from facesearch import FaceSearch
+from facesearch import FaceSearch, FaceSearchError
 from facesearch.pipeline.tracking import frontality
 from facesearch.pipeline.video import frame_at, probe
 from facesearch.settings import Settings
@@ -58,6 +58,8 @@ def test_videos_are_indexed_as_tracks_with_times(indexed) -> None:
     fs, clips, report = indexed
     assert report.photos == 2 and report.videos == 2 and not report.failed, report.summary()
     assert "0 photos and 2 videos: 2 indexed" in report.summary()
+    info = fs.info()  # counted as the run said: a video is not a photo
+    assert (info["photos"], info["videos"]) == (0, 2)
     talking = _tracks(fs, clips / "talking_d0.mp4")
     assert len(talking) == 1  # one person, visible throughout: one track
     assert talking[0]["start"] == 0.0 and talking[0]["end"] >= 2.5
@@ -393,6 +395,8 @@ def test_a_video_query_uses_its_largest_face_unless_a_face_is_named(indexed) -> 
     finally:
         fs.on_notice = saved
     assert by_default.track_id == largest["track_id"]  # the clip's own track comes first
+    with pytest.raises(FaceSearchError, match=rf"out of range: the video has {len(tracks)} track\(s\)"):
+        fs.query(image=clip, k=1, face=99)
     assert named.track_id == tracks[0]["track_id"]
     said = [note for note in notes if "video query" in note]
     assert len(said) == 2, notes

@@ -825,15 +825,18 @@ class Store:
         return matched / total if total else None
 
     def library_counts(self) -> dict[str, int]:
-        """{"without_faces": photos in which no face was found, "partial": truncated photos read
-        as far as they go, "other_paths": aliases}."""
+        """{"videos": video files, "without_faces": photos in which no face was found,
+        "partial": truncated photos read as far as they go, "other_paths": aliases}."""
         with self.session() as session:
+            videos = session.scalar(sa.select(sa.func.count()).select_from(PhotoRow)
+                                    .where(PhotoRow.media == "video"))
             faceless = session.scalar(sa.select(sa.func.count()).select_from(PhotoRow)
                                       .where(PhotoRow.status == PhotoStatus.NO_FACE.value))
             partial = session.scalar(sa.select(sa.func.count()).select_from(PhotoRow)
                                      .where(PhotoRow.partial.is_(True)))
             aliases = session.scalar(sa.select(sa.func.count()).select_from(PhotoAlias))
-        return {"without_faces": faceless or 0, "partial": partial or 0, "other_paths": aliases or 0}
+        return {"videos": videos or 0, "without_faces": faceless or 0, "partial": partial or 0,
+                "other_paths": aliases or 0}
 
     def counts(self) -> tuple[int, int]:
         """(number of photos, number of faces)."""

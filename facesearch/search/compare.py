@@ -51,9 +51,10 @@ class Comparison:
         return fields
 
 
-def compare_faces(first: list[Face], second: list[Face]) -> list[Comparison]:
+def compare_faces(first: list[Face], second: list[Face], same_photo: bool = False) -> list[Comparison]:
     """Every pair (i, j) of faces of two photos, i over `first` then j over `second`, each with
-    its identity vector (Face.identity, (512,) unit norm). ValueError if one lacks it."""
+    its identity vector (Face.identity, (512,) unit norm); with `same_photo` (one photo's faces
+    against each other) only i < j, when there are several. ValueError if one lacks it."""
     if any(face.identity is None for face in (*first, *second)):
         raise ValueError("every face needs its identity vector")
     if not first or not second:
@@ -64,6 +65,8 @@ def compare_faces(first: list[Face], second: list[Face]) -> list[Comparison]:
     pairs = []
     for i, a in enumerate(first):
         for j, b in enumerate(second):
+            if same_photo and len(first) > 1 and j <= i:
+                continue
             why = unreliable_because(a.attributes, b.attributes)
             pairs.append(Comparison(i, j, a.bbox, b.bbox, round(float(cosines[i, j]), 4),
                                     round(float(probabilities[i, j]), 4),

@@ -208,10 +208,7 @@ class Filter:
         known = list(FILTER_KEYS) + list(_METADATA)
         close = difflib.get_close_matches(key, [name.lower() for name in known], n=1, cutoff=0.7)
         hint = f" (did you mean {next(n for n in known if n.lower() == close[0])}?)" if close else ""
-        self._fail(token, f"unknown name {token.text!r}{hint}; names are class names (e.g. Smiling, "
-                          "male), expressions (happy, sad, ...), hair_long, hair_short, hair_red, "
-                          "eyes_blue, eyes_green, eyes_brown, quality, face_size, border_cut, blur, "
-                          "age, path, date, indexed, person")
+        self._fail(token, f"unknown name {token.text!r}{hint}; names are {FILTER_NAMES}")
 
     def _compare(self, field: Field, op: _Token, value: Field | _Token) -> Compare:
         if isinstance(value, Field):
@@ -321,6 +318,12 @@ class Filter:
         return _sql(self.tree, dialect)
 
 
+#: What a filter can compare, in words (the unknown-name error and `facesearch vocabulary`).
+FILTER_NAMES = ("class names (e.g. Smiling, male), expressions (happy, sad, ...), hair_long, "
+                "hair_short, hair_red, eyes_blue, eyes_green, eyes_brown, quality, face_size, "
+                "border_cut, blur, age, path, date, indexed, person")
+
+
 def parse_filter(text: str) -> Filter:
     """Parse a --where expression (FilterError, one line, if it cannot be understood)."""
     return Filter(text)
@@ -331,7 +334,9 @@ def _tokenise(text: str) -> list[_Token]:
     while pos < len(text):
         match = _TOKENS.match(text, pos)
         if match is None:
-            raise FilterError(f"filter {text!r}, at column {pos + 1}: unexpected {text[pos]!r}")
+            hint = (" (a pattern is quoted: path ~ '*holiday*')" if text[pos] in "*?/\\."
+                    else "")
+            raise FilterError(f"filter {text!r}, at column {pos + 1}: unexpected {text[pos]!r}{hint}")
         if match.lastgroup != "space":
             tokens.append(_Token(match.lastgroup, match.group(), pos + 1))
         pos = match.end()

@@ -56,15 +56,18 @@ class Hit:
 
 
 class Hits(list):
-    """Search hits, best first, plus what a text query was understood as (`understood`) and,
-    when the score is not the usual one (a sum of region similarities for a photo, the fit of
-    the understood classes plus a region tie-break for a text), what it is (`scored_by`, one
-    line: e.g. "fit to hair_red (0-1) ...; no region compared" or "quality, highest first")."""
+    """Search hits, best first, plus what a text query was understood as (`understood`) and
+    what the score is (`scored_by`, one line: e.g. "fit to Smiling (0-1) + 0.05 x the
+    class-centre score", "fit to hair_red (0-1) ...; no region compared", "quality, highest
+    first"; None only where it is the plain sum of region similarities of an image query
+    without a match mode)."""
 
     understood: TextQuery | None = None
     scored_by: str | None = None
     #: A video query's track (pipeline.faces.TrackSpan: which, and when, in seconds), else None.
     query_track: TrackSpan | None = None
+    #: An image query's match mode (search.planner.MATCHES), None for a text or filter query.
+    match: str | None = None
 
     def to_dicts(self) -> list[dict]:
         """JSON-ready hits; for a text or mixed query each also says what the text was
