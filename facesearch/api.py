@@ -369,7 +369,7 @@ class FaceSearch:
               exclude: str | os.PathLike | Iterable[str | os.PathLike] | None = None,
               match: str = "default", person: str | int | None = None,
               min_same_person: float | None = None,
-              exclude_faces: Iterable[int] | None = None) -> Hits:
+              exclude_faces: Iterable[int] | None = None, one_per_person: bool = False) -> Hits:
         """The k stored faces (default Settings.k) most like a photo's face (`face`-th largest;
         default the largest), a description, or a photo's face changed as the description says;
         best first. A video query's faces are its tracks: by default the track with the largest
@@ -406,6 +406,10 @@ class FaceSearch:
         0.017% false accepts and 9.5% false rejects on the validation identities; README "Same
         person or look-alike"), so fewer than k hits may come back.
 
+        `one_per_person` (look-alike mode) keeps one face per other person (index.people, or
+        judged one person by identity), for a list of different people; fewer than k hits may
+        come back.
+
         `person` keeps only the faces of the person with that name (or id; `fs.people()`),
         like `where="person = 'Alice'"` (alone, it browses that person's faces); every hit
         carries its `person` ({"id", "name"} or None)."""
@@ -413,8 +417,12 @@ class FaceSearch:
         _check_query_types(image, text, where, region, match, person, face)
         weights = _weights_argument(weights)
         _check_min_same_person(min_same_person, image, match)
+        require_type(one_per_person, bool, "one_per_person", "True or False")
+        if one_per_person and match != "look-alike":
+            raise FaceSearchError("--one-per-person (one_per_person=) applies to look-alike mode "
+                                  "(--match look-alike, match=\"look-alike\")")
         if image is None and text is None and where is None and person is None:
-            raise FaceSearchError("give an image, a text, a where filter (--where), or a combination to query")
+            raise FaceSearchError("give an image, a text, a --where (where=) filter, or a combination to query")
         require_type(k, (int, np.integer), "k", "a whole number of hits")
         if k < 1:
             raise FaceSearchError(f"k must be at least 1 (got {k})")
@@ -466,7 +474,7 @@ class FaceSearch:
         catalog = StoreCatalog(self.store)
         request = Request(k=k + len(left_out), face=query_face, terms=terms,
                           block_weights=block_weights, where=restriction, identity=query_identity,
-                          match=match, attributes=query_attributes)
+                          match=match, attributes=query_attributes, one_per_person=one_per_person)
         ranked = rank(request, self._card.centres, self.vectors, catalog, self.spaces.get(IDENTITY))
         ranked.candidates = [c for c in ranked.candidates if c[1] not in left_out][:k]
         if min_same_person is not None:

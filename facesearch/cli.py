@@ -10,7 +10,7 @@ from typing import Optional
 import click
 import typer
 
-from facesearch.errors import FaceSearchError
+from facesearch.errors import FaceSearchError, as_flags
 from facesearch.settings import DEFAULTS, ENV, Settings, SettingWarning
 
 app = typer.Typer(help="Face similarity search: by photo, by description, or both. Offline.",
@@ -134,6 +134,7 @@ def query(image: Optional[Path] = typer.Option(None, "--image", "-i", help="Find
           match: str = typer.Option("default", "--match", help="With --image: person (the same person, by identity), look-alike (people who look alike, not the same person), default (the same person first, then look-alikes)."),
           person: Optional[str] = typer.Option(None, "--person", help="Only faces of this person (a name from `facesearch people`, or an id); like --where \"person = 'NAME'\"."),
           min_same_person: Optional[float] = typer.Option(None, "--min-same-person", help="With --image (person or default mode): drop hits whose same-person probability is below this (0-1; 0.95: 0.017% false accepts, 9.5% false rejects on validation identities, README \"Same person or not\")."),
+          one_per_person: bool = typer.Option(False, "--one-per-person", help="With --match look-alike: one face per other person (a list of different people; fewer than K hits may come back)."),
           index: Optional[Path] = IndexOption, db_url: Optional[str] = DbOption) -> None:
     """Print the faces most like --image, fitting --text, or --image changed as --text says;
     with --where alone, the faces meeting the filter. `facesearch vocabulary` lists the words
@@ -150,7 +151,8 @@ def query(image: Optional[Path] = typer.Option(None, "--image", "-i", help="Find
     hits = _search(index, db_url).query(image=image, text=text, k=k, face=face, region=region,
                                         weights=region_weights, where=where,
                                         exclude=[image] if exclude_self else None, match=match,
-                                        person=person, min_same_person=min_same_person)
+                                        person=person, min_same_person=min_same_person,
+                                        one_per_person=one_per_person)
     if not hits and where is not None:
         typer.echo("no indexed face meets the --where filter", err=True)
     if as_json:
@@ -481,7 +483,7 @@ def main() -> None:
         code = app(standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
     except FaceSearchError as error:
-        typer.echo(f"error: {error}", err=True)
+        typer.echo(f"error: {as_flags(str(error))}", err=True)
         sys.exit(1)
     except typer.Exit as done:
         sys.exit(done.exit_code)

@@ -1,8 +1,24 @@
 """The one exception type users see: its message is a complete one-line explanation."""
+import re
 
 
 class FaceSearchError(Exception):
     """An error facesearch reports as one clear line (the CLI prints it and exits non-zero)."""
+
+
+#: How a message shared by the CLI and Python names an option: the flag, then the argument
+#: ("--face (face=) 3 is out of range"); `as_flags` / `as_arguments` keep one of the two.
+_BOTH_NAMES = re.compile(r"(--[a-z][a-z-]*) \(([a-z_]+)=\)")
+
+
+def as_flags(message: str) -> str:
+    """The message as the command line says it: "--face (face=) 3" -> "--face 3"."""
+    return _BOTH_NAMES.sub(r"\1", message)
+
+
+def as_arguments(message: str) -> str:
+    """The message as an API of parameters says it: "--face (face=) 3" -> "face 3"."""
+    return _BOTH_NAMES.sub(r"\2", message)
 
 
 def first_line(error: BaseException, with_type: bool = False) -> str:

@@ -322,6 +322,27 @@ def test_the_cli_compares_and_matches(people: dict, facesearch_command: list[str
     assert all(hit["same_person"] > 0.5 and len(hit["regions"]) == len(REGIONS) for hit in hits)
 
 
+def test_one_per_person_lists_different_people(people: dict) -> None:
+    """Look-alike mode with one_per_person: no two hits of one person (by label: the library's
+    other two people have 4 photos each, which plain look-alike mode may list together), the
+    order otherwise look-alike mode's; other modes refuse it in one line."""
+    query = _photo(people, PEOPLE[0])
+    with FaceSearch(people["index"]) as fs:
+        plain = fs.query(image=query, k=8, match="look-alike")
+        distinct = fs.query(image=query, k=8, match="look-alike", one_per_person=True)
+        with pytest.raises(FaceSearchError, match="applies to look-alike mode"):
+            fs.query(image=query, k=8, one_per_person=True)
+    from facesearch.training.identity_calibration import label_noise
+
+    # a photo judged by eye to show someone else than its CelebA label is a person of its own
+    noise = label_noise(np.array([Path(hit.path).name for hit in distinct]))
+    owners = [hit.path if odd else people["owner"][hit.path] for hit, odd in zip(distinct, noise)]
+    assert len(owners) == len(set(owners)) >= 6 and PEOPLE[0] not in owners
+    assert distinct[0].face_id == plain[0].face_id
+    kept = [hit.face_id for hit in plain if hit.face_id in {h.face_id for h in distinct}]
+    assert kept == [hit.face_id for hit in distinct][:len(kept)]  # the same order
+
+
 def test_look_alikes_rank_by_region_and_attribute_agreement(people: dict) -> None:
     """Each look-alike hit's region score plus the weighted attribute agreement with the query
     (planner.attribute_agreement of the stored probabilities) is non-increasing down the list,
@@ -390,7 +411,7 @@ def test_the_cli_takes_min_same_person(people: dict, facesearch_command: list[st
     done = subprocess.run([*facesearch_command, "query", "--image", query, "--min-same-person", "2",
                            "--index", str(people["index"])], capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and done.stderr.strip().splitlines() == [
-        "error: --min-same-person (min_same_person=) must be a probability between 0 and 1 (got 2.0)"]
+        "error: --min-same-person must be a probability between 0 and 1 (got 2.0)"]
 
 
 def test_the_label_noise_list_names_real_photos_of_those_identities(data_dir: Path) -> None:

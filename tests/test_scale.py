@@ -372,7 +372,7 @@ def test_command_line_weights_region_filter_and_info(built_index: BuiltIndex,
     assert hits[0]["score"] == pytest.approx(3 + 1 + 4, abs=3e-3)  # hair 3, eyes 1, 4 others 1
 
     for options, message in ((["--region", "hiar"], "error: unknown region 'hiar' (did you mean hair?)"),
-                             (["--weights", "hair=lots"], "error: --weights (weights=): 'lots' is not a number"),
+                             (["--weights", "hair=lots"], "error: --weights: 'lots' is not a number"),
                              (["--where", "smiling >> 1"], "error: filter 'smiling >> 1', at column")):
         bad = subprocess.run(facesearch_command + ["query", "--image", photo] + options + index,
                              capture_output=True, text=True, timeout=300)

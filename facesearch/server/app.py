@@ -30,7 +30,7 @@ from fastapi.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 from facesearch.api import FaceSearch
-from facesearch.errors import FaceSearchError
+from facesearch.errors import FaceSearchError, as_arguments
 from facesearch.pipeline.images import load_image
 from facesearch.render import REGION_COLORS, top_attributes
 from facesearch.search.planner import MATCHES
@@ -63,7 +63,8 @@ _FLAG_WORDS = {"--min-same-person": "min_same_person", "--image": "image", "--fa
 def api_words(message: str) -> str:
     """An error message with the CLI's flag names (`--min-same-person`) given as this API's
     parameter names (`min_same_person`)."""
-    return re.sub(r"--[a-z][a-z-]*", lambda flag: _FLAG_WORDS.get(flag.group(0), flag.group(0)), message)
+    return re.sub(r"--[a-z][a-z-]*", lambda flag: _FLAG_WORDS.get(flag.group(0), flag.group(0)),
+                  as_arguments(message))
 
 
 def is_loopback(host: str) -> bool:
