@@ -6,9 +6,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from facesearch import FaceSearch
 from facesearch.models.descriptor import embed_faces, shipped_model
 from facesearch.models.descriptor_numpy import NumpyDescriptorNet
 from facesearch.pipeline.prepare import FacePreparer
@@ -107,3 +110,34 @@ def test_the_oldest_faces_read_past_the_oldest_groups_mean() -> None:
     assert class_probabilities(logits, means)[1] == pytest.approx([80.0, 80.0], abs=0.01)
     assert class_probabilities(logits, means, 0.25)[1] == pytest.approx([85.0, 80.0], abs=0.01)
     assert shipped_model().numpy_network.age_top_share == pytest.approx(0.25)
+
+
+def test_the_young_attribute_pulls_an_unsure_age_its_way(data_dir: Path, tmp_path: Path) -> None:
+    """network_layout.AGE_YOUNG_EVIDENCE: with the shipped evidence, age groups unsure between
+    30-39 and 50-59 read younger for a face the Young head calls young than for one it calls
+    old; sure age groups barely move; without evidence (or weight 0) nothing changes. On a
+    real photo (CelebA wild 009967, a man of about 30 in a cap and large glasses, Young 0.84),
+    the age read 61.7 without it, 57.8 with it (a trial's "a man over 60 with glasses" listed him)."""
+    from facesearch.models.network_layout import HEADS, YOUNG, class_probabilities
+    from facesearch.spec import AGE_GROUPS
+
+    network = shipped_model().numpy_network
+    evidence, weight = network.age_young_evidence, network.age_young_weight
+    assert evidence is not None and evidence.shape == (2, len(AGE_GROUPS)) and weight > 0
+    means, top = network.age_group_means, network.age_top_share
+    logits = np.zeros((2, HEADS["age"].stop), np.float32)
+    names = [name for name, _, _ in AGE_GROUPS]
+    logits[:, HEADS["age_group"].start + names.index("age_30_39")] = 5.0
+    logits[:, HEADS["age_group"].start + names.index("age_50_59")] = 5.0
+    logits[:, YOUNG] = [3.0, -3.0]  # P(Young) 0.95 and 0.05
+    plain = class_probabilities(logits, means, top)[1]
+    young, old = class_probabilities(logits, means, top, evidence, weight)[1]
+    assert plain[0] == pytest.approx(plain[1]) and young < plain[0] - 3 and old > plain[1] + 3
+    assert np.array_equal(class_probabilities(logits, means, top, evidence, 0.0)[1], plain)
+    sure = logits.copy()
+    sure[:, HEADS["age_group"].start + names.index("age_50_59")] = 15.0
+    moved = class_probabilities(sure, means, top, evidence, weight)[1] - class_probabilities(sure, means, top)[1]
+    assert np.all(np.abs(moved) < 0.5)
+    with FaceSearch(tmp_path / "index") as fs:
+        face = fs.describe(data_dir / "celeba" / "wild" / "009967.jpg")[0]
+    assert face.attributes["Young"] > 0.8 and face.attributes["age"] < 59  # not "over 60" now

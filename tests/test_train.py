@@ -208,3 +208,22 @@ def test_training_writes_only_into_its_run_folder_unless_exported(tmp_path: Path
     assert hashlib.sha256(WEIGHTS_FILE.read_bytes()).hexdigest() == shipped_before
     assert {p.name for p in (tmp_path / "run").iterdir()} >= {RUN_WEIGHTS, CHECKPOINT, SETTINGS, "metrics.json"}
     assert DescriptorModel(tmp_path / "run" / RUN_WEIGHTS).version == metrics["version"]
+
+
+def test_the_young_evidence_is_fitted_per_age_group() -> None:
+    """training.age_evidence.fit_evidence: the mean and spread of logit P(Young) of each age
+    group's faces; a group without faces gets the pooled figures; too few faces, none."""
+    from facesearch.models.network_layout import young_logit
+    from facesearch.spec import AGE_GROUPS
+    from facesearch.training.age_evidence import fit_evidence
+
+    rng = np.random.default_rng(0)
+    ages = rng.integers(20, 60, 4000)
+    young = 1 / (1 + np.exp(-(3.0 - 0.1 * (ages - 20) + rng.normal(0, 0.5, 4000))))
+    evidence = fit_evidence(young, ages)
+    names = [name for name, _, _ in AGE_GROUPS]
+    twenties, fifties = names.index("age_20_29"), names.index("age_50_59")
+    assert evidence[0, twenties] == pytest.approx(young_logit(young[ages < 30]).mean(), abs=1e-4)
+    assert evidence[0, twenties] > evidence[0, fifties] + 2
+    assert evidence[0, names.index("age_0_2")] == pytest.approx(young_logit(young).mean(), abs=1e-4)
+    assert not fit_evidence(young[:1], ages[:1]).any()

@@ -36,6 +36,10 @@ class MasterEmbeddings(Embeddings):
     ages: np.ndarray           # (N,) float32 years
     #: (N, 7) float32 probabilities of spec.EMOTIONS (models/emotion.py), None without a head.
     emotions: np.ndarray | None = None
+    #: (N, network_layout.N_LOGITS) float32 classifier logits (mirror-averaged as the rest),
+    #: what the probabilities and ages are read from (training reads them again, e.g.
+    #: training.age_evidence); None for no faces.
+    logits: np.ndarray | None = None
 
     def attributes(self, i: int) -> dict[str, float]:
         """Face i's class probabilities by class name, plus the age estimate and, when the
@@ -138,10 +142,12 @@ def embed_faces(network: DescriptorNet | NumpyDescriptorNet, crops: np.ndarray, 
     reads_features = emotions is not None and emotions.reads != "vector"
     if isinstance(network, NumpyDescriptorNet):
         forward, means, top = network.outputs, network.age_group_means, network.age_top_share
+        evidence, weight = network.age_young_evidence, network.age_young_weight
     else:
         forward, means = _torch_forward(network, reads_features), network.age_group_means.cpu().numpy()
         top = float(network.age_top_share[0])
-    vectors, probabilities, ages, expressions = [], [], [], []
+        evidence, weight = network.age_young_evidence.cpu().numpy(), float(network.age_young_weight[0])
+    vectors, probabilities, ages, expressions, all_logits = [], [], [], [], []
     for start in range(0, len(crops), batch_size):
         images = np.ascontiguousarray(crops[start:start + batch_size]).transpose(0, 3, 1, 2)
         images = np.ascontiguousarray(images, dtype=np.float32) / 255
@@ -153,10 +159,11 @@ def embed_faces(network: DescriptorNet | NumpyDescriptorNet, crops: np.ndarray, 
                 np.ascontiguousarray(images[..., ::-1]), np.ascontiguousarray(masks[..., ::-1]))
             v = unit_blocks(v + v_mirrored)
             logits = (logits + logits_mirrored) / 2
-        p, a = class_probabilities(logits, means, top)
+        p, a = class_probabilities(logits, means, top, evidence, weight)
         vectors.append(v.astype(np.float32))
         probabilities.append(p)
         ages.append(a)
+        all_logits.append(np.asarray(logits, np.float32))
         if reads_features:
             expressions.append(emotions.predict(
                 emotions.inputs(features, v), None if features_mirrored is None else emotions.inputs(features_mirrored, v)))
@@ -164,7 +171,8 @@ def embed_faces(network: DescriptorNet | NumpyDescriptorNet, crops: np.ndarray, 
         return MasterEmbeddings(np.zeros((0, VECTOR_DIM), np.float32),
                                 np.zeros((0, len(CLASSES)), np.float32), np.zeros(0, np.float32),
                                 None if emotions is None else np.zeros((0, len(EMOTIONS)), np.float32))
-    embedded = MasterEmbeddings(np.concatenate(vectors), np.concatenate(probabilities), np.concatenate(ages))
+    embedded = MasterEmbeddings(np.concatenate(vectors), np.concatenate(probabilities), np.concatenate(ages),
+                                logits=np.concatenate(all_logits))
     if emotions is not None:
         embedded.emotions = np.concatenate(expressions) if reads_features else emotions.predict(embedded.vectors)
     return embedded

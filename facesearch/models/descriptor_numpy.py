@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facesearch.models.network_layout import AGE_GROUP_MEANS, AGE_TOP_SHARE, HEADS, IMAGENET_MEAN, IMAGENET_STD, MOBILENET_STAGES
+from facesearch.models.network_layout import (AGE_GROUP_MEANS, AGE_TOP_SHARE, AGE_YOUNG_EVIDENCE, AGE_YOUNG_WEIGHT,
+                                              HEADS, IMAGENET_MEAN, IMAGENET_STD, MOBILENET_STAGES)
 from facesearch.spec import REGION_DIM, REGIONS, unit_blocks
 
 #: Faces per forward pass. With the backbone on onnxruntime (`NumpyDescriptorNet.backbone`), CPU
@@ -123,6 +124,10 @@ class NumpyDescriptorNet:
         self.age_group_means: np.ndarray | None = t.get(AGE_GROUP_MEANS)
         #: The oldest group's share of the age head's excess (network_layout.AGE_TOP_SHARE).
         self.age_top_share = float(t[AGE_TOP_SHARE][0]) if AGE_TOP_SHARE in t else 0.0
+        #: The Young attribute's evidence on the age groups (network_layout.AGE_YOUNG_EVIDENCE,
+        #: (2, len(AGE_GROUPS))) and its weight; None and 0 before it.
+        self.age_young_evidence: np.ndarray | None = t.get(AGE_YOUNG_EVIDENCE)
+        self.age_young_weight = float(t[AGE_YOUNG_WEIGHT][0]) if AGE_YOUNG_WEIGHT in t else 0.0
 
     @staticmethod
     def _linear_stack(t: dict[str, np.ndarray], prefix: str, first: tuple[int, int], last: int):

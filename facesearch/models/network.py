@@ -16,9 +16,9 @@ from torch import nn
 
 # The layout shared with the numpy forward pass (models/descriptor_numpy.py) lives in
 # models/network_layout.py: stages, input normalisation, the logits' heads and their reading.
-from facesearch.models.network_layout import (AGE_GROUP_MEANS, AGE_TOP_SHARE, BACKBONE_CHANNELS, HEADS,  # noqa: F401
-                                              IMAGENET_MEAN, IMAGENET_STD, MOBILENET_STAGES, N_LOGITS,
-                                              class_probabilities)
+from facesearch.models.network_layout import (AGE_GROUP_MEANS, AGE_TOP_SHARE, AGE_YOUNG_EVIDENCE,  # noqa: F401
+                                              AGE_YOUNG_WEIGHT, BACKBONE_CHANNELS, HEADS, IMAGENET_MEAN,
+                                              IMAGENET_STD, MOBILENET_STAGES, N_LOGITS, class_probabilities)
 from facesearch.spec import AGE_GROUPS, CELEBA_ATTRIBUTES, FEATURE_GRID, FEATURE_MAPS, REGION_DIM, REGIONS
 
 #: Hidden width of each region network F_k.
@@ -146,6 +146,9 @@ class DescriptorNet(nn.Module):
         self.register_buffer(AGE_GROUP_MEANS, torch.zeros(len(AGE_GROUPS)))
         # how far past the oldest group's mean the age head may carry it (AGE_TOP_SHARE)
         self.register_buffer(AGE_TOP_SHARE, torch.zeros(1))
+        # the Young attribute's evidence on the age groups and its weight (AGE_YOUNG_EVIDENCE)
+        self.register_buffer(AGE_YOUNG_EVIDENCE, torch.zeros(2, len(AGE_GROUPS)))
+        self.register_buffer(AGE_YOUNG_WEIGHT, torch.zeros(1))
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """nn.Module's, where weights saved before AGE_GROUP_MEANS get zeros for it (their age
@@ -154,6 +157,8 @@ class DescriptorNet(nn.Module):
         state = dict(state_dict)
         state.setdefault(AGE_GROUP_MEANS, torch.zeros(len(AGE_GROUPS)))
         state.setdefault(AGE_TOP_SHARE, torch.zeros(1))
+        state.setdefault(AGE_YOUNG_EVIDENCE, torch.zeros(2, len(AGE_GROUPS)))
+        state.setdefault(AGE_YOUNG_WEIGHT, torch.zeros(1))
         width = state["classifier.2.weight"].shape[0] if "classifier.2.weight" in state else None
         if width is not None and width != self.classifier[2].out_features:
             device = self.classifier[2].weight.device

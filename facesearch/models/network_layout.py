@@ -39,6 +39,16 @@ AGE_GROUP_MEANS = "age_group_means"
 #: MAE 2.747 / 2.717 / 2.723 / 2.761 years; on the 681 validation faces 4.91 / 4.88 / 4.91 / 4.96,
 #: those over 85 (11) 12.5 / 9.2 / 8.3 / 8.8. Zeros where the weights predate it.
 AGE_TOP_SHARE = "age_top_share"
+#: The weights' (2, len(AGE_GROUPS)) mean and standard deviation, per age group, of the logit of
+#: the network's own P(Young) (the CelebA attribute) on training faces of known age (UTKFace),
+#: and (1,) the weight given to that evidence (training.age_evidence). The age-group heads learnt
+#: ages from UTKFace's tight chips alone; CelebA's Young head learnt from photos with hats,
+#: glasses and make-up. The age-group probabilities are multiplied by the likelihood of the
+#: face's P(Young) under each group (Gaussian in logit space) raised to the weight, and the age
+#: is read from the result, so a face the Young head calls young is read younger when the age
+#: heads are unsure (not when they are sure). Zeros where the weights predate it: not applied.
+AGE_YOUNG_EVIDENCE = "age_young_evidence"
+AGE_YOUNG_WEIGHT = "age_young_weight"
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -46,11 +56,36 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
+#: Where the Young attribute sits among the CelebA attributes (and so in the probabilities).
+YOUNG = CELEBA_ATTRIBUTES.index("Young")
+
+
+def young_logit(young: np.ndarray) -> np.ndarray:
+    """log(p / (1 - p)) of P(Young) values (any shape), p clipped to [1e-4, 1 - 1e-4]."""
+    p = np.clip(np.asarray(young, np.float64), 1e-4, 1 - 1e-4)
+    return np.log(p / (1 - p))
+
+
+def with_young_evidence(groups: np.ndarray, young: np.ndarray, evidence: np.ndarray,
+                        weight: float) -> np.ndarray:
+    """Age-group probabilities (N, len(AGE_GROUPS)) times each group's likelihood of the faces'
+    P(Young) (N,), a Gaussian in logit space with the group's (mean, sd) of `evidence` (2, G),
+    raised to `weight`, renormalised (AGE_YOUNG_EVIDENCE); float32, same shape."""
+    mean, sd = np.asarray(evidence, np.float64)[0], np.maximum(np.asarray(evidence, np.float64)[1], 1e-3)
+    log_likelihood = -0.5 * ((young_logit(young)[:, None] - mean[None]) / sd[None]) ** 2 - np.log(sd)[None]
+    log_posterior = np.log(np.maximum(np.asarray(groups, np.float64), 1e-12)) + weight * log_likelihood
+    posterior = np.exp(log_posterior - log_posterior.max(axis=1, keepdims=True))
+    return (posterior / posterior.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
 def class_probabilities(logits: np.ndarray, age_group_means: np.ndarray | None = None,
-                        age_top_share: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                        age_top_share: float = 0.0, young_evidence: np.ndarray | None = None,
+                        young_weight: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Logits (N, N_LOGITS) -> (probabilities (N, len(spec.CLASSES)) float32 in spec.CLASSES
     order, age (N,) float32 in years): sigmoid for the CelebA attributes, a softmax per group
-    (gender, age group, ethnicity); the age the expected age over the age groups' probabilities
+    (gender, age group, ethnicity), the age groups weighed by the evidence of the Young
+    attribute when `young_evidence` (2, G) is given with a weight (AGE_YOUNG_EVIDENCE,
+    `with_young_evidence`); the age the expected age over the age groups' probabilities
     given each group's mean age (`age_group_means`, AGE_GROUP_MEANS), the oldest group's
     probability adding `age_top_share` (AGE_TOP_SHARE) of the age head's excess over its mean;
     or without means (None or zeros) the age head x spec.AGE_SCALE, at least 0."""
@@ -61,6 +96,9 @@ def class_probabilities(logits: np.ndarray, age_group_means: np.ndarray | None =
         _softmax(logits[:, HEADS["age_group"]]),
         _softmax(logits[:, HEADS["ethnicity"]]),
     ], axis=1).astype(np.float32)
+    if young_evidence is not None and young_weight > 0 and np.any(young_evidence):
+        probabilities[:, HEADS["age_group"]] = with_young_evidence(
+            probabilities[:, HEADS["age_group"]], probabilities[:, YOUNG], young_evidence, young_weight)
     regression = np.maximum(logits[:, HEADS["age"]][:, 0], 0) * AGE_SCALE
     if age_group_means is not None and np.any(age_group_means):
         groups = probabilities[:, HEADS["age_group"]]

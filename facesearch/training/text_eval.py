@@ -111,6 +111,13 @@ further; pixel attributes nobody read fit at search.terms.UNMEASURED_PIXEL_FIT 0
 1.00; 210 judgements). Words for a grown person ("woman", "guy": search.text.ADULT_WORDS) then
 implied an age range from 15 at half weight (re-ranking only): the 46 queries P@10 0.972 both
 ways (AP@100 0.851 -> 0.850), expressions 0.69 -> 0.70 ("an angry man" 0.8 -> 0.9).
+Then (0e0ae8, session 13: the Young attribute's evidence on the age groups at weight 0.5,
+training.age_evidence): the 46 queries P@10 0.972 (AP@100 0.851), ages 0.860 -> 0.850 (AP@100
+0.643 -> 0.629; "between 25 and 35" 0.9 -> 0.8, "someone aged 20 to 30" 0.9), expressions 0.70,
+captions R@1/5/10 0.253/0.554/0.688; pixel red 0.80 -> 0.83, long 0.90, short 1.00, blue 1.00,
+green 0.30, brown 0.90 (3 new hits judged, all right: an auburn-haired woman, a long-haired
+blonde, a short grey-haired man; 213 judgements); held out unchanged. At weight 1 (the weight the
+module's own criterion chose) the 46 queries fell to 0.970 and ages to 0.820: not shipped.
 
 Figures (shipped model fs-mnv2-20261201-e30-s0-dlibkd-a768d9: f8762b's network with the age read
 as the expectation over the age groups; session 11): the 46 queries P@10 0.961 (AP@100 0.848;

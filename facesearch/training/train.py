@@ -81,6 +81,11 @@ class TrainSettings:
     classifier_heads: int = 3
     # The oldest age group's share of the age head's excess over its mean (network_layout.AGE_TOP_SHARE).
     age_top_share: float = 0.25
+    # The weight of the Young attribute's evidence on the age groups (network_layout.
+    # AGE_YOUNG_EVIDENCE, fitted on the training faces of known age after training; 0: none).
+    # training.age_evidence's step 4 chose 1.0 for fs-mnv2-20261201-e30-s0-dlibkd; 0.5 ships, as
+    # 1.0 cost the validation text queries (model card, "The Young attribute weighs in").
+    age_young_weight: float = 0.5
     classifier_epochs: int = 12
     classifier_lr: float = 1e-3
     classifier_weight_decay: float = 1e-2
@@ -670,7 +675,15 @@ def train_and_export(run_dir: Path, settings: TrainSettings | None = None, root:
     model, train_split, validation, mean_mesh, history = train(
         run_dir, settings, root, validate_each_epoch=validate_each_epoch)
     settings = TrainSettings(**json.loads((run_dir / SETTINGS).read_text()))
-    vectors = embed_faces(model, train_split.crops, train_split.masks).vectors
+    described = embed_faces(model, train_split.crops, train_split.masks)
+    vectors = described.vectors
+    if settings.age_young_weight > 0:  # the Young attribute's evidence on the age groups
+        from facesearch.training.age_evidence import fit_evidence
+
+        aged = train_split.age != UNKNOWN
+        young = described.probabilities[aged, CLASSES.index("Young")]
+        model.age_young_evidence.copy_(torch.from_numpy(fit_evidence(young, train_split.age[aged])))
+        model.age_young_weight.fill_(settings.age_young_weight)
     centres = class_centres(vectors, train_split.class_labels())
     metrics = {"validation": evaluate_split(model, validation), "train_faces": len(train_split),
                "loss_history": history, "settings": asdict(settings),
