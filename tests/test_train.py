@@ -211,11 +211,11 @@ def test_training_writes_only_into_its_run_folder_unless_exported(tmp_path: Path
 
 
 def test_the_young_evidence_is_fitted_per_age_group() -> None:
-    """training.age_evidence.fit_evidence: the mean and spread of logit P(Young) of each age
+    """training.train.fit_evidence (training.age_evidence reads it too): the mean and spread of logit P(Young) of each age
     group's faces; a group without faces gets the pooled figures; too few faces, none."""
     from facesearch.models.network_layout import young_logit
     from facesearch.spec import AGE_GROUPS
-    from facesearch.training.age_evidence import fit_evidence
+    from facesearch.training.train import fit_evidence
 
     rng = np.random.default_rng(0)
     ages = rng.integers(20, 60, 4000)

@@ -16,7 +16,7 @@ reading its way.
    Young label), split by identity as the descriptor was (train.validation_mask, share 0.1).
 2. The shipped network's classifier logits on them, face and mirror image averaged, as
    describing runs it (descriptor.embed_faces; cached in the cache folder by model version).
-3. Evidence (`fit_evidence`): for each age group, the mean and standard deviation of the logit
+3. Evidence (train.fit_evidence, which training runs too): for each age group, the mean and standard deviation of the logit
    of the network's P(Young) over the UTKFace training faces whose true age is in the group.
 4. Weight (`choose_weight`, among WEIGHTS, on training faces only): the one with the lowest sum,
    in years, of the UTKFace training faces' age MAE and the median, over CelebA's training
@@ -41,10 +41,11 @@ from pathlib import Path
 
 import numpy as np
 
-from facesearch.models.network_layout import HEADS, class_probabilities, young_logit
+from facesearch.models.network_layout import HEADS, class_probabilities
 from facesearch.settings import DEFAULTS
 from facesearch.spec import AGE_GROUPS, CELEBA_ATTRIBUTES, CLASSES
 from facesearch.training.data import UNKNOWN, decode_crops, prepared_dir
+from facesearch.training.train import fit_evidence, validation_mask
 
 #: The sources read: UTKFace for ages, CelebA for identities and the Young label.
 SOURCES = ("utkface", "celeba_aligned", "celeba_wild")
@@ -58,23 +59,6 @@ MIN_PHOTOS = 3
 BANDS = ((0, 2), (3, 9), (10, 19), (20, 29), (30, 39), (40, 49), (50, 59), (60, 69), (70, 200))
 _AGE_GROUP = slice(HEADS["age_group"].start, HEADS["age_group"].stop)
 _YOUNG = CELEBA_ATTRIBUTES.index("Young")
-
-
-def fit_evidence(young: np.ndarray, ages: np.ndarray) -> np.ndarray:
-    """(2, len(AGE_GROUPS)) float32: per age group, the mean and standard deviation of the logit
-    of P(Young) (`young`, (n,)) over the faces whose true age (`ages`, (n,) years) is in the
-    group; a group with fewer than 2 such faces gets those of all faces (a tiny training
-    run's), and fewer than 2 faces in all give zeros (no evidence)."""
-    logit = young_logit(young)
-    ages = np.asarray(ages)
-    out = np.zeros((2, len(AGE_GROUPS)), np.float32)
-    if len(logit) < 2:
-        return out
-    for g, (_, first, last) in enumerate(AGE_GROUPS):
-        chosen = (ages >= first) & (ages <= last)
-        part = logit[chosen] if chosen.sum() >= 2 else logit
-        out[:, g] = part.mean(), part.std()
-    return out
 
 
 def read_ages(logits: np.ndarray, network, evidence: np.ndarray | None, weight: float
@@ -92,7 +76,6 @@ def source_logits(source: str, cache_dir: Path) -> dict[str, np.ndarray]:
     network; cached as cache_dir/age_evidence_<source>.npz by model version. FaceSearchError
     (from build_cache's file) when the prepared cache is missing."""
     from facesearch.models.descriptor import embed_faces, shipped_model
-    from facesearch.training.train import validation_mask
 
     model = shipped_model()
     cached = Path(cache_dir) / f"age_evidence_{source}.npz"

@@ -31,6 +31,7 @@ from facesearch.training.dlib_anchor import DLIB_DIM as TEACHER_DIM
 from facesearch.errors import FaceSearchError
 from facesearch.settings import DEFAULTS, Settings
 from facesearch.models.descriptor import embed_faces, save_model
+from facesearch.models.network_layout import young_logit
 from facesearch.models.network import (HEADS, DescriptorNet, RegionNetworks, attribute_classifier,
                                        merge_heads, to_images, vector_classifier)
 
@@ -387,6 +388,23 @@ def age_group_means(ages: np.ndarray) -> np.ndarray:
                      for g, (_, low, high) in enumerate(AGE_GROUPS)], np.float32)
 
 
+def fit_evidence(young: np.ndarray, ages: np.ndarray) -> np.ndarray:
+    """(2, len(AGE_GROUPS)) float32: per age group, the mean and standard deviation of the logit
+    of P(Young) (`young`, (n,)) over the faces whose true age (`ages`, (n,) years) is in the
+    group; a group with fewer than 2 such faces gets those of all faces (a tiny training
+    run's), and fewer than 2 faces in all give zeros (no evidence)."""
+    logit = young_logit(young)
+    ages = np.asarray(ages)
+    out = np.zeros((2, len(AGE_GROUPS)), np.float32)
+    if len(logit) < 2:
+        return out
+    for g, (_, first, last) in enumerate(AGE_GROUPS):
+        chosen = (ages >= first) & (ages <= last)
+        part = logit[chosen] if chosen.sum() >= 2 else logit
+        out[:, g] = part.mean(), part.std()
+    return out
+
+
 def parameter_groups(model: DescriptorNet, objective: Objective, weight_decay: float) -> list[dict]:
     """Weight decay on the feature layers only: the heads (class logits, identity) need large
     weights to give confident logits, and biases and batch-norm scales are not decayed."""
@@ -678,8 +696,6 @@ def train_and_export(run_dir: Path, settings: TrainSettings | None = None, root:
     described = embed_faces(model, train_split.crops, train_split.masks)
     vectors = described.vectors
     if settings.age_young_weight > 0:  # the Young attribute's evidence on the age groups
-        from facesearch.training.age_evidence import fit_evidence
-
         aged = train_split.age != UNKNOWN
         young = described.probabilities[aged, CLASSES.index("Young")]
         model.age_young_evidence.copy_(torch.from_numpy(fit_evidence(young, train_split.age[aged])))
