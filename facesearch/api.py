@@ -419,8 +419,7 @@ class FaceSearch:
         _check_min_same_person(min_same_person, image, match)
         require_type(one_per_person, bool, "one_per_person", "True or False")
         if one_per_person and match != "look-alike":
-            raise FaceSearchError("--one-per-person (one_per_person=) applies to look-alike mode "
-                                  "(--match look-alike, match=\"look-alike\")")
+            raise FaceSearchError("--one-per-person (one_per_person=) applies to look-alike mode only")
         if image is None and text is None and where is None and person is None:
             raise FaceSearchError("give an image, a text, a --where (where=) filter, or a combination to query")
         require_type(k, (int, np.integer), "k", "a whole number of hits")

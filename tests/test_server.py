@@ -359,6 +359,12 @@ def test_match_modes_of_a_photo_and_their_errors(people_client) -> None:
     face_id = same[0]["face_id"]
     liked = client.get(f"/api/faces/{face_id}/similar", params={"k": 6, "match": "look-alike"}).json()["hits"]
     assert [hit["face_id"] for hit in liked] == [hit["face_id"] for hit in alike]
+    once = client.post("/api/search", files=image, data={"k": "6", "match": "look-alike",
+                                                          "one_per_person": "true"}).json()["hits"]
+    assert once and once[0]["face_id"] == alike[0]["face_id"] and len(once) < len(alike)  # Bob once
+    refused = client.post("/api/search", files=image, data={"one_per_person": "true"})
+    assert refused.status_code == 400 and refused.json()["detail"].startswith(
+        "one_per_person applies to look-alike mode")
     twin = client.post("/api/search", files=image, data={"match": "twin"})
     assert twin.status_code == 400
     assert twin.json()["detail"] == "unknown match mode 'twin': use one of default, person, look-alike"

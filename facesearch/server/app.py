@@ -49,6 +49,7 @@ _PHOTO_CACHE = "private, max-age=3600"
 _MATCH_HELP = (f"an image query's match mode, one of {', '.join(MATCHES)} (person: that face's "
                "person first; look-alike: other people like it)")
 _PERSON_HELP = "only the faces of the person with this name or id (GET /api/people)"
+_ONE_PER_PERSON_HELP = "look-alike mode: one face per other person (fewer than k hits may come back)"
 _MIN_SAME_HELP = ("image queries in person or default mode: drop hits whose same_person "
                   "probability is below this (0-1)")
 
@@ -57,7 +58,8 @@ _MIN_SAME_HELP = ("image queries in person or default mode: drop hits whose same
 #: with the CLI ("--min-same-person must be ..." reads "min_same_person must be ..." here).
 _FLAG_WORDS = {"--min-same-person": "min_same_person", "--image": "image", "--face": "face",
                "--weights": "weights", "--where": "where", "--text": "text", "--region": "region",
-               "--match": "match", "--person": "person", "--exclude-self": "exclude"}
+               "--match": "match", "--person": "person", "--exclude-self": "exclude",
+               "--one-per-person": "one_per_person"}
 
 
 def api_words(message: str) -> str:
@@ -180,11 +182,11 @@ def create_app(settings: Settings | None = None, token: str | None = None,
 
     def _options(weights: str | None, region: str | None, where: str | None,
                  match: str | None = None, person: str | None = None,
-                 min_same_person: float | None = None) -> dict[str, Any]:
+                 min_same_person: float | None = None, one_per_person: bool = False) -> dict[str, Any]:
         return {"weights": parse_weights(weights) if weights and weights.strip() else None,
                 "region": region or None, "where": where if where and where.strip() else None,
                 "match": match or "default", "person": person if person and person.strip() else None,
-                "min_same_person": min_same_person}
+                "min_same_person": min_same_person, "one_per_person": one_per_person}
 
     def _answer(run, started: float) -> dict:
         with lock:
@@ -215,7 +217,8 @@ def create_app(settings: Settings | None = None, token: str | None = None,
                      region: str | None = Form(None),
                      match: str | None = Form(None, description=_MATCH_HELP),
                      person: str | None = Form(None, description=_PERSON_HELP),
-                     min_same_person: float | None = Form(None, description=_MIN_SAME_HELP)) -> dict:
+                     min_same_person: float | None = Form(None, description=_MIN_SAME_HELP),
+                     one_per_person: bool = Form(False, description=_ONE_PER_PERSON_HELP)) -> dict:
         """As GET /api/search, with a photo (multipart field `image`, at most
         Settings.upload_max_bytes): its `face`-th largest face is the query, and each hit
         carries `same_person` (probability 0-1 that it is that face's person). Its fields come
@@ -225,7 +228,7 @@ def create_app(settings: Settings | None = None, token: str | None = None,
         if in_url:
             raise FaceSearchError(f"POST /api/search takes its fields as form fields, not in the URL: "
                                   f"{', '.join(in_url)}")
-        options = _options(weights, region, where, match, person, min_same_person)
+        options = _options(weights, region, where, match, person, min_same_person, one_per_person)
         pixels = _read_upload(image, settings) if image is not None and image.filename else None
         return _answer(lambda: fs.query(image=pixels, text=text or None, k=k, face=face, **options),
                        started)
@@ -239,12 +242,13 @@ def create_app(settings: Settings | None = None, token: str | None = None,
                 weights: str | None = None, region: str | None = None,
                 match: str | None = Query(None, description=_MATCH_HELP),
                 person: str | None = Query(None, description=_PERSON_HELP),
-                min_same_person: float | None = Query(None, description=_MIN_SAME_HELP)) -> dict:
+                min_same_person: float | None = Query(None, description=_MIN_SAME_HELP),
+                one_per_person: bool = Query(False, description=_ONE_PER_PERSON_HELP)) -> dict:
         """As POST /api/search with this indexed face as the photo, the face itself left out
         of its hits (the other faces of its photo or video stay)."""
         started = time.perf_counter()
         _found(fs.face(face_id), f"no face {face_id}")
-        options = _options(weights, region, where, match, person, min_same_person)
+        options = _options(weights, region, where, match, person, min_same_person, one_per_person)
         return _answer(lambda: fs.more_like_face(face_id, k=k, exclude_faces=[face_id], **options),
                        started)
 
