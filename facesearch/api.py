@@ -24,7 +24,7 @@ from facesearch.index.spaces import FAISS_FILENAME, Spaces, VectorSpace, space_s
 from facesearch.index.store import (DB_FILENAME, DamagedDatabaseError, PhotoStatus, Store, database_exists,
                                     database_url, redacted)
 from facesearch.models import master_card
-from facesearch.models.arcface import RELIABLE_FROM_AGE, young_child
+from facesearch.models.arcface import unreliable_age
 from facesearch.pipeline.describer import DESCRIBED_KEYS, Describer, pipeline_version
 from facesearch.pipeline.faces import Face, TrackSpan
 from facesearch.pipeline.images import truncated_at_end
@@ -419,7 +419,8 @@ class FaceSearch:
         _check_min_same_person(min_same_person, image, match)
         require_type(one_per_person, bool, "one_per_person", "True or False")
         if one_per_person and match != "look-alike":
-            raise FaceSearchError("--one-per-person (one_per_person=) applies to look-alike mode only")
+            raise FaceSearchError("--one-per-person (one_per_person=) applies to look-alike mode only: "
+                                  "add --match (match=) look-alike")
         if image is None and text is None and where is None and person is None:
             raise FaceSearchError("give an image, a text, a --where (where=) filter, or a combination to query")
         require_type(k, (int, np.integer), "k", "a whole number of hits")
@@ -465,9 +466,10 @@ class FaceSearch:
             query_face, query_identity, query_attributes, _, track = faces[face]
             if track is not None:  # a video query: say which track it is
                 self.on_notice(_video_query_note(face, track, largest))
-            if query_identity is not None and young_child(float(query_attributes[COLUMNS.index(AGE_KEY)])):
-                self.on_notice(f"the query face is estimated under {RELIABLE_FROM_AGE:g} years: "
-                               "same_person is not reliable for young children")
+            age_problem = unreliable_age(float(query_attributes[COLUMNS.index(AGE_KEY)]))
+            if query_identity is not None and age_problem:
+                self.on_notice(f"the query face is {age_problem.split(' (')[0]}: same_person is not "
+                               f"reliable for {'young children' if 'under' in age_problem else 'the very old'}")
         left_out = self._vector_ids_of(exclude) | {
             found[0].vector_id for found in map(self._face_rows, exclude_faces or ()) if found is not None}
         catalog = StoreCatalog(self.store)

@@ -191,6 +191,7 @@ def compare(first: Path = typer.Argument(..., help="A photo or a video (its face
         return
     from facesearch.render import comparisons_table
 
+    typer.echo(f"faces of {first} - faces of {second}:")  # which photo each face number is of
     typer.echo(comparisons_table(pairs))
 
 

@@ -42,7 +42,7 @@ def top_attributes(attributes: dict[str, float], n: int = SHOWN_ATTRIBUTES) -> s
     is shown once, the gender head's `male` / `female` (what `--where "female > 0.5"` and the
     JSON read; CelebA's `Male` only for faces without it): the two heads side by side could say
     "female 0.83, Male 0.77" on one face. When CelebA's `Male` says the other gender (the two
-    disagree across 0.5), it follows in brackets, "female 0.93 (CelebA Male 0.99)": a text's
+    disagree across 0.5), it follows in brackets, "female 0.93 (Male attribute 0.99)": a text's
     "woman" reads both (search.terms), and a trial could not see why such a face fit it 0.47."""
     male = attributes.get("male", attributes.get("Male"))
     shown = {name: p for name, p in attributes.items() if (name in CLASSES or name in EMOTIONS)
@@ -54,7 +54,7 @@ def top_attributes(attributes: dict[str, float], n: int = SHOWN_ATTRIBUTES) -> s
         if "male" in attributes and isinstance(celeba, (int, float)) and (celeba >= 0.5) != (male >= 0.5):
             gender = "male" if male >= 0.5 else "female"
     likely = sorted(((p, name) for name, p in shown.items()), reverse=True)[:n]
-    text = ", ".join(f"{name} {p:.2f}" + (f" (CelebA Male {attributes['Male']:.2f})" if name == gender else "")
+    text = ", ".join(f"{name} {p:.2f}" + (f" (Male attribute {attributes['Male']:.2f})" if name == gender else "")
                      for p, name in likely)
     return f"{text}, age {attributes['age']:.0f}" if "age" in attributes else text
 

@@ -203,6 +203,10 @@ def test_names_merges_and_removals_persist_across_index_runs(data_dir: Path, tmp
         fs.name_person(bob["id"], "Bob")
         with pytest.raises(FaceSearchError, match="already called 'Alice'"):
             fs.name_person(stranger["id"], "Alice")
+        with pytest.raises(FaceSearchError, match="already called 'Alice'"):  # in any case
+            fs.name_person(stranger["id"], " alice ")
+        with pytest.raises(FaceSearchError, match="cannot be digits alone"):  # it would read as an id
+            fs.name_person(stranger["id"], "12")
         fs.merge_people(bob["id"], stranger["id"])  # a user may join any two
         taken = stranger["faces"][0]["face_id"]
         assert fs.remove_face(taken) == bob["id"]
@@ -348,6 +352,23 @@ def test_faces_below_the_quality_floor_join_no_person(data_dir: Path, tmp_path: 
         assert fs.people() == []
 
 
+def test_comparisons_of_the_very_old_are_flagged(data_dir: Path, tmp_path: Path) -> None:
+    """Chips of people over 90 (the identity network calls 21% of such strangers' pairs one
+    person: models.arcface.RELIABLE_UNTIL_AGE): their comparisons are flagged with the reason,
+    when their age reads 80 or more; adults' are not."""
+    from facesearch.models.arcface import RELIABLE_UNTIL_AGE, unreliable_age
+
+    assert unreliable_age(85.0).startswith("estimated 80 or older") and unreliable_age(79.0) == ""
+    assert unreliable_age(None) == "" and unreliable_age(4.0).startswith("estimated under 10")
+    old = sorted((data_dir / "utkface").glob("9[0-9]_*.jpg"))[:6]
+    with FaceSearch(tmp_path / "index") as fs:
+        ages = {path: found[0].attributes["age"] for path in old if (found := fs.describe(path))}
+        read_old = [path for path, age in ages.items() if age >= RELIABLE_UNTIL_AGE]
+        assert len(read_old) >= 2, ages
+        (pair,) = fs.compare(read_old[0], read_old[1])
+    assert not pair.reliable and pair.why.startswith("estimated 80 or older")
+
+
 def test_young_children_join_no_person_and_their_comparisons_are_flagged(data_dir: Path, tmp_path: Path) -> None:
     """Six different babies (UTKFace chips, 1 year old: the identity network calls 87% of such
     pairs one person) make no person and their comparison says it is unreliable; adults' chips
@@ -368,7 +389,7 @@ def test_young_children_join_no_person_and_their_comparisons_are_flagged(data_di
         notes: list[str] = []
         fs.on_notice = notes.append
         hits = fs.query(image=folder / babies[0].name, k=3)  # a baby's query says so, and its hits
-        assert notes == ["the query face is estimated under 10 years: same_person is not reliable "
+        assert notes == ["the query face is estimated under 10 years old: same_person is not reliable "
                          "for young children"]
         assert "same person 1.00 (unreliable: estimated under 10 years old)" in hits_table(hits)
         fs.query(image=folder / adults[0].name, k=3)

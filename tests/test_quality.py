@@ -96,5 +96,5 @@ def test_gender_is_listed_once_as_filters_read_it() -> None:
     # the two readings on either side of 0.5: CelebA's follows, named (a text's "woman" reads
     # both, and a later trial could not see why a face shown "female 0.93" fitted it 0.47)
     apart = top_attributes({"Male": 0.77, "male": 0.17, "female": 0.83, "Smiling": 0.2, "age": 68})
-    assert apart == "female 0.83 (CelebA Male 0.77), Smiling 0.20, age 68"
+    assert apart == "female 0.83 (Male attribute 0.77), Smiling 0.20, age 68"
     assert top_attributes({"Male": 0.8, "Smiling": 0.1}) == "male 0.80, Smiling 0.10"  # no gender head

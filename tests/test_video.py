@@ -333,7 +333,9 @@ def test_compare_with_a_video_names_its_faces_by_track_and_time(indexed, video_d
     done = run(facesearch_command, "compare", video_dir / "alex-lacamoire.png",
                video_dir / "talking_d0.mp4", cwd=tmp_path, env={"FACESEARCH_VIDEO_FPS": "1"})
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("face 0 - track 1 (0.0-3.0 s): not the same person"), done.stdout
+    head, line = done.stdout.splitlines()[:2]
+    assert head == f"faces of {video_dir / 'alex-lacamoire.png'} - faces of {video_dir / 'talking_d0.mp4'}:"
+    assert line.startswith("face 0 - track 1 (0.0-3.0 s): not the same person"), done.stdout
     helped = run(facesearch_command, "compare", "--help", cwd=tmp_path, env={"COLUMNS": "200"})
     assert "A photo or a video" in helped.stdout and "A photo." not in helped.stdout
 

@@ -336,18 +336,22 @@ def persons_of_faces(store: Store, face_ids: list[int]) -> dict[int, dict]:
 
 
 def name_person(store: Store, person_id: int, name: str) -> None:
-    """Give a person a name (FaceSearchError: no such person, an empty name, or a name another
-    person has: merge them instead)."""
+    """Give a person a name (FaceSearchError: no such person, an empty name, a name of digits
+    alone, which would read as a person's id wherever a person is given by name or id, or a name
+    another person has, in any case: merge them instead)."""
     name = name.strip()
     if not name:
         raise FaceSearchError("a person's name cannot be empty")
+    if name.isdigit():
+        raise FaceSearchError(f"a person's name cannot be digits alone ({name!r} reads as a person's id)")
     with store.session() as session:
         person = _person(session, person_id)
-        other = session.scalar(sa.select(PersonRow.id).where(PersonRow.name == name,
-                                                             PersonRow.id != person.id))
+        others = session.execute(sa.select(PersonRow.id, PersonRow.name).where(
+            PersonRow.name.is_not(None), PersonRow.id != person.id)).all()
+        other = next(((pid, taken) for pid, taken in others if taken.casefold() == name.casefold()), None)
         if other is not None:
-            raise FaceSearchError(f"person {other} is already called {name!r}: "
-                                  f"`facesearch people merge {other} {person.id}` joins them")
+            raise FaceSearchError(f"person {other[0]} is already called {other[1]!r}: "
+                                  f"`facesearch people merge {other[0]} {person.id}` joins them")
         person.name = name
 
 

@@ -54,6 +54,14 @@ SAME_PERSON_PROBABILITY = 0.5
 #: (72); adults 0.009 (259), CelebA's validation pairs 0.011. Such a face's same-person decisions
 #: are flagged (search.compare) and it is not grouped into people (index.people).
 RELIABLE_FROM_AGE = 10.0
+#: Faces estimated this old or older are not told apart reliably either: among UTKFace chips of
+#: different people (90 a band, every pair in the band, session 13) the share of pairs at or above
+#: the operating point was 0.013 at 20-39 years, 0.008 at 40-59, 0.012 at 60-69, 0.020 at 70-79,
+#: 0.073 at 80-89 and 0.214 at 90 and over (median estimated ages 78, 81 and 83 for the last
+#: three bands); a trial's 90-year-old woman and a man of about 68 were "the same person" at 0.81.
+#: Such a face's same-person decisions are flagged (search.compare), as a young child's are; it is
+#: still grouped into people, whose cut (GROUPING_PROBABILITY 0.95) 1-2% of those pairs reach.
+RELIABLE_UNTIL_AGE = 80.0
 #: Two faces' genders conflict when their gender heads' P(male) (attribute "male") differ by more
 #: than this. Chosen on the calibration pairs (training.identity_calibration): among the CelebA
 #: validation pairs at or above the operating point, 56 of 1,124 different-person pairs differ by
@@ -79,6 +87,17 @@ def genders_conflict(first_male: np.ndarray | float | None, second_male: np.ndar
     second = np.asarray(np.nan if second_male is None else second_male, dtype=np.float64)
     with np.errstate(invalid="ignore"):
         return np.abs(first - second) > GENDER_CONFLICT_GAP
+
+
+def unreliable_age(age: float | None) -> str:
+    """Why a face of this estimated age (years; None: not estimated) makes same-person calls
+    unreliable, or '' when it does not: younger than RELIABLE_FROM_AGE or at least
+    RELIABLE_UNTIL_AGE."""
+    if young_child(age):
+        return f"estimated under {RELIABLE_FROM_AGE:g} years old (young children are told apart poorly)"
+    if age is not None and age >= RELIABLE_UNTIL_AGE:
+        return f"estimated {RELIABLE_UNTIL_AGE:g} or older (the very old are told apart poorly)"
+    return ""
 
 
 def split_prelu(serialised: bytes) -> bytes:

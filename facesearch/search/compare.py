@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facesearch.models.arcface import (MALE, RELIABLE_FROM_AGE, SAME_PERSON_PROBABILITY, calibration,
-                                       genders_conflict, young_child)
+from facesearch.models.arcface import (MALE, SAME_PERSON_PROBABILITY,
+                                       calibration, genders_conflict, unreliable_age)
 from facesearch.pipeline.faces import Face, TrackSpan
 from facesearch.pipeline.detect.quality import RELIABLE_QUALITY, is_low_quality
 from facesearch.spec import AGE_KEY
@@ -21,8 +21,8 @@ class Comparison:
     """One pair of faces: face `first` (0 = largest) of the first photo, face `second` of the
     second; their identity cosine (-1..1), the calibrated probability that they are one person
     (0-1), and the decision at the operating point (SAME_PERSON_PROBABILITY); `reliable` False
-    when either face is estimated younger than models.arcface.RELIABLE_FROM_AGE (young children
-    are told apart poorly) or is of low quality (pipeline.detect.quality.RELIABLE_QUALITY: about 20 px or
+    when either face is estimated younger than models.arcface.RELIABLE_FROM_AGE or at least
+    RELIABLE_UNTIL_AGE (young children and the very old are told apart poorly) or is of low quality (pipeline.detect.quality.RELIABLE_QUALITY: about 20 px or
     smaller, or badly blurred), `why` then saying which; `genders_conflict` True when their
     gender heads confidently disagree, which lowers the probability (models.arcface
     genders_conflict). A video's face is a track:
@@ -83,11 +83,14 @@ def _males(faces: list[Face]) -> np.ndarray:
 
 def unreliable_because(*faces: Mapping[str, float]) -> str:
     """Why a same-person call between faces (their stored `attributes`) is not to be trusted, or
-    '' when it is: one is estimated younger than RELIABLE_FROM_AGE, or its quality is under
+    '' when it is: one is estimated younger than RELIABLE_FROM_AGE or at least
+    RELIABLE_UNTIL_AGE (models.arcface.unreliable_age), or its quality is under
     pipeline.detect.quality.RELIABLE_QUALITY (a 25 px face of quality 0.06 was called the same person as a
     stranger at 0.60 in a new user's trial)."""
-    if any(young_child(face.get(AGE_KEY)) for face in faces):
-        return f"estimated under {RELIABLE_FROM_AGE:g} years old (young children are told apart poorly)"
+    for face in faces:
+        why = unreliable_age(face.get(AGE_KEY))
+        if why:
+            return why
     if any(is_low_quality(face) for face in faces):
         return f"a face of quality under {RELIABLE_QUALITY:g} (tiny or blurred)"
     return ""
