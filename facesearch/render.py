@@ -516,14 +516,36 @@ def save_overlay(out: Path, image: str | os.PathLike, faces: list[Face]) -> floa
         for x, y in face.landmarks:
             draw.ellipse([x / photo.scale - 2, y / photo.scale - 2, x / photo.scale + 2,
                           y / photo.scale + 2], fill=(255, 0, 0))
-    tiles = [np.hstack([face.crop, overlay(face.crop, face.masks)]) for face in faces]
-    strip = Image.fromarray(np.vstack(tiles)).resize((tiles[0].shape[1] * 2, len(tiles) * tiles[0].shape[0] * 2))
-    height = max(picture.height, strip.height)
-    canvas = Image.new("RGB", (picture.width + strip.width, height), (255, 255, 255))
+    grid = _face_tiles(faces)
+    height = max(picture.height, grid.height)
+    canvas = Image.new("RGB", (picture.width + grid.width, height), (255, 255, 255))
     canvas.paste(picture, (0, 0))
-    canvas.paste(strip, (picture.width, 0))
+    canvas.paste(grid, (picture.width, 0))
     canvas.save(out)
     return time
+
+
+#: Columns of the aligned faces beside an overlay (more faces: more rows).
+OVERLAY_COLUMNS = 3
+
+
+def _face_tiles(faces: list[Face]) -> Image.Image:
+    """Each face's aligned crop and its regions, twice their size, in a grid of at most
+    OVERLAY_COLUMNS columns, each named under it as the table names it ('face 2', or a video's
+    'face 2: track 3 (3.0-7.0 s)'). A video of 15 tracks had made one strip 15 faces tall, unnamed."""
+    tiles = [Image.fromarray(np.hstack([face.crop, overlay(face.crop, face.masks)])) for face in faces]
+    width, height = tiles[0].width * 2, tiles[0].height * 2
+    columns = min(len(tiles), OVERLAY_COLUMNS)
+    rows = -(-len(tiles) // columns)
+    caption = 20
+    grid = Image.new("RGB", (columns * width, rows * (height + caption)), (255, 255, 255))
+    draw = ImageDraw.Draw(grid)
+    for n, (face, tile) in enumerate(zip(faces, tiles)):
+        x, y = (n % columns) * width, (n // columns) * (height + caption)
+        grid.paste(tile.resize((width, height)), (x, y))
+        name = f"face {n}" + (f": {face_label(n, face.track)}" if face.track is not None else "")
+        draw.text((x + 4, y + height + 3), name, fill=(0, 0, 0), font=_font(13))
+    return grid
 
 
 def overlay_frame_note(time: float, track_id: int | None) -> str:

@@ -1,6 +1,7 @@
 """The 7 region masks of an aligned face: shape, one-hot, plausible coverage and layout."""
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -84,5 +85,11 @@ def test_describe_overlay_is_written(data_dir: Path, tmp_path: Path, facesearch_
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     from PIL import Image
 
-    with Image.open(out) as picture:
+    with Image.open(out) as picture, Image.open(photo) as original:
         assert picture.format == "PNG" and picture.width > 0 and picture.height > 0
+        # beside the photo, each face's crop and regions at twice their size, side by side (a
+        # grid of up to render.OVERLAY_COLUMNS), a caption under each: not one tall strip
+        tile = 2 * 2 * INPUT_SIZE[1]
+        faces = sum(1 for line in done.stdout.splitlines() if re.match(r"face \d+:", line))
+        assert faces >= 2 and picture.width == original.width + min(faces, 3) * tile
+        assert picture.height >= 2 * INPUT_SIZE[0] + 20
