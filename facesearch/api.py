@@ -24,7 +24,7 @@ from facesearch.index.spaces import FAISS_FILENAME, Spaces, VectorSpace, space_s
 from facesearch.index.store import (DB_FILENAME, DamagedDatabaseError, PhotoStatus, Store, database_exists,
                                     database_url, redacted)
 from facesearch.models import master_card
-from facesearch.models.arcface import unreliable_age
+from facesearch.models.arcface import unreliable_age, young_child
 from facesearch.pipeline.describer import DESCRIBED_KEYS, Describer, pipeline_version
 from facesearch.pipeline.faces import Face, TrackSpan
 from facesearch.pipeline.images import truncated_at_end
@@ -202,18 +202,14 @@ class FaceSearch:
         face i of `first` (largest first) against face j of `second`; a photo given twice has
         its faces compared with each other once (i < j). Needs no index.
         FaceSearchError (one line) when a photo cannot be read or shows no face."""
-        if _same_file(first, second):
-            faces = self.describe(first)
-            if not faces:
-                raise no_face_error(first)
-            return compare_faces(faces, faces, same_photo=True)
+        same_photo = _same_file(first, second)
         described = []
-        for image in (first, second):
+        for image in (first,) if same_photo else (first, second):
             faces = self.describe(image)
             if not faces:
                 raise no_face_error(image)
             described.append(faces)
-        return compare_faces(*described)
+        return compare_faces(described[0], described[-1], same_photo=same_photo)
 
     # --- indexing -------------------------------------------------------------------------------
     def index(self, paths: Iterable[str | os.PathLike], progress: bool = False,
@@ -427,7 +423,7 @@ class FaceSearch:
         if k < 1:
             raise FaceSearchError(f"k must be at least 1 (got {k})")
         if face and image is None:  # face=0 without an image: the old default, let pass
-            raise FaceSearchError("--face (face=) picks a face of the query image, and no image (--image, image=) was given")
+            raise FaceSearchError("--face (face=) picks a face of the query image, and no --image (image=) was given")
         block_weights = region_weights(weights, region)
         restriction = parse_filter(where) if isinstance(where, str) else where
         if person is not None:  # a name, or a person's id (an int or its digits)
@@ -466,10 +462,10 @@ class FaceSearch:
             query_face, query_identity, query_attributes, _, track = faces[face]
             if track is not None:  # a video query: say which track it is
                 self.on_notice(_video_query_note(face, track, largest))
-            age_problem = unreliable_age(float(query_attributes[COLUMNS.index(AGE_KEY)]))
-            if query_identity is not None and age_problem:
-                self.on_notice(f"the query face is {age_problem.split(' (')[0]}: same_person is not "
-                               f"reliable for {'young children' if 'under' in age_problem else 'the very old'}")
+            age = float(query_attributes[COLUMNS.index(AGE_KEY)])
+            if query_identity is not None and unreliable_age(age):
+                self.on_notice(f"the query face is {unreliable_age(age).split(' (')[0]}: same_person is "
+                               f"not reliable for {'young children' if young_child(age) else 'the very old'}")
         left_out = self._vector_ids_of(exclude) | {
             found[0].vector_id for found in map(self._face_rows, exclude_faces or ()) if found is not None}
         catalog = StoreCatalog(self.store)
@@ -655,8 +651,8 @@ class FaceSearch:
         size = sum(_size_if_present(f) for f in self.index_dir.iterdir())
         vectors = self.vectors.stats()
         library = self.store.library_counts()
-        return {"index": str(self.index_dir), "photos": files - library["videos"],
-                "videos": library.pop("videos"), "faces": faces,
+        videos = library.pop("videos")
+        return {"index": str(self.index_dir), "photos": files - videos, "videos": videos, "faces": faces,
                 "vectors": len(self.vectors),
                 "failed": [(p.path, p.error) for p in self.store.failed_photos()],
                 **library,

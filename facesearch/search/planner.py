@@ -247,7 +247,7 @@ def _reliability(catalog: Catalog, candidates: Sequence[tuple[float, int]]) -> n
 def rank_match(request: Request, space: Space, identity: Space, catalog: Catalog) -> Ranked:
     """An image query in its match mode (the module's docstring): `space` holds the master
     vectors, `identity` the identity vectors, under the same vector ids."""
-    threshold = calibration().threshold
+    shipped = calibration()
     vector = np.asarray(request.face, dtype=np.float32)
     searched = weighted(vector, request.block_weights)
     query_identity = np.asarray(request.identity, dtype=np.float32)
@@ -256,19 +256,16 @@ def rank_match(request: Request, space: Space, identity: Space, catalog: Catalog
     if request.match == "person":
         found = _search(identity, catalog, query_identity, request.k, request.where)
         same = {i: s for s, i in found}
-        chosen = [i for _, i in found]
+        conflict = dict(zip(same, _conflicts(request, catalog, list(same))))
         # by calibrated probability: a face whose gender conflicts falls behind those that do not
-        likelihood = calibration().probability(np.array([s for s, _ in found], np.float64),
-                                               _conflicts(request, catalog, chosen))
-        chosen = [chosen[n] for n in np.argsort(-likelihood, kind="stable")]
+        chosen = sorted(same, key=lambda i: float(shipped.probability(same[i], conflict[i])), reverse=True)
         scores = _scores(space, searched, chosen)
         candidates = list(zip(scores, chosen))
         strategy = "person"
     else:  # default: the faces judged the query's person, then the others as look-alikes
-        judged = _same_person(identity, catalog, query_identity, threshold, request.where)
-        conflicting = _conflicts(request, catalog, list(judged))
-        judged = {i: s for (i, s), c in zip(judged.items(), conflicting)
-                  if not c or s >= calibration().conflict_threshold}
+        near = _same_person(identity, catalog, query_identity, shipped.threshold, request.where)
+        conflict = dict(zip(near, _conflicts(request, catalog, list(near))))
+        judged = {i: s for i, s in near.items() if not conflict[i] or s >= shipped.conflict_threshold}
         first = sorted(judged, key=judged.get, reverse=True)[:request.k]
         # the others by region similarity alone (the issue's default mode; --region/--weights
         # order them), the attribute re-ranking being look-alike mode's own
@@ -276,12 +273,13 @@ def rank_match(request: Request, space: Space, identity: Space, catalog: Catalog
                              searched, space, identity, catalog, leave_out=set(judged)).candidates
                 if len(first) < request.k else [])
         candidates = list(zip(_scores(space, searched, first), first)) + rest
-        rest_ids = [i for _, i in rest]
-        same = judged | dict(zip(rest_ids, _identity_scores(identity, query_identity, rest_ids)))
+        rest_ids = [i for _, i in rest if i not in conflict]
+        same = near | dict(zip(rest_ids, _identity_scores(identity, query_identity, rest_ids)))
+        conflict |= dict(zip(rest_ids, _conflicts(request, catalog, rest_ids)))
         strategy = request.match
     ids = [i for _, i in candidates]
-    return Ranked(vector, candidates, strategy,
-                  _probabilities(ids, [same[i] for i in ids], _conflicts(request, catalog, ids)))
+    return Ranked(vector, candidates, strategy, _probabilities(
+        ids, [same[i] for i in ids], np.array([conflict[i] for i in ids], bool)))
 
 
 def _look_alikes(request: Request, vector: np.ndarray, searched: np.ndarray, space: Space,

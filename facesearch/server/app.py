@@ -55,11 +55,11 @@ _MIN_SAME_HELP = ("image queries in person or default mode: drop hits whose same
 
 
 #: The command line's flags as this API's parameters, for error messages the search path shares
-#: with the CLI ("--min-same-person must be ..." reads "min_same_person must be ..." here).
+#: with the CLI that name a flag alone ("--where filter" reads "where filter" here; a message that
+#: names both, "--face (face=)", keeps the parameter: errors.as_arguments).
 _FLAG_WORDS = {"--min-same-person": "min_same_person", "--image": "image", "--face": "face",
                "--weights": "weights", "--where": "where", "--text": "text", "--region": "region",
-               "--match": "match", "--person": "person", "--exclude-self": "exclude",
-               "--one-per-person": "one_per_person"}
+               "--match": "match", "--person": "person", "--exclude-self": "exclude"}
 
 
 def api_words(message: str) -> str:

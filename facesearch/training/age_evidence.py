@@ -23,7 +23,7 @@ reading its way.
    identities with 3 or more photos, of the standard deviation of one person's ages (photos of
    one celebrity span a few years; an age reading that jumps by decades between them is wrong).
 5. Figures (`figures`) on the validation faces with and without the evidence: UTKFace age MAE
-   (all, by age band) and age-group accuracy; on CelebA's validation identities the median
+   (all, by age group) and age-group accuracy; on CelebA's validation identities the median
    within-person standard deviation, the standard deviation of all ages (so a gain from
    squeezing every age toward the middle would show), the share of faces CelebA labels Young
    read 40 or older, and of faces labelled not Young read under 30.
@@ -41,10 +41,10 @@ from pathlib import Path
 
 import numpy as np
 
-from facesearch.models.network_layout import HEADS, class_probabilities
+from facesearch.models.network_layout import HEADS, YOUNG, class_probabilities
 from facesearch.settings import DEFAULTS
-from facesearch.spec import AGE_GROUPS, CELEBA_ATTRIBUTES, CLASSES
-from facesearch.training.data import UNKNOWN, decode_crops, prepared_dir
+from facesearch.spec import AGE_GROUPS
+from facesearch.training.data import UNKNOWN, age_group, decode_crops, prepared_dir
 from facesearch.training.train import fit_evidence, validation_mask
 
 #: The sources read: UTKFace for ages, CelebA for identities and the Young label.
@@ -55,10 +55,6 @@ WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 VALIDATION_SHARE = 0.1
 #: A CelebA identity counts toward the within-person spread with at least this many photos.
 MIN_PHOTOS = 3
-#: Age bands of the UTKFace figures (first, last year).
-BANDS = ((0, 2), (3, 9), (10, 19), (20, 29), (30, 39), (40, 49), (50, 59), (60, 69), (70, 200))
-_AGE_GROUP = slice(HEADS["age_group"].start, HEADS["age_group"].stop)
-_YOUNG = CELEBA_ATTRIBUTES.index("Young")
 
 
 def read_ages(logits: np.ndarray, network, evidence: np.ndarray | None, weight: float
@@ -67,7 +63,7 @@ def read_ages(logits: np.ndarray, network, evidence: np.ndarray | None, weight: 
     reading (its group means and top share) with this evidence and weight."""
     probabilities, ages = class_probabilities(logits, network.age_group_means, network.age_top_share,
                                               evidence, weight)
-    return probabilities[:, _AGE_GROUP], ages
+    return probabilities[:, HEADS["age_group"]], ages
 
 
 def source_logits(source: str, cache_dir: Path) -> dict[str, np.ndarray]:
@@ -93,7 +89,7 @@ def source_logits(source: str, cache_dir: Path) -> dict[str, np.ndarray]:
         crops = decode_crops(data["crops_webp"], data["crop_offsets"])
         masks = data["masks"].astype(np.float32)
         found = {"identity": data["identity"], "files": data["files"], "age": data["age"],
-                 "young": data["celeba"][:, _YOUNG]}
+                 "young": data["celeba"][:, YOUNG]}
     found["logits"] = embed_faces(model.numpy_network, crops, masks).logits
     found["validation"] = validation_mask(found["identity"], found["files"], VALIDATION_SHARE)
     np.savez(cached, network=np.array(model.version), **found)
@@ -117,12 +113,11 @@ def figures(data: dict[str, dict], network, evidence: np.ndarray | None, weight:
     groups, ages = read_ages(utk["logits"][chosen], network, evidence, weight)
     truth = utk["age"][chosen].astype(np.float64)
     error = np.abs(ages - truth)
-    true_group = np.array([next(g for g, (_, first, last) in enumerate(AGE_GROUPS) if first <= a <= last)
-                           for a in truth])
+    true_group = np.array([age_group(a) for a in truth])
     out = {"utkface": {"faces": int(chosen.sum()), "age_mae": float(error.mean()),
                        "age_group_accuracy": float((groups.argmax(1) == true_group).mean()),
                        "mae_by_band": {f"{first}-{last}": round(float(error[(truth >= first) & (truth <= last)].mean()), 2)
-                                       for first, last in BANDS if ((truth >= first) & (truth <= last)).any()}}}
+                                       for _, first, last in AGE_GROUPS if ((truth >= first) & (truth <= last)).any()}}}
     for source in ("celeba_aligned", "celeba_wild"):
         part = data[source]
         keep = part["validation"] == validation
@@ -155,7 +150,7 @@ def run(cache_dir: Path = Path("cache"), weight: float | None = None) -> dict:
     data = {source: source_logits(source, cache_dir) for source in SOURCES}
     utk = data["utkface"]
     train = ~utk["validation"] & (utk["age"] != UNKNOWN)
-    young = 1.0 / (1.0 + np.exp(-utk["logits"][train][:, CLASSES.index("Young")]))
+    young = class_probabilities(utk["logits"][train])[0][:, YOUNG]
     evidence = fit_evidence(young, utk["age"][train])
     chosen, criterion = choose_weight(data, network, evidence)
     weight = chosen if weight is None else float(weight)

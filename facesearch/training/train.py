@@ -31,7 +31,7 @@ from facesearch.training.dlib_anchor import DLIB_DIM as TEACHER_DIM
 from facesearch.errors import FaceSearchError
 from facesearch.settings import DEFAULTS, Settings
 from facesearch.models.descriptor import embed_faces, save_model
-from facesearch.models.network_layout import young_logit
+from facesearch.models.network_layout import YOUNG, young_logit
 from facesearch.models.network import (HEADS, DescriptorNet, RegionNetworks, attribute_classifier,
                                        merge_heads, to_images, vector_classifier)
 
@@ -394,13 +394,12 @@ def fit_evidence(young: np.ndarray, ages: np.ndarray) -> np.ndarray:
     group; a group with fewer than 2 such faces gets those of all faces (a tiny training
     run's), and fewer than 2 faces in all give zeros (no evidence)."""
     logit = young_logit(young)
-    ages = np.asarray(ages)
+    groups = np.array([age_group(a) for a in np.asarray(ages)], np.int64)
     out = np.zeros((2, len(AGE_GROUPS)), np.float32)
     if len(logit) < 2:
         return out
-    for g, (_, first, last) in enumerate(AGE_GROUPS):
-        chosen = (ages >= first) & (ages <= last)
-        part = logit[chosen] if chosen.sum() >= 2 else logit
+    for g in range(len(AGE_GROUPS)):
+        part = logit[groups == g] if (groups == g).sum() >= 2 else logit
         out[:, g] = part.mean(), part.std()
     return out
 
@@ -697,7 +696,7 @@ def train_and_export(run_dir: Path, settings: TrainSettings | None = None, root:
     vectors = described.vectors
     if settings.age_young_weight > 0:  # the Young attribute's evidence on the age groups
         aged = train_split.age != UNKNOWN
-        young = described.probabilities[aged, CLASSES.index("Young")]
+        young = described.probabilities[aged, YOUNG]
         model.age_young_evidence.copy_(torch.from_numpy(fit_evidence(young, train_split.age[aged])))
         model.age_young_weight.fill_(settings.age_young_weight)
     centres = class_centres(vectors, train_split.class_labels())
